@@ -1,0 +1,53 @@
+# The README's two commands, for a fresh Debian machine, as root:
+#   make demo   install what is needed, then run the main job (aioxdp demo)
+#   make test   install what is needed, then ruff, mypy and pytest
+# Both are idempotent and print nothing for steps that have nothing to do.
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+APT_PACKAGES := clang llvm libbpf-dev libxdp-dev libelf-dev zlib1g-dev pkg-config \
+	gcc make python3 python3-venv python3-dev \
+	iproute2 iputils-ping tcpdump tshark ethtool dnsutils util-linux
+
+# What a rebuild depends on: a change to any of these reinstalls aioxdp,
+# which recompiles the BPF programs and the cffi extension.
+BUILD_INPUTS := setup.py pyproject.toml aioxdp/_ffi_build.py aioxdp/_bpf_build.py \
+	$(wildcard bpf/*.c bpf/*.h aioxdp/_cffi/*.py aioxdp/_native/*.c aioxdp/_native/*.h)
+
+.PHONY: demo test lint typecheck pytest apt clean
+
+demo: apt $(VENV)/.built
+	$(BIN)/aioxdp demo
+
+test: apt $(VENV)/.built
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.deps: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
+		print("\n".join(d["build-system"]["requires"] + d["project"]["dependencies"] \
+		+ d["project"]["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check -U pip
+	$(BIN)/pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt
+	@touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(BUILD_INPUTS)
+	$(BIN)/pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info aioxdp/_ffi.* aioxdp/bpf/*.o

@@ -1,0 +1,5 @@
+import sys
+
+from aioxdp.cli import main
+
+sys.exit(main())

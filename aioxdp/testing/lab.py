@@ -1,0 +1,367 @@
+"""A lab: two hosts in network namespaces of our own, joined by a veth pair.
+
+Theory of operation
+-------------------
+Every lab leases one /24 of 198.18.0.0/15 (the range set aside for
+benchmarking network devices), so labs of parallel test processes never
+share addresses. A lease is a file ``/run/aioxdp/labs/<n>`` holding the
+owner's pid and process start time; the namespaces are named
+``aioxdp-l<n>-a`` and ``aioxdp-l<n>-b``. Leases are taken under an flock.
+
+Both veth ends are created inside the lab's namespaces and nothing is
+routed out of them: traffic cannot leave the lab. Closing the lab, or a
+SIGTERM of its process, removes both namespaces (which destroys the veth
+and detaches any XDP program on it) and the lease. A process killed with
+SIGKILL cannot clean up; the next lab to start in any process finds the
+lease of a dead owner and removes what it left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pyroute2 import IPRoute, netns
+
+from aioxdp.errors import LabError
+from aioxdp.testing.netns import NETNS_RUN_DIR, entered
+
+__all__ = ["LAB_NETWORK", "Host", "Lab", "remove_stale_labs"]
+
+log = logging.getLogger(__name__)
+
+LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+LEASE_DIR = Path("/run/aioxdp/labs")
+MAX_LABS = 512  # /24s in the /15
+_NS_PATTERN = re.compile(r"^aioxdp-l(\d+)-[a-z]$")
+
+
+@dataclass
+class Host:
+    """One end of the lab: a namespace with one veth interface."""
+
+    name: str
+    netns: str
+    ifname: str
+    ip: str
+    mac: str
+    prefixlen: int
+    ifindex: int = 0
+    peer: Host | None = field(default=None, repr=False)
+
+    @property
+    def network(self) -> str:
+        return str(ipaddress.ip_interface(f"{self.ip}/{self.prefixlen}").network)
+
+    def enter(self) -> contextlib.AbstractContextManager[None]:
+        """Move the calling thread into this host's namespace for a ``with`` body."""
+        return entered(self.netns)
+
+    def command(self, *args: str) -> list[str]:
+        """The argv that runs ``args`` inside this host (for Popen and friends)."""
+        return ["ip", "netns", "exec", self.netns, *args]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in this host; output captured as text.
+
+        Raises ``subprocess.CalledProcessError`` (with the output) when
+        ``check`` and the command fails.
+        """
+        proc = subprocess.run(
+            self.command(*args), capture_output=True, text=True, timeout=timeout, input=input
+        )
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        return proc
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a command in this host and return at once."""
+        return subprocess.Popen(self.command(*args), **kwargs)
+
+    def sysctl(self, key: str, value: str) -> None:
+        with self.enter():  # /proc/sys/net follows the calling thread's namespace
+            Path("/proc/sys", key.replace(".", "/")).write_text(value)
+
+
+class Lab:
+    """Two hosts, ``a`` and ``b``, joined by a veth pair, in namespaces of our own.
+
+    ``queues`` sets the number of RX/TX queues of each veth end and ``mtu``
+    its MTU. Use as a context manager; :meth:`close` is idempotent.
+    """
+
+    def __init__(self, *, queues: int = 1, mtu: int = 1500) -> None:
+        if not 1 <= queues <= 64:
+            raise ValueError(f"queues: must be 1..64, got {queues}")
+        if not 68 <= mtu <= 9000:
+            raise ValueError(f"mtu: must be 68..9000, got {mtu}")
+        self.queues = queues
+        self.mtu = mtu
+        self.index = -1
+        self.a: Host
+        self.b: Host
+        self._made: list[str] = []
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> Lab:
+        _require_root()
+        self.index = _lease()
+        _open_labs.add(self)
+        _install_cleanup_handlers()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        log.info("lab %d: %s (%s) <-> %s (%s)", self.index, self.a.netns, self.a.ip, self.b.netns, self.b.ip)
+        return self
+
+    def close(self) -> None:
+        """Remove the namespaces (and with them the veth) and the lease."""
+        if self._closed or self.index < 0:
+            return
+        self._closed = True
+        _remove_lab(self.index, self._made)
+        _open_labs.discard(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Lab {self.index} {state} {getattr(self, 'a', None)} {getattr(self, 'b', None)}>"
+
+    @property
+    def hosts(self) -> Sequence[Host]:
+        return (self.a, self.b)
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        return subnet_of(self.index)
+
+    # -- building ---------------------------------------------------------
+
+    def _build(self) -> None:
+        net = self.subnet
+        names = {h: f"aioxdp-l{self.index}-{h}" for h in "ab"}
+        self.a = Host("a", names["a"], "veth-a", str(net[1]), _mac(self.index, 0xA), net.prefixlen)
+        self.b = Host("b", names["b"], "veth-b", str(net[2]), _mac(self.index, 0xB), net.prefixlen)
+        self.a.peer, self.b.peer = self.b, self.a
+        for host in self.hosts:
+            try:
+                netns.create(host.netns)
+            except OSError as exc:
+                raise LabError(exc.errno or errno.EIO, f"creating network namespace {host.netns}") from exc
+            self._made.append(host.netns)
+
+        with IPRoute(netns=self.a.netns) as ipr:
+            ipr.link(
+                "add",
+                ifname=self.a.ifname,
+                kind="veth",
+                peer={"ifname": self.b.ifname, "num_rx_queues": self.queues, "num_tx_queues": self.queues},
+                num_rx_queues=self.queues,
+                num_tx_queues=self.queues,
+            )
+            (idx,) = ipr.link_lookup(ifname=self.b.ifname)
+            ipr.link("set", index=idx, net_ns_fd=self.b.netns)
+        for host in self.hosts:
+            self._configure(host)
+
+    def _configure(self, host: Host) -> None:
+        # IPv6 off: no router solicitations or DAD in captures and counters.
+        host.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+        host.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        with IPRoute(netns=host.netns) as ipr:
+            (lo,) = ipr.link_lookup(ifname="lo")
+            ipr.link("set", index=lo, state="up")
+            (idx,) = ipr.link_lookup(ifname=host.ifname)
+            host.ifindex = idx
+            ipr.link("set", index=idx, address=host.mac, mtu=self.mtu)
+            ipr.addr("add", index=idx, address=host.ip, prefixlen=host.prefixlen)
+            ipr.link("set", index=idx, state="up")
+
+
+def subnet_of(index: int) -> ipaddress.IPv4Network:
+    """The /24 of lab ``index`` inside 198.18.0.0/15."""
+    if not 0 <= index < MAX_LABS:
+        raise ValueError(f"index: must be 0..{MAX_LABS - 1}, got {index}")
+    base = int(LAB_NETWORK.network_address) + index * 256
+    return ipaddress.ip_network(f"{ipaddress.IPv4Address(base)}/24")
+
+
+def _mac(index: int, host: int) -> str:
+    # Locally administered, unicast; the lab index and host are readable in it.
+    return f"02:a0:{index >> 8:02x}:{index & 0xFF:02x}:00:{host:02x}"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            errno.EPERM,
+            "building a lab (network namespaces and veth)",
+            "run as root: namespaces, veth and XDP all need it",
+        )
+
+
+# -- leases and stale labs ------------------------------------------------
+
+_open_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
+_cleanup_lock = threading.Lock()
+_cleanup_installed = False
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: tells a live pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _owner_alive(lease: Path) -> bool:
+    try:
+        pid_text, start = lease.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False  # unreadable or half-written by a process that died
+    return _start_time(pid) == start
+
+
+@contextlib.contextmanager
+def _lease_lock() -> Iterator[None]:
+    LEASE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(LEASE_DIR / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lease() -> int:
+    """Remove stale labs, then take the first free index."""
+    me = f"{os.getpid()} {_start_time(os.getpid())}\n"
+    with _lease_lock():
+        _remove_stale_locked()
+        for index in range(MAX_LABS):
+            try:
+                fd = os.open(LEASE_DIR / str(index), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            return index
+    raise LabError(errno.EAGAIN, "leasing a lab subnet", f"all {MAX_LABS} lab subnets are in use")
+
+
+def remove_stale_labs() -> list[str]:
+    """Remove namespaces and leases of labs whose owning process is dead.
+
+    Returns the namespaces removed. Runs automatically when a lab starts.
+    """
+    with _lease_lock():
+        return _remove_stale_locked()
+
+
+def _remove_stale_locked() -> list[str]:
+    live: set[int] = set()
+    dead: set[int] = set()
+    for lease in LEASE_DIR.iterdir():
+        if lease.name.isdigit():
+            (live if _owner_alive(lease) else dead).add(int(lease.name))
+    # A namespace without a live lease is stale: the lease is taken before
+    # any namespace is made and removed only after all of them are gone.
+    orphans = [n for n in _lab_namespaces() if _index_of(n) not in live]
+    removed: list[str] = []
+    for index in sorted(dead | {_index_of(n) for n in orphans}):
+        log.warning("removing stale lab %d left by a dead process", index)
+        mine = [n for n in orphans if _index_of(n) == index]
+        _remove_lab(index, mine)
+        removed += mine
+    return removed
+
+
+def _index_of(namespace: str) -> int:
+    match = _NS_PATTERN.match(namespace)
+    assert match is not None
+    return int(match.group(1))
+
+
+def _lab_namespaces() -> list[str]:
+    try:
+        names = os.listdir(NETNS_RUN_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if _NS_PATTERN.match(n))
+
+
+def _remove_lab(index: int, namespaces: list[str]) -> None:
+    errors = []
+    for name in namespaces:
+        try:
+            netns.remove(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+    with contextlib.suppress(FileNotFoundError):
+        (LEASE_DIR / str(index)).unlink()
+    if errors:
+        raise LabError(errno.EBUSY, f"removing lab {index}", detail="; ".join(errors))
+
+
+def _close_open_labs() -> None:
+    for lab in list(_open_labs):
+        try:
+            lab.close()
+        except LabError as exc:
+            log.error("could not remove lab %d: %s", lab.index, exc)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _close_open_labs()
+    # Die of the same signal, as if we had not caught it.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_cleanup_handlers() -> None:
+    """Remove open labs at interpreter exit and on SIGTERM.
+
+    The SIGTERM handler can only be set from the main thread, and only
+    replaces the default action (an application's own handler wins).
+    """
+    global _cleanup_installed
+    with _cleanup_lock:
+        if _cleanup_installed:
+            return
+        atexit.register(_close_open_labs)
+        is_main = threading.current_thread() is threading.main_thread()
+        if is_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        _cleanup_installed = True

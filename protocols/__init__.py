@@ -1,0 +1,1 @@
+"""Protocol codecs and the protocol classes packets surface to (installed as aioxdp.protocols)."""
