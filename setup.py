@@ -13,8 +13,11 @@ ROOT = Path(__file__).resolve().parent
 
 
 def _bpf_build():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("_aioxdp_bpf_build", ROOT / "aioxdp" / "_bpf_build.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "_aioxdp_bpf_build", ROOT / "aioxdp" / "_bpf_build.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

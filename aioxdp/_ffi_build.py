@@ -18,8 +18,11 @@ ROOT = HERE.parent
 
 def _load(name: str):  # type: ignore[no-untyped-def]
     # Loaded by path: at build time the aioxdp package is not importable yet.
-    spec = importlib.util.spec_from_file_location(f"_aioxdp_cffi_{name}", HERE / "_cffi" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        f"_aioxdp_cffi_{name}", HERE / "_cffi" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

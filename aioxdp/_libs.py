@@ -26,7 +26,7 @@ _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _recent: collections.deque[str] = collections.deque(maxlen=64)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()  # type: ignore[untyped-decorator]
 def aioxdp_on_libbpf_log(level: int, line: Any) -> None:
     text = ffi.string(line).decode("utf-8", "replace").rstrip("\n")
     _recent.append(text)

@@ -256,7 +256,9 @@ class Program:
         self._owner._handle()
         fd = int(lib.bpf_program__fd(self._ptr))
         if fd < 0:
-            raise BPFLoadError(errno.EBADFD, f"using program {self.name}", "load() the object first")
+            raise BPFLoadError(
+                errno.EBADFD, f"using program {self.name}", "load() the object first"
+            )
         return fd
 
     def attach(self, ifname: str, *, mode: Mode = "auto", netlink: bool = False) -> XDPLink:
@@ -273,7 +275,9 @@ class Program:
         Returns the verdict and the packet as the program left it.
         """
         if len(data) < 14:
-            raise ValueError(f"data: XDP test runs need at least an Ethernet header (14 bytes), got {len(data)}")
+            raise ValueError(
+                f"data: XDP test runs need at least an Ethernet header (14 bytes), got {len(data)}"
+            )
         if repeat < 1:
             raise ValueError(f"repeat: must be at least 1, got {repeat}")
         data_in = ffi.from_buffer(data)
@@ -297,7 +301,9 @@ class XDPLink:
     was attached ("link" normally, "netlink" only as the fallback).
     """
 
-    def __init__(self, ifname: str, ifindex: int, prog: Program, mode: str, method: str, fd: int) -> None:
+    def __init__(
+        self, ifname: str, ifindex: int, prog: Program, mode: str, method: str, fd: int
+    ) -> None:
         self.ifname = ifname
         self.ifindex = ifindex
         self.program = prog
@@ -307,7 +313,9 @@ class XDPLink:
         self.prog_id, _ = attached_program(ifname)
 
     @classmethod
-    def attach(cls, prog: Program, ifname: str, *, mode: Mode = "auto", netlink: bool = False) -> XDPLink:
+    def attach(
+        cls, prog: Program, ifname: str, *, mode: Mode = "auto", netlink: bool = False
+    ) -> XDPLink:
         if mode not in ("auto", "native", "generic"):
             raise ValueError(f"mode: must be 'auto', 'native' or 'generic', got {mode!r}")
         doing = f"attaching XDP program {prog.name} to {ifname}"
@@ -392,7 +400,9 @@ class XDPLink:
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
-        return f"<XDPLink {self.program.name} on {self.ifname} {self.mode} via {self.method} {state}>"
+        return (
+            f"<XDPLink {self.program.name} on {self.ifname} {self.mode} via {self.method} {state}>"
+        )
 
 
 def _links_supported() -> bool:
@@ -406,7 +416,9 @@ def _attach_error(err: int, prog: Program, ifname: str, mode: str) -> XDPError:
     if err == errno.EOPNOTSUPP:
         other = "generic" if mode == "native" else "native"
         return ModeUnsupportedError(
-            err, doing, f"the driver of {ifname} cannot run XDP in {mode} mode; use mode={other!r} or 'auto'"
+            err,
+            doing,
+            f"the driver of {ifname} cannot run XDP in {mode} mode; use mode={other!r} or 'auto'",
         )
     if err in (errno.EBUSY, errno.EEXIST):
         prog_id, held = attached_program(ifname)
@@ -447,12 +459,14 @@ class Map:
                 errno.EINVAL,
                 f"typing map {self.name}",
                 "bpf/forwarder.h and aioxdp/_cffi/native.py must declare the same layout",
-                detail=f"{role} type {ctype} is {ffi.sizeof(ctype)} bytes, the map's {role} is {size}",
+                detail=f"{role} type {ctype} is {ffi.sizeof(ctype)} bytes, "
+                f"the map's {role} is {size}",
             )
         return ctype
 
     def __repr__(self) -> str:
-        return f"<Map {self.name} key={self.key_type or self.key_size} value={self.value_type or self.value_size}>"
+        key = self.key_type or self.key_size
+        return f"<Map {self.name} key={key} value={self.value_type or self.value_size}>"
 
     @property
     def fd(self) -> int:
@@ -473,11 +487,15 @@ class Map:
         if isinstance(key, int):
             ctype = {4: "uint32_t *", 8: "uint64_t *"}.get(self.key_size)
             if ctype is None:
-                raise TypeError(f"key: map {self.name} has {self.key_size}-byte keys; int keys need 4 or 8")
+                raise TypeError(
+                    f"key: map {self.name} has {self.key_size}-byte keys; int keys need 4 or 8"
+                )
             return ffi.new(ctype, key)
         if isinstance(key, (bytes, bytearray, memoryview)):
             if len(key) != self.key_size:
-                raise ValueError(f"key: {len(key)} bytes for map {self.name} with {self.key_size}-byte keys")
+                raise ValueError(
+                    f"key: {len(key)} bytes for map {self.name} with {self.key_size}-byte keys"
+                )
             return ffi.from_buffer(key)
         return key  # cdata of the key type
 
@@ -496,7 +514,9 @@ class Map:
                 values.append(one)
         else:
             raw = ffi.buffer(buf)[:]
-            values = [raw[i * self.value_size : (i + 1) * self.value_size] for i in range(self.ncpus)]
+            values = [
+                raw[i * self.value_size : (i + 1) * self.value_size] for i in range(self.ncpus)
+            ]
         return values if self.percpu else values[0]
 
     def lookup(self, key: Any) -> Any:
@@ -513,17 +533,22 @@ class Map:
     def update(self, key: Any, value: Any, *, flags: int = 0) -> None:
         """Insert or replace (``flags``: 0 any, 1 BPF_NOEXIST, 2 BPF_EXIST)."""
         if isinstance(value, (bytes, bytearray, memoryview)):
-            buf = ffi.from_buffer(value)
-            size = len(value)
+            buf, size = ffi.from_buffer(value), len(value)
         else:
-            buf, size = value, ffi.sizeof(value[0]) if self.percpu else ffi.sizeof(value)
-            if self.percpu:
-                size *= self.ncpus
+            ctype = ffi.typeof(value)  # a pointer to one value, or an array of them
+            buf = value
+            size = ffi.sizeof(ctype.item) if ctype.kind == "pointer" else ffi.sizeof(value)
         if size != self.value_size * self.ncpus:
-            raise ValueError(f"value: {size} bytes for map {self.name} expecting {self.value_size * self.ncpus}")
-        ret = lib.bpf_map__update_elem(self._ptr, self._key_buf(key), self.key_size, buf, size, flags)
+            raise ValueError(
+                f"value: {size} bytes for map {self.name} expecting {self.value_size * self.ncpus}"
+            )
+        ret = lib.bpf_map__update_elem(
+            self._ptr, self._key_buf(key), self.key_size, buf, size, flags
+        )
         if ret == -errno.E2BIG or ret == -errno.ENOSPC:
-            raise MapError(-ret, f"adding to map {self.name}", f"it holds at most {self.max_entries} entries")
+            raise MapError(
+                -ret, f"adding to map {self.name}", f"it holds at most {self.max_entries} entries"
+            )
         raise_for_errno(ret, f"updating map {self.name}", default=MapError)
 
     def delete(self, key: Any) -> bool:
@@ -545,6 +570,9 @@ class Map:
             raise_for_errno(ret, f"iterating map {self.name}", default=MapError)
             yield nxt if self.key_type else ffi.buffer(nxt)[:]
             cur = nxt
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         for key in self.keys():

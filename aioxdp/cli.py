@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aioxdp", description="asyncio packet I/O on AF_XDP sockets"
     )
     parser.add_argument("--version", action="version", version=f"aioxdp {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what libbpf and aioxdp do")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what libbpf and aioxdp do"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="make a lab of two namespaces and show aioxdp working in it")
     demo.set_defaults(func=_demo)

@@ -16,6 +16,7 @@ from aioxdp.testing import Lab
 
 def _probe_frame(src_mac: str, dst_mac: str) -> bytes:
     """An Ethernet + IPv4 + ICMP echo request, enough for test_run."""
+
     def mac(text: str) -> bytes:
         return bytes.fromhex(text.replace(":", ""))
 
@@ -32,7 +33,10 @@ def run_demo(out: TextIO) -> int:
         a, b = lab.a, lab.b
         say(f"lab {lab.index}: {a.netns} {a.ifname} {a.ip} <-veth-> {b.netns} {b.ifname} {b.ip}")
         ping = b.run("ping", "-c", "3", "-i", "0.2", "-W", "1", a.ip, check=False)
-        say(f"kernel ping {b.ip} -> {a.ip}: " + (ping.stdout.strip().splitlines() or ["no output"])[-2])
+        say(
+            f"kernel ping {b.ip} -> {a.ip}: "
+            + (ping.stdout.strip().splitlines() or ["no output"])[-2]
+        )
         with a.enter(), BPFObject.packaged("forwarder") as obj:
             obj.load()
             prog = obj.program("aioxdp_forwarder")
@@ -44,12 +48,16 @@ def run_demo(out: TextIO) -> int:
                     tag = "xdpgeneric" if mode == "generic" else "xdp"
                     ok = f"prog/{tag} id {prog_id}" in shown or f" {tag} " in shown
                     say(
-                        f"attached {prog.name} to {a.ifname} in {link.mode} mode via {link.method}: "
+                        f"attached {prog.name} to {a.ifname} "
+                        f"in {link.mode} mode via {link.method}: "
                         f"kernel reports program id {prog_id} in {seen} mode"
                         + ("" if ok else " (not visible in ip link!)")
                     )
                 after, _ = attached_program(a.ifname)
-                say(f"detached: {a.ifname} " + ("is clean" if after == 0 else f"still has program {after}!"))
+                say(
+                    f"detached: {a.ifname} "
+                    + ("is clean" if after == 0 else f"still has program {after}!")
+                )
             verdict, _ = prog.test_run(_probe_frame(b.mac, a.mac))
             say(f"BPF_PROG_TEST_RUN of an ICMP echo request: {XDPVerdict(verdict).name}")
         say(f"removed lab {lab.index}")

@@ -35,7 +35,9 @@ class XDPError(OSError):
     def __str__(self) -> str:
         text = self.doing
         if self.errno:
-            text += f": {self.strerror} (errno {self.errno}, {_errno.errorcode.get(self.errno, '?')})"
+            text += (
+                f": {self.strerror} (errno {self.errno}, {_errno.errorcode.get(self.errno, '?')})"
+            )
         if self.detail:
             text += f"; {self.detail}"
         if self.hint:

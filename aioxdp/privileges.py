@@ -43,6 +43,4 @@ def require(doing: str, *, need_raw: bool = False) -> None:
     """Raise :class:`PrivilegeError` naming the missing capabilities."""
     missing = missing_capabilities(need_raw=need_raw)
     if missing:
-        raise PrivilegeError(
-            errno.EPERM, doing, ROOT_HINT, detail="missing " + ", ".join(missing)
-        )
+        raise PrivilegeError(errno.EPERM, doing, ROOT_HINT, detail="missing " + ", ".join(missing))

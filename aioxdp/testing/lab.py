@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pyroute2 import IPRoute, netns
+from pyroute2 import IPRoute
 
 from aioxdp.errors import LabError
 from aioxdp.testing.netns import NETNS_RUN_DIR, entered
@@ -88,7 +88,9 @@ class Host:
             self.command(*args), capture_output=True, text=True, timeout=timeout, input=input
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
         return proc
 
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[Any]:
@@ -119,6 +121,7 @@ class Lab:
         self.b: Host
         self._made: list[str] = []
         self._closed = False
+        self._owner = os.getpid()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -139,12 +142,23 @@ class Lab:
         except BaseException:
             self.close()
             raise
-        log.info("lab %d: %s (%s) <-> %s (%s)", self.index, self.a.netns, self.a.ip, self.b.netns, self.b.ip)
+        log.info(
+            "lab %d: %s (%s) <-> %s (%s)",
+            self.index,
+            self.a.netns,
+            self.a.ip,
+            self.b.netns,
+            self.b.ip,
+        )
         return self
 
     def close(self) -> None:
         """Remove the namespaces (and with them the veth) and the lease."""
         if self._closed or self.index < 0:
+            return
+        if os.getpid() != self._owner:
+            # A forked child (pyroute2 forks helpers) inherits our atexit
+            # handler and this object; the lab belongs to the parent.
             return
         self._closed = True
         _remove_lab(self.index, self._made)
@@ -171,10 +185,7 @@ class Lab:
         self.b = Host("b", names["b"], "veth-b", str(net[2]), _mac(self.index, 0xB), net.prefixlen)
         self.a.peer, self.b.peer = self.b, self.a
         for host in self.hosts:
-            try:
-                netns.create(host.netns)
-            except OSError as exc:
-                raise LabError(exc.errno or errno.EIO, f"creating network namespace {host.netns}") from exc
+            _ip("netns", "add", host.netns)
             self._made.append(host.netns)
 
         with IPRoute(netns=self.a.netns) as ipr:
@@ -182,12 +193,20 @@ class Lab:
                 "add",
                 ifname=self.a.ifname,
                 kind="veth",
-                peer={"ifname": self.b.ifname, "num_rx_queues": self.queues, "num_tx_queues": self.queues},
+                peer={
+                    "ifname": self.b.ifname,
+                    "num_rx_queues": self.queues,
+                    "num_tx_queues": self.queues,
+                },
                 num_rx_queues=self.queues,
                 num_tx_queues=self.queues,
             )
             (idx,) = ipr.link_lookup(ifname=self.b.ifname)
-            ipr.link("set", index=idx, net_ns_fd=self.b.netns)
+            fd = os.open(os.path.join(NETNS_RUN_DIR, self.b.netns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=idx, net_ns_fd=fd)
+            finally:
+                os.close(fd)
         for host in self.hosts:
             self._configure(host)
 
@@ -210,12 +229,19 @@ def subnet_of(index: int) -> ipaddress.IPv4Network:
     if not 0 <= index < MAX_LABS:
         raise ValueError(f"index: must be 0..{MAX_LABS - 1}, got {index}")
     base = int(LAB_NETWORK.network_address) + index * 256
-    return ipaddress.ip_network(f"{ipaddress.IPv4Address(base)}/24")
+    return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(base)}/24")
 
 
 def _mac(index: int, host: int) -> str:
     # Locally administered, unicast; the lab index and host are readable in it.
     return f"02:a0:{index >> 8:02x}:{index & 0xFF:02x}:00:{host:02x}"
+
+
+def _ip(*args: str) -> None:
+    # iproute2 makes and removes namespaces exactly as 'ip netns exec' expects them.
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(errno.EIO, "running ip " + " ".join(args), detail=proc.stderr.strip())
 
 
 def _require_root() -> None:
@@ -323,12 +349,12 @@ def _lab_namespaces() -> list[str]:
 def _remove_lab(index: int, namespaces: list[str]) -> None:
     errors = []
     for name in namespaces:
+        if not os.path.exists(os.path.join(NETNS_RUN_DIR, name)):
+            continue
         try:
-            netns.remove(name)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            errors.append(f"{name}: {exc}")
+            _ip("netns", "delete", name)
+        except LabError as exc:
+            errors.append(f"{name}: {exc.detail}")
     with contextlib.suppress(FileNotFoundError):
         (LEASE_DIR / str(index)).unlink()
     if errors:

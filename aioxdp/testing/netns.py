@@ -23,7 +23,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        raise LabError(err, "switching network namespace (setns)", "this needs root or CAP_SYS_ADMIN")
+        raise LabError(
+            err, "switching network namespace (setns)", "this needs root or CAP_SYS_ADMIN"
+        )
 
 
 def current_netns_inode() -> int:
@@ -39,7 +41,9 @@ def entered(name: str) -> Iterator[None]:
     try:
         target = os.open(os.path.join(NETNS_RUN_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise LabError(2, f"entering network namespace {name!r}", "it does not exist (was the lab closed?)") from None
+        raise LabError(
+            2, f"entering network namespace {name!r}", "it does not exist (was the lab closed?)"
+        ) from None
     previous = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target)
