@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, netns
 
 from aioxdp.errors import LabError
 from aioxdp.testing.netns import NETNS_RUN_DIR, entered
@@ -185,7 +185,10 @@ class Lab:
         self.b = Host("b", names["b"], "veth-b", str(net[2]), _mac(self.index, 0xB), net.prefixlen)
         self.a.peer, self.b.peer = self.b, self.a
         for host in self.hosts:
-            _ip("netns", "add", host.netns)
+            try:
+                netns.create(host.netns)
+            except OSError as exc:
+                raise LabError(exc.errno or errno.EIO, f"creating namespace {host.netns}") from exc
             self._made.append(host.netns)
 
         with IPRoute(netns=self.a.netns) as ipr:
@@ -235,13 +238,6 @@ def subnet_of(index: int) -> ipaddress.IPv4Network:
 def _mac(index: int, host: int) -> str:
     # Locally administered, unicast; the lab index and host are readable in it.
     return f"02:a0:{index >> 8:02x}:{index & 0xFF:02x}:00:{host:02x}"
-
-
-def _ip(*args: str) -> None:
-    # iproute2 makes and removes namespaces exactly as 'ip netns exec' expects them.
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise LabError(errno.EIO, "running ip " + " ".join(args), detail=proc.stderr.strip())
 
 
 def _require_root() -> None:
@@ -352,9 +348,9 @@ def _remove_lab(index: int, namespaces: list[str]) -> None:
         if not os.path.exists(os.path.join(NETNS_RUN_DIR, name)):
             continue
         try:
-            _ip("netns", "delete", name)
-        except LabError as exc:
-            errors.append(f"{name}: {exc.detail}")
+            netns.remove(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
     with contextlib.suppress(FileNotFoundError):
         (LEASE_DIR / str(index)).unlink()
     if errors:
