@@ -3,13 +3,29 @@
  * them to the XDP socket of the RX queue they arrived on; everything else goes
  * to the kernel.
  *
- * This revision declares the maps the classifier works on and passes every
- * packet (counted as unmatched); the masked-rule lookup comes next.
+ * Theory of operation. Each packet yields one key (struct aioxdp_fw_key:
+ * protocol, addresses, ports or ICMP type/code and echo id). For every mask
+ * in aioxdp_fw_masks, key & mask is looked up in aioxdp_fw_rules; of the
+ * rules that match, the one with the highest priority decides (userspace
+ * makes that the most specific one). Anything unmatched, unparsable, or not
+ * IPv4 is passed to the kernel untouched. Redirected packets carry the rule's
+ * tag in front of them (XDP metadata) so userspace can dispatch them.
  */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/icmp.h>
+#include <linux/udp.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "forwarder.h"
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
 
 /* Masks in priority order; an all-zero entry is an unused slot. */
 struct {
@@ -44,6 +60,13 @@ struct {
 	__type(value, __u64);
 } aioxdp_fw_counters SEC(".maps");
 
+enum parse_result {
+	PARSE_OK,
+	PARSE_NOT_IPV4,
+	PARSE_MALFORMED,
+	PARSE_FRAGMENT,    /* key has addresses and protocol only */
+};
+
 static __always_inline void count(__u32 which)
 {
 	__u64 *slot = bpf_map_lookup_elem(&aioxdp_fw_counters, &which);
@@ -52,11 +75,179 @@ static __always_inline void count(__u32 which)
 		*slot += 1;
 }
 
+/* Ethernet with at most one VLAN tag; returns the L3 header or NULL. */
+static __always_inline void *parse_ethernet(void *data, void *data_end, __u16 *proto)
+{
+	struct ethhdr *eth = data;
+	struct vlan {
+		__be16 tci;
+		__be16 proto;
+	} *vlan;
+
+	if ((void *)(eth + 1) > data_end)
+		return NULL;
+	*proto = eth->h_proto;
+	data = eth + 1;
+	if (*proto == bpf_htons(ETH_P_8021Q) || *proto == bpf_htons(ETH_P_8021AD)) {
+		vlan = data;
+		if ((void *)(vlan + 1) > data_end)
+			return NULL;
+		*proto = vlan->proto;
+		data = vlan + 1;
+	}
+	return data;
+}
+
+static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto, struct aioxdp_fw_key *key)
+{
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return PARSE_MALFORMED;
+		key->sport = udp->source;
+		key->dport = udp->dest;
+	} else if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end)
+			return PARSE_MALFORMED;
+		if (tcp->doff < 5 || l4 + tcp->doff * 4 > data_end)
+			return PARSE_MALFORMED;
+		key->sport = tcp->source;
+		key->dport = tcp->dest;
+	} else if (proto == IPPROTO_ICMP) {
+		struct icmphdr *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end)
+			return PARSE_MALFORMED;
+		/* type and code in wire order, as userspace writes them */
+		key->sport = *(__u16 *)icmp;
+		if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY)
+			key->dport = icmp->un.echo.id;
+	}
+	return PARSE_OK;
+}
+
+static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip;
+	__u16 proto;
+	__u32 hlen;
+
+	ip = parse_ethernet(data, data_end, &proto);
+	if (!ip)
+		return PARSE_MALFORMED;
+	if (proto != bpf_htons(ETH_P_IP))
+		return PARSE_NOT_IPV4;
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_MALFORMED;
+	hlen = ip->ihl * 4;
+	if (ip->version != 4 || hlen < sizeof(*ip))
+		return PARSE_MALFORMED;
+	if ((void *)ip + hlen > data_end || bpf_ntohs(ip->tot_len) < hlen)
+		return PARSE_MALFORMED;
+	if ((void *)ip + bpf_ntohs(ip->tot_len) > data_end)
+		return PARSE_MALFORMED;
+
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	key->proto = ip->protocol;
+	if (ip->frag_off & bpf_htons(0x1fff)) {
+		/* not the first fragment: no L4 header to match on */
+		key->flags = AIOXDP_FW_KEY_NO_L4;
+		return PARSE_FRAGMENT;
+	}
+	return parse_l4((void *)ip + hlen, data_end, ip->protocol, key);
+}
+
+static __always_inline void mask_key(struct aioxdp_fw_key *out, const struct aioxdp_fw_key *key,
+				     const struct aioxdp_fw_key *mask)
+{
+	const __u64 *k = (const __u64 *)key, *m = (const __u64 *)mask;
+	__u64 *o = (__u64 *)out;
+
+	o[0] = k[0] & m[0];
+	o[1] = k[1] & m[1];
+}
+
+/* The matching rule of highest priority, or NULL. */
+static __always_inline struct aioxdp_fw_rule *classify(const struct aioxdp_fw_key *key)
+{
+	struct aioxdp_fw_rule *best = NULL;
+
+	for (__u32 i = 0; i < AIOXDP_FW_MAX_MASKS; i++) {
+		__u32 slot = i;
+		struct aioxdp_fw_key *mask = bpf_map_lookup_elem(&aioxdp_fw_masks, &slot);
+		struct aioxdp_fw_key masked;
+		struct aioxdp_fw_rule *rule;
+
+		if (!mask)
+			break;
+		if (!mask->proto)
+			continue; /* unused slot: every real mask names the protocol */
+		mask_key(&masked, key, mask);
+		rule = bpf_map_lookup_elem(&aioxdp_fw_rules, &masked);
+		if (rule && (!best || rule->priority > best->priority))
+			best = rule;
+	}
+	return best;
+}
+
+static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
+{
+	struct aioxdp_meta *meta;
+	void *data;
+	int verdict;
+
+	/* Tag the packet for userspace; without room for metadata it still goes,
+	 * untagged (userspace then dispatches it by its headers). */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
+		meta = (void *)(long)ctx->data_meta;
+		data = (void *)(long)ctx->data;
+		if ((void *)(meta + 1) <= data) {
+			meta->tag = tag;
+			meta->magic = AIOXDP_META_MAGIC;
+		}
+	}
+	verdict = bpf_redirect_map(&aioxdp_fw_xsks, ctx->rx_queue_index, XDP_PASS);
+	count(verdict == XDP_REDIRECT ? AIOXDP_FW_CNT_REDIRECT : AIOXDP_FW_CNT_NO_XSK);
+	return verdict;
+}
+
 SEC("xdp")
 int aioxdp_forwarder(struct xdp_md *ctx)
 {
-	count(AIOXDP_FW_CNT_UNMATCHED);
-	return XDP_PASS;
+	struct aioxdp_fw_key key = {};
+	struct aioxdp_fw_rule *rule;
+	int parsed = parse(ctx, &key);
+
+	if (parsed == PARSE_NOT_IPV4) {
+		count(AIOXDP_FW_CNT_NOT_IPV4);
+		return XDP_PASS;
+	}
+	if (parsed == PARSE_MALFORMED) {
+		count(AIOXDP_FW_CNT_MALFORMED);
+		return XDP_PASS;
+	}
+	rule = classify(&key);
+	if (!rule) {
+		count(parsed == PARSE_FRAGMENT ? AIOXDP_FW_CNT_FRAGMENT : AIOXDP_FW_CNT_UNMATCHED);
+		return XDP_PASS;
+	}
+	__sync_fetch_and_add(&rule->hits, 1);
+	switch (rule->action) {
+	case AIOXDP_FW_REDIRECT:
+		return redirect(ctx, rule->tag);
+	case AIOXDP_FW_DROP:
+		count(AIOXDP_FW_CNT_DROP);
+		return XDP_DROP;
+	default:
+		count(AIOXDP_FW_CNT_PASS);
+		return XDP_PASS;
+	}
 }
 
 char _license[] SEC("license") = "GPL";

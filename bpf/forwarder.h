@@ -22,8 +22,14 @@ struct aioxdp_fw_key {
 	__u16 sport;      /* TCP/UDP source port, or ICMP type (high byte) and code */
 	__u16 dport;      /* TCP/UDP destination port, or ICMP echo identifier */
 	__u8 proto;       /* IP protocol number */
-	__u8 pad[3];      /* always zero */
+	__u8 flags;       /* AIOXDP_FW_KEY_* */
+	__u8 pad[2];      /* always zero */
 };
+
+/* Set in a packet's key when it has no L4 header to match (an IPv4 fragment
+ * other than the first). Masks of rules that name L4 fields include this
+ * bit, so such packets can only match rules on addresses and protocol. */
+#define AIOXDP_FW_KEY_NO_L4 0x01
 
 enum aioxdp_fw_action {
 	AIOXDP_FW_REDIRECT = 0, /* to the XSK bound to the packet's RX queue */
@@ -31,11 +37,22 @@ enum aioxdp_fw_action {
 	AIOXDP_FW_DROP = 2,
 };
 
-/* Value of the rule hash. hits is bumped atomically by the program. */
+/* Value of the rule hash. hits is bumped atomically by the program. When
+ * rules of several masks match a packet, the highest priority wins (userspace
+ * sets it to the number of bits of the rule's mask: the most specific rule). */
 struct aioxdp_fw_rule {
-	__u32 action;     /* enum aioxdp_fw_action */
-	__u32 rule_id;    /* userspace's handle, for counters and debugging */
+	__u16 action;     /* enum aioxdp_fw_action */
+	__u16 priority;
+	__u32 tag;        /* userspace's handle, handed to the XSK in the metadata */
 	__u64 hits;
+};
+
+/* Written in front of a redirected packet (XDP metadata), read by the XSK
+ * core to dispatch the packet to the endpoint that asked for it. */
+#define AIOXDP_META_MAGIC 0xa10c0de5u
+struct aioxdp_meta {
+	__u32 tag;
+	__u32 magic;
 };
 
 /* Indexes of the per-CPU verdict counter array. */

@@ -7,7 +7,6 @@ SOURCES = sorted(str(p) for p in NATIVE_DIR.glob("*.c"))
 
 INCLUDES = """
 #include "aioxdp_native.h"
-#include "forwarder.h"
 """
 
 TYPES = """
@@ -17,14 +16,70 @@ struct aioxdp_fw_key {
     __u16 sport;
     __u16 dport;
     __u8 proto;
-    __u8 pad[3];
+    __u8 flags;
+    __u8 pad[2];
 };
 
 struct aioxdp_fw_rule {
-    __u32 action;
-    __u32 rule_id;
+    __u16 action;
+    __u16 priority;
+    __u32 tag;
     __u64 hits;
 };
+
+struct aioxdp_meta {
+    __u32 tag;
+    __u32 magic;
+};
+
+#define AIOXDP_FW_KEY_NO_L4 ...
+#define AIOXDP_META_MAGIC ...
+#define AIOXDP_FW_CNT_REDIRECT ...
+#define AIOXDP_FW_CNT_PASS ...
+#define AIOXDP_FW_CNT_DROP ...
+#define AIOXDP_FW_CNT_UNMATCHED ...
+#define AIOXDP_FW_CNT_NOT_IPV4 ...
+#define AIOXDP_FW_CNT_MALFORMED ...
+#define AIOXDP_FW_CNT_FRAGMENT ...
+#define AIOXDP_FW_CNT_NO_XSK ...
+
+struct aioxdp_xsk_config {
+    uint32_t nframes;
+    uint32_t frame_size;
+    uint32_t fill_size;
+    uint32_t comp_size;
+    uint32_t rx_size;
+    uint32_t tx_size;
+    uint16_t bind_flags;
+};
+
+struct aioxdp_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint32_t tag;
+    uint32_t flags;
+    uint32_t _pad;
+};
+
+struct aioxdp_xsk_counts {
+    uint32_t nframes, pool, fill, app, txq, tx;
+    uint64_t rx_packets, rx_batches, rx_wakeups;
+    uint64_t tx_packets, tx_completed, tx_wakeups, tx_ring_full, tx_no_frame;
+};
+
+struct xdp_statistics {
+    __u64 rx_dropped;
+    __u64 rx_invalid_descs;
+    __u64 tx_invalid_descs;
+    __u64 rx_ring_full;
+    __u64 rx_fill_ring_empty_descs;
+    __u64 tx_ring_empty_descs;
+};
+
+#define AIOXDP_DESC_KEEP ...
+#define XDP_OPTIONS_ZEROCOPY ...
+
+struct aioxdp_xsk;
 
 #define AIOXDP_FW_MAX_MASKS ...
 #define AIOXDP_FW_MAX_RULES ...
@@ -39,4 +94,25 @@ FUNCTIONS = """
 /* libbpf's log: formatted in C (it hands us a va_list), then passed up. */
 extern "Python+C" void aioxdp_on_libbpf_log(int level, const char *line);
 void aioxdp_capture_libbpf_log(void);
+
+int aioxdp_xsk_open(struct aioxdp_xsk **out, const char *ifname, uint32_t queue,
+                    const struct aioxdp_xsk_config *cfg);
+void aioxdp_xsk_close(struct aioxdp_xsk *x);
+int aioxdp_xsk_fd(const struct aioxdp_xsk *x);
+void *aioxdp_xsk_area(const struct aioxdp_xsk *x);
+uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x);
+uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
+uint32_t aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);
+void aioxdp_xsk_release_one(struct aioxdp_xsk *x, uint64_t addr);
+int aioxdp_xsk_send_copy(struct aioxdp_xsk *x, const void *data, uint32_t len);
+int aioxdp_xsk_send_frame(struct aioxdp_xsk *x, uint64_t addr, uint32_t len);
+uint32_t aioxdp_xsk_send_descs(struct aioxdp_xsk *x, struct aioxdp_desc *descs, uint32_t n);
+int aioxdp_xsk_kick(struct aioxdp_xsk *x);
+uint32_t aioxdp_xsk_complete(struct aioxdp_xsk *x);
+int aioxdp_xsk_flush(struct aioxdp_xsk *x);
+uint32_t aioxdp_xsk_alloc(struct aioxdp_xsk *x, uint64_t *out, uint32_t n);
+void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out);
+int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);
+int aioxdp_xsk_options(const struct aioxdp_xsk *x);
+uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n);
 """

@@ -1,0 +1,317 @@
+"""Rules, and the forwarder that installs them in the BPF classifier's maps.
+
+A :class:`Rule` names the packets it wants (protocol, and any of addresses or
+prefixes, ports, ICMP type and echo id) and what to do with them. The
+:class:`Forwarder` turns each rule into a masked key for the rule hash and a
+mask for the mask array; users never write masks.
+
+Updates are ordered so that the running program never sees half a change:
+a rule is written before the mask that makes it reachable, and a mask is
+cleared only after the last rule using it is gone. When rules of different
+masks match one packet, the most specific one (the mask with most bits)
+wins; the classifier compares priorities, so slot order does not matter.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import ipaddress
+import itertools
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioxdp._libs import ffi, lib
+from aioxdp.bpf import BPFObject, Map
+from aioxdp.errors import MapError
+
+__all__ = ["Action", "Forwarder", "Rule", "Verdicts"]
+
+PROTOCOLS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+ICMP_ECHO_REPLY = 0
+ICMP_ECHO_REQUEST = 8
+
+
+class Action(enum.IntEnum):
+    """What the forwarder does with a packet that matches a rule."""
+
+    REDIRECT = lib.AIOXDP_FW_REDIRECT  # to the XSK of the packet's RX queue
+    PASS = lib.AIOXDP_FW_PASS  # to the kernel
+    DROP = lib.AIOXDP_FW_DROP
+
+
+def _network(value: str | None, name: str) -> ipaddress.IPv4Network | None:
+    if value is None:
+        return None
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not an IPv4 address or prefix: {value!r} ({exc})") from None
+
+
+def _port(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"{name}: must be a port number 1..65535, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Which packets to take, and what to do with them.
+
+    ``proto`` is ``"icmp"``, ``"udp"``, ``"tcp"`` or an IP protocol number;
+    ``src``/``dst`` an IPv4 address or prefix (``"198.18.0.0/24"``);
+    ports only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp,
+    and ``icmp_id`` only for echo request (8) or reply (0).
+    """
+
+    proto: str | int
+    src: str | None = None
+    dst: str | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    icmp_type: int | None = None
+    icmp_id: int | None = None
+    action: Action = Action.REDIRECT
+    _proto_number: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.proto, str):
+            number = PROTOCOLS.get(self.proto.lower())
+            if number is None:
+                raise ValueError(
+                    f"proto: must be one of {sorted(PROTOCOLS)} or 1..255, got {self.proto!r}"
+                )
+        elif (
+            isinstance(self.proto, int)
+            and not isinstance(self.proto, bool)
+            and 1 <= self.proto <= 255
+        ):
+            number = self.proto
+        else:
+            raise ValueError(
+                f"proto: must be one of {sorted(PROTOCOLS)} or 1..255, got {self.proto!r}"
+            )
+        object.__setattr__(self, "_proto_number", number)
+        _network(self.src, "src")
+        _network(self.dst, "dst")
+        _port(self.src_port, "src_port")
+        _port(self.dst_port, "dst_port")
+        has_ports = self.src_port is not None or self.dst_port is not None
+        if has_ports and number not in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+            raise ValueError(
+                f"src_port/dst_port: only udp and tcp have ports, not proto {self.proto!r}"
+            )
+        has_icmp = self.icmp_type is not None or self.icmp_id is not None
+        if has_icmp and number != socket.IPPROTO_ICMP:
+            raise ValueError(f"icmp_type/icmp_id: only with proto 'icmp', not {self.proto!r}")
+        if self.icmp_type is not None and not 0 <= self.icmp_type <= 255:
+            raise ValueError(f"icmp_type: must be 0..255, got {self.icmp_type!r}")
+        if self.icmp_id is not None:
+            if not 0 <= self.icmp_id <= 0xFFFF:
+                raise ValueError(f"icmp_id: must be 0..65535, got {self.icmp_id!r}")
+            if self.icmp_type not in (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST):
+                raise ValueError(
+                    "icmp_id: only echo messages carry an id; set icmp_type to 0 (reply) "
+                    f"or 8 (request), not {self.icmp_type!r}"
+                )
+        if not isinstance(self.action, Action):
+            object.__setattr__(self, "action", Action(self.action))
+
+    @property
+    def proto_number(self) -> int:
+        return self._proto_number
+
+    def key_and_mask(self) -> tuple[bytes, bytes]:
+        """The rule as (masked key, mask): 16 bytes each, network order."""
+        key = ffi.new("struct aioxdp_fw_key *")
+        mask = ffi.new("struct aioxdp_fw_key *")
+        key.proto, mask.proto = self._proto_number, 0xFF
+        for name in ("src", "dst"):
+            net = _network(getattr(self, name), name)
+            if net is not None:
+                field_name = "saddr" if name == "src" else "daddr"
+                # struct fields are host integers holding network-order bytes
+                setattr(key, field_name, _ne32(int(net.network_address)))
+                setattr(mask, field_name, _ne32(int(net.netmask)))
+        if self.src_port is not None:
+            key.sport, mask.sport = _ne16(self.src_port), 0xFFFF
+        if self.dst_port is not None:
+            key.dport, mask.dport = _ne16(self.dst_port), 0xFFFF
+        if self.icmp_type is not None:
+            # type is the first byte on the wire, code the second
+            raw = ffi.cast("uint8_t *", ffi.addressof(key, "sport"))
+            raw[0] = self.icmp_type
+            ffi.cast("uint8_t *", ffi.addressof(mask, "sport"))[0] = 0xFF
+        if self.icmp_id is not None:
+            key.dport, mask.dport = _ne16(self.icmp_id), 0xFFFF
+        if self.src_port or self.dst_port or self.icmp_type is not None:
+            # an L4 rule never matches a packet without an L4 header
+            mask.flags = lib.AIOXDP_FW_KEY_NO_L4
+        return bytes(ffi.buffer(key)), bytes(ffi.buffer(mask))
+
+    def __str__(self) -> str:
+        parts = [str(self.proto)]
+        for name in ("src", "dst", "src_port", "dst_port", "icmp_type", "icmp_id"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        return " ".join(parts) + f" -> {self.action.name}"
+
+
+def _ne16(value: int) -> int:
+    return int.from_bytes(value.to_bytes(2, "big"), "little")
+
+
+def _ne32(value: int) -> int:
+    return int.from_bytes(value.to_bytes(4, "big"), "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """The forwarder's verdict counters, summed over CPUs."""
+
+    redirected: int  # to an XSK
+    passed: int  # matched a PASS rule
+    dropped: int  # matched a DROP rule
+    unmatched: int  # IPv4, no rule: to the kernel
+    not_ipv4: int  # to the kernel
+    malformed: int  # bad or truncated headers: to the kernel
+    fragments: int  # non-first fragments no rule took: to the kernel
+    no_socket: int  # REDIRECT rule but no XSK on that queue: to the kernel
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, name) for name in self.__slots__)
+
+
+@dataclass
+class _MaskSlot:
+    slot: int
+    users: int
+
+
+class Forwarder:
+    """The rules of one loaded forwarder object.
+
+    ``add(rule)`` returns the rule's tag (the number redirected packets carry
+    to userspace); ``remove(rule)`` takes it out. Thread-safe.
+    """
+
+    def __init__(self, obj: BPFObject) -> None:
+        self._obj = obj
+        self._rules_map: Map = obj.map(
+            "aioxdp_fw_rules", key="struct aioxdp_fw_key", value="struct aioxdp_fw_rule"
+        )
+        self._masks_map: Map = obj.map(
+            "aioxdp_fw_masks", key="uint32_t", value="struct aioxdp_fw_key"
+        )
+        self._counters_map: Map = obj.map("aioxdp_fw_counters", key="uint32_t", value="uint64_t")
+        self.max_rules = self._rules_map.max_entries
+        self.max_masks = self._masks_map.max_entries
+        self._rules: dict[Rule, tuple[bytes, bytes, int]] = {}  # rule -> (key, mask, tag)
+        self._by_key: dict[bytes, Rule] = {}
+        self._masks: dict[bytes, _MaskSlot] = {}
+        self._tags = itertools.count(1)
+        self._lock = threading.Lock()
+
+    @property
+    def rules(self) -> list[Rule]:
+        with self._lock:
+            return list(self._rules)
+
+    def tag(self, rule: Rule) -> int:
+        return self._rules[rule][2]
+
+    def add(self, rule: Rule) -> int:
+        """Install ``rule``; returns its tag. Raises on a duplicate or a full table."""
+        if not isinstance(rule, Rule):
+            raise TypeError(f"rule: expected aioxdp.Rule, got {type(rule).__name__}")
+        key, mask = rule.key_and_mask()
+        with self._lock:
+            if rule in self._rules:
+                raise ValueError(f"rule: {rule} is already installed")
+            clash = self._by_key.get(key)
+            if clash is not None:
+                raise ValueError(
+                    f"rule: {rule} matches exactly the packets of installed rule {clash}"
+                )
+            if len(self._rules) >= self.max_rules:
+                raise MapError(
+                    errno.E2BIG,
+                    f"adding rule {rule}",
+                    f"the forwarder holds at most {self.max_rules} rules",
+                )
+            slot = self._masks.get(mask)
+            if slot is None and len(self._masks) >= self.max_masks:
+                raise MapError(
+                    errno.E2BIG,
+                    f"adding rule {rule}",
+                    f"the forwarder holds at most {self.max_masks} distinct masks (combinations of "
+                    "fields and prefix lengths); make rules name the same fields",
+                )
+            tag = next(self._tags)
+            value = self._rules_map.new_value(
+                action=int(rule.action), priority=_bits(mask), tag=tag, hits=0
+            )
+            # rule first: unreachable until its mask exists
+            self._rules_map.update(ffi.from_buffer(key), value, flags=1)  # BPF_NOEXIST
+            if slot is None:
+                free = sorted(set(range(self.max_masks)) - {s.slot for s in self._masks.values()})[
+                    0
+                ]
+                try:
+                    self._masks_map.update(free, ffi.from_buffer(mask))
+                except MapError:
+                    self._rules_map.delete(ffi.from_buffer(key))
+                    raise
+                slot = self._masks[mask] = _MaskSlot(free, 0)
+            slot.users += 1
+            self._rules[rule] = (key, mask, tag)
+            self._by_key[key] = rule
+            return tag
+
+    def remove(self, rule: Rule) -> None:
+        """Uninstall ``rule``; KeyError if it is not installed."""
+        with self._lock:
+            try:
+                key, mask, _tag = self._rules.pop(rule)
+            except KeyError:
+                raise KeyError(f"rule: {rule} is not installed") from None
+            del self._by_key[key]
+            self._rules_map.delete(ffi.from_buffer(key))
+            slot = self._masks[mask]
+            slot.users -= 1
+            if slot.users == 0:
+                # mask last: no packet can reach a rule through it any more
+                del self._masks[mask]
+                self._masks_map.update(slot.slot, bytes(ffi.sizeof("struct aioxdp_fw_key")))
+
+    def clear(self) -> None:
+        for rule in self.rules:
+            self.remove(rule)
+
+    def hits(self, rule: Rule) -> int:
+        """How many packets ``rule`` has matched."""
+        key, _mask, _tag = self._rules[rule]
+        value = self._rules_map.lookup(ffi.from_buffer(key))
+        return int(value.hits) if value is not None else 0
+
+    @property
+    def counters(self) -> Verdicts:
+        values = []
+        for index in range(lib.AIOXDP_FW_CNT_REDIRECT, lib.AIOXDP_FW_CNT_NO_XSK + 1):
+            per_cpu: list[Any] = self._counters_map.lookup(index)
+            values.append(sum(int(v[0]) for v in per_cpu))
+        return Verdicts(*values)
+
+    def __repr__(self) -> str:
+        return f"<Forwarder {len(self._rules)} rules, {len(self._masks)} masks>"
+
+
+def _bits(mask: bytes) -> int:
+    return sum(bin(b).count("1") for b in mask)
