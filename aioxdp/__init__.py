@@ -7,7 +7,26 @@ other traffic goes to the kernel untouched.
 
 from aioxdp import errors
 from aioxdp.errors import XDPError
+from aioxdp.forwarder import Action, Rule
+from aioxdp.interface import Interface, PacketTransport
+from aioxdp.packet import Packet, PacketBatch, PacketProtocol
+from aioxdp.transport import XDPTransport
+from aioxdp.umem import FrameCounts, UmemConfig
 
 __version__ = "0.1.0"
 
-__all__ = ["XDPError", "__version__", "errors"]
+__all__ = [
+    "Action",
+    "FrameCounts",
+    "Interface",
+    "Packet",
+    "PacketBatch",
+    "PacketProtocol",
+    "PacketTransport",
+    "Rule",
+    "UmemConfig",
+    "XDPError",
+    "XDPTransport",
+    "__version__",
+    "errors",
+]

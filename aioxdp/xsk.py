@@ -17,7 +17,7 @@ from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError, error_for_errno
 from aioxdp.umem import FrameCounts, UmemConfig
 
-__all__ = ["RxBatch", "XDPStatistics", "XSK"]
+__all__ = ["XSK", "RxBatch", "XDPStatistics"]
 
 XDP_USE_NEED_WAKEUP = lib.XDP_USE_NEED_WAKEUP
 

@@ -1,0 +1,331 @@
+"""Interface: one NIC, its forwarder, one XSK per RX queue, and endpoints.
+
+``async with Interface("eth0") as nic`` loads the forwarder, attaches it
+(native mode first, generic as the fallback; ``nic.mode`` says which),
+opens an XDP socket on each RX queue (all of them, or those asked for) and
+registers each with the running loop. Endpoints bind a protocol to rules:
+packets matching an endpoint's rules are redirected by the forwarder, carry
+the rule's tag to userspace and are dispatched to that endpoint's protocol,
+a batch at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aioxdp import _netlink, privileges
+from aioxdp._libs import lib
+from aioxdp.bpf import BPFObject, Mode, XDPLink, ifindex_of
+from aioxdp.errors import XDPError
+from aioxdp.forwarder import Forwarder, Rule
+from aioxdp.packet import PacketBatch, PacketProtocol
+from aioxdp.transport import XDPTransport
+from aioxdp.umem import FrameCounts, UmemConfig
+from aioxdp.xsk import XSK
+
+__all__ = ["Interface", "PacketTransport"]
+
+log = logging.getLogger(__name__)
+
+
+async def rx_queue_count(ifname: str) -> int:
+    """Number of RX queues, from netlink (sysfs may show another namespace)."""
+    index = ifindex_of(ifname)
+    (link,) = await _netlink.query(lambda ipr: ipr.link("get", index=index))
+    return int(link.get("IFLA_NUM_RX_QUEUES") or 1)
+
+
+class _Dispatcher(PacketProtocol):
+    """Routes each batch to the endpoints whose rule tags the packets carry."""
+
+    def __init__(self, nic: Interface) -> None:
+        self._nic = nic
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        endpoints = self._nic._by_tag
+        rx = batch._rx
+        descs = rx.descs
+        if rx.count == 0:
+            return
+        # fast path: one endpoint's packets only (C sorts and counts tags)
+        if lib.aioxdp_sort_by_tag(descs, rx.count) == 1:
+            endpoint = endpoints.get(descs[0].tag)
+            if endpoint is None:
+                self._nic.unclaimed += rx.count
+            else:
+                endpoint._deliver(batch)
+            return
+        start = 0
+        for i in range(1, rx.count + 1):
+            if i == rx.count or descs[i].tag != descs[start].tag:
+                endpoint = endpoints.get(descs[start].tag)
+                if endpoint is None:
+                    self._nic.unclaimed += i - start
+                else:
+                    endpoint._deliver(PacketBatch(rx, start, i))
+                start = i
+
+    def pause_writing(self) -> None:
+        for endpoint in list(self._nic._endpoints):
+            endpoint._protocol_pause()
+
+    def resume_writing(self) -> None:
+        for endpoint in list(self._nic._endpoints):
+            endpoint._protocol_resume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._nic._lost(exc)
+
+
+class PacketTransport(asyncio.Transport):
+    """An endpoint's transport: frames out through the interface, rules in the forwarder."""
+
+    def __init__(
+        self, nic: Interface, protocol: PacketProtocol, rules: Sequence[Rule], tags: list[int]
+    ) -> None:
+        super().__init__(extra={"ifname": nic.ifname, "mode": nic.mode, "rules": tuple(rules)})
+        self._nic = nic
+        self._protocol = protocol
+        self._rules = list(rules)
+        self._tags = tags
+        self._closing = False
+        self._paused = False
+        self.received = 0
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<PacketTransport {self._nic.ifname} {len(self._rules)} rules {state}>"
+
+    def _deliver(self, batch: PacketBatch) -> None:
+        self.received += len(batch)
+        self._protocol.packets_received(batch)
+
+    def _protocol_pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._protocol.pause_writing()
+
+    def _protocol_resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._protocol.resume_writing()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
+        self._nic._tx_transport().write(data)
+
+    def send_back(self, batch: PacketBatch) -> None:
+        """Send received frames back out after rewriting them in place (no copy)."""
+        self._nic._transports[batch._rx.xsk.queue].send_back(batch)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(t.get_write_buffer_size() for t in self._nic._transports.values())
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        if not isinstance(protocol, PacketProtocol):
+            raise TypeError(f"protocol: expected a PacketProtocol, got {type(protocol).__name__}")
+        self._protocol = protocol
+
+    def close(self) -> None:
+        """Remove this endpoint's rules; connection_lost(None) follows."""
+        self._shutdown(None)
+
+    def abort(self) -> None:
+        self._shutdown(None)
+
+    def _shutdown(self, exc: Exception | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._nic._remove_endpoint(self)
+        self._nic._loop.call_soon(self._protocol.connection_lost, exc)
+
+
+class Interface:
+    """One network interface driven by aioxdp; see the module docstring."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        mode: Mode = "auto",
+        queues: Iterable[int] | None = None,
+        config: UmemConfig | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if mode not in ("auto", "native", "generic"):
+            raise ValueError(f"mode: must be 'auto', 'native' or 'generic', got {mode!r}")
+        self.ifname = ifname
+        self.requested_mode = mode
+        self.mode: str | None = None
+        self._queues = None if queues is None else sorted(set(queues))
+        self._config = config or UmemConfig()
+        self._batch_size = batch_size
+        self._obj: BPFObject | None = None
+        self._link: XDPLink | None = None
+        self.forwarder: Forwarder
+        self._xsks: dict[int, XSK] = {}
+        self._transports: dict[int, XDPTransport] = {}
+        self._endpoints: list[PacketTransport] = []
+        self._by_tag: dict[int, PacketTransport] = {}
+        self._loop: asyncio.AbstractEventLoop
+        self.unclaimed = 0  # redirected packets no endpoint claimed (rule just removed)
+        self.final_counts: dict[int, FrameCounts] = {}
+        self._lost_exc: Exception | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._link is not None else "closed"
+        return f"<Interface {self.ifname} {self.mode or self.requested_mode} {state}>"
+
+    async def __aenter__(self) -> Interface:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def queues(self) -> list[int]:
+        return sorted(self._xsks)
+
+    async def open(self) -> Interface:
+        """Load, attach and open the sockets (called by ``async with``)."""
+        self._loop = asyncio.get_running_loop()
+        doing = f"opening {self.ifname} for AF_XDP"
+        privileges.require(doing, need_raw=True)
+        available = await rx_queue_count(self.ifname)
+        queues = self._queues if self._queues is not None else list(range(available))
+        bad = [q for q in queues if not 0 <= q < available]
+        if bad:
+            raise ValueError(f"queues: {self.ifname} has RX queues 0..{available - 1}, not {bad}")
+        try:
+            self._obj = BPFObject.packaged("forwarder")
+            self._obj.load()
+            self.forwarder = Forwarder(self._obj)
+            self._link = self._obj.program("aioxdp_forwarder").attach(
+                self.ifname, mode=self.requested_mode
+            )
+            self.mode = self._link.mode
+            xskmap = self._obj.map("aioxdp_fw_xsks")
+            dispatcher = _Dispatcher(self)
+            for q in queues:
+                xsk = XSK(self.ifname, q, config=self._config, batch_size=self._batch_size)
+                self._xsks[q] = xsk
+                xskmap.update(q, xsk.fd.to_bytes(4, "little"))
+                self._transports[q] = XDPTransport(
+                    self._loop, xsk, dispatcher, extra={"mode": self.mode, "umem": self._config}
+                )
+        except BaseException:
+            self._teardown()
+            raise
+        log.info("%s: forwarder in %s mode, XSKs on queues %s", self.ifname, self.mode, queues)
+        return self
+
+    async def create_packet_endpoint(
+        self,
+        protocol_factory: Callable[[], PacketProtocol],
+        *,
+        rules: Sequence[Rule],
+    ) -> tuple[PacketTransport, PacketProtocol]:
+        """Bind a new protocol to ``rules``: matching packets go to it, a batch at a time."""
+        if self._link is None:
+            raise XDPError(errno.EBADF, "creating an endpoint", f"{self.ifname} is not open")
+        rules = list(rules)
+        if not rules:
+            raise ValueError("rules: an endpoint needs at least one rule")
+        protocol = protocol_factory()
+        if not isinstance(protocol, PacketProtocol):
+            raise TypeError(
+                f"protocol_factory: must return a PacketProtocol, got {type(protocol).__name__}"
+            )
+        tags: list[int] = []
+        transport = PacketTransport(self, protocol, rules, tags)
+        try:
+            for rule in rules:
+                tag = self.forwarder.add(rule)
+                tags.append(tag)
+                self._by_tag[tag] = transport
+        except BaseException:
+            for rule, tag in zip(rules, tags, strict=False):
+                self.forwarder.remove(rule)
+                self._by_tag.pop(tag, None)
+            raise
+        self._endpoints.append(transport)
+        self._loop.call_soon(protocol.connection_made, transport)
+        return transport, protocol
+
+    def _remove_endpoint(self, endpoint: PacketTransport) -> None:
+        for rule, tag in zip(endpoint._rules, endpoint._tags, strict=False):
+            if rule in self.forwarder.rules:
+                self.forwarder.remove(rule)
+            # the tag stays routed until close: packets already in the RX ring still arrive
+            self._by_tag.pop(tag, None)
+        if endpoint in self._endpoints:
+            self._endpoints.remove(endpoint)
+
+    def _tx_transport(self) -> XDPTransport:
+        return self._transports[min(self._transports)]
+
+    def _lost(self, exc: Exception) -> None:
+        self._lost_exc = exc
+        for endpoint in list(self._endpoints):
+            endpoint._shutdown(exc)
+
+    def frame_counts(self) -> dict[int, FrameCounts]:
+        """Per queue: who owns the frames (open sockets only)."""
+        return {q: xsk.counts() for q, xsk in self._xsks.items() if not xsk.closed}
+
+    def stats(self) -> dict[str, Any]:
+        """The kernel's XDP_STATISTICS per queue, frame counts, and forwarder verdicts."""
+        return {
+            "ifname": self.ifname,
+            "mode": self.mode,
+            "queues": {
+                q: {"xdp": xsk.statistics(), "frames": xsk.counts()}
+                for q, xsk in self._xsks.items()
+                if not xsk.closed
+            },
+            "verdicts": self.forwarder.counters,
+            "unclaimed": self.unclaimed,
+        }
+
+    async def aclose(self) -> None:
+        """Close endpoints, drain queued frames, close sockets, detach."""
+        for endpoint in list(self._endpoints):
+            endpoint.close()
+        for transport in self._transports.values():
+            transport.close()
+        # let close() flush and connection_lost run
+        for _ in range(100):
+            if all(t._closed for t in self._transports.values()):
+                break
+            await asyncio.sleep(0.001)
+        for transport in self._transports.values():
+            transport.abort()
+        await asyncio.sleep(0)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        # program off first, so nothing is redirected to a closing socket
+        if self._link is not None:
+            self._link.detach()
+            self._link = None
+        for q, xsk in self._xsks.items():
+            if not xsk.closed:
+                self.final_counts[q] = xsk.close()
+        self._xsks.clear()
+        self._transports.clear()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
