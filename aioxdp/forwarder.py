@@ -235,7 +235,8 @@ class Forwarder:
         with self._lock:
             if rule in self._rules:
                 raise ValueError(f"rule: {rule} is already installed")
-            clash = self._by_key.get(key)
+            slot = self._masks.get(mask)
+            clash = self._by_key.get(_in_slot(key, slot.slot)) if slot is not None else None
             if clash is not None:
                 raise ValueError(
                     f"rule: {rule} matches exactly the packets of installed rule {clash}"
@@ -246,7 +247,6 @@ class Forwarder:
                     f"adding rule {rule}",
                     f"the forwarder holds at most {self.max_rules} rules",
                 )
-            slot = self._masks.get(mask)
             if slot is None and len(self._masks) >= self.max_masks:
                 raise MapError(
                     errno.E2BIG,
@@ -254,25 +254,26 @@ class Forwarder:
                     f"the forwarder holds at most {self.max_masks} distinct masks (combinations of "
                     "fields and prefix lengths); make rules name the same fields",
                 )
+            if slot is None:
+                free = min(set(range(self.max_masks)) - {s.slot for s in self._masks.values()})
+                slot = _MaskSlot(free, 0)
+            hashed = _in_slot(key, slot.slot)
             tag = next(self._tags)
             value = self._rules_map.new_value(
                 action=int(rule.action), priority=_bits(mask), tag=tag, hits=0
             )
-            # rule first: unreachable until its mask exists
-            self._rules_map.update(ffi.from_buffer(key), value, flags=1)  # BPF_NOEXIST
-            if slot is None:
-                free = sorted(set(range(self.max_masks)) - {s.slot for s in self._masks.values()})[
-                    0
-                ]
+            # rule first: unreachable until its mask is in the mask array
+            self._rules_map.update(ffi.from_buffer(hashed), value, flags=1)  # BPF_NOEXIST
+            if slot.users == 0:
                 try:
-                    self._masks_map.update(free, ffi.from_buffer(mask))
+                    self._masks_map.update(slot.slot, ffi.from_buffer(mask))
                 except MapError:
-                    self._rules_map.delete(ffi.from_buffer(key))
+                    self._rules_map.delete(ffi.from_buffer(hashed))
                     raise
-                slot = self._masks[mask] = _MaskSlot(free, 0)
+                self._masks[mask] = slot
             slot.users += 1
-            self._rules[rule] = (key, mask, tag)
-            self._by_key[key] = rule
+            self._rules[rule] = (hashed, mask, tag)
+            self._by_key[hashed] = rule
             return tag
 
     def remove(self, rule: Rule) -> None:
@@ -311,6 +312,11 @@ class Forwarder:
 
     def __repr__(self) -> str:
         return f"<Forwarder {len(self._rules)} rules, {len(self._masks)} masks>"
+
+
+def _in_slot(key: bytes, slot: int) -> bytes:
+    # the classifier writes the mask's slot into pad[0] of the masked key
+    return key[:14] + bytes([slot]) + key[15:]
 
 
 def _bits(mask: bytes) -> int:

@@ -189,6 +189,8 @@ static __always_inline struct aioxdp_fw_rule *classify(const struct aioxdp_fw_ke
 		if (!mask->proto)
 			continue; /* unused slot: every real mask names the protocol */
 		mask_key(&masked, key, mask);
+		/* two masks can yield the same masked bytes: the slot tells them apart */
+		masked.pad[0] = i;
 		rule = bpf_map_lookup_elem(&aioxdp_fw_rules, &masked);
 		if (rule && (!best || rule->priority > best->priority))
 			best = rule;
@@ -198,12 +200,17 @@ static __always_inline struct aioxdp_fw_rule *classify(const struct aioxdp_fw_ke
 
 static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
 {
+	__u32 queue = ctx->rx_queue_index;
 	struct aioxdp_meta *meta;
 	void *data;
-	int verdict;
 
+	/* no socket on this queue: the kernel gets the packet, untouched */
+	if (!bpf_map_lookup_elem(&aioxdp_fw_xsks, &queue)) {
+		count(AIOXDP_FW_CNT_NO_XSK);
+		return XDP_PASS;
+	}
 	/* Tag the packet for userspace; without room for metadata it still goes,
-	 * untagged (userspace then dispatches it by its headers). */
+	 * untagged (userspace counts it as unclaimed). */
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
 		meta = (void *)(long)ctx->data_meta;
 		data = (void *)(long)ctx->data;
@@ -212,9 +219,8 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
 			meta->magic = AIOXDP_META_MAGIC;
 		}
 	}
-	verdict = bpf_redirect_map(&aioxdp_fw_xsks, ctx->rx_queue_index, XDP_PASS);
-	count(verdict == XDP_REDIRECT ? AIOXDP_FW_CNT_REDIRECT : AIOXDP_FW_CNT_NO_XSK);
-	return verdict;
+	count(AIOXDP_FW_CNT_REDIRECT);
+	return bpf_redirect_map(&aioxdp_fw_xsks, queue, XDP_PASS);
 }
 
 SEC("xdp")

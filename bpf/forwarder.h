@@ -23,7 +23,7 @@ struct aioxdp_fw_key {
 	__u16 dport;      /* TCP/UDP destination port, or ICMP echo identifier */
 	__u8 proto;       /* IP protocol number */
 	__u8 flags;       /* AIOXDP_FW_KEY_* */
-	__u8 pad[2];      /* always zero */
+	__u8 pad[2];      /* in the rule hash, pad[0] is the rule's mask slot */
 };
 
 /* Set in a packet's key when it has no L4 header to match (an IPv4 fragment

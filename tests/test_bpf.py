@@ -157,9 +157,9 @@ def test_typed_maps_round_trip(forwarder: BPFObject) -> None:
         lib.AIOXDP_FW_MAX_RULES,
     )
     key = rules.new_key(proto=1, dport=0x3412)
-    rules.update(key, rules.new_value(action=lib.AIOXDP_FW_REDIRECT, rule_id=7))
+    rules.update(key, rules.new_value(action=lib.AIOXDP_FW_REDIRECT, tag=7))
     got = rules.lookup(key)
-    assert (got.action, got.rule_id, got.hits) == (lib.AIOXDP_FW_REDIRECT, 7, 0)
+    assert (got.action, got.tag, got.hits) == (lib.AIOXDP_FW_REDIRECT, 7, 0)
     assert [(k.proto, k.dport) for k in rules] == [(1, 0x3412)]
     assert rules.delete(key) is True
     assert rules.lookup(key) is None

@@ -1,0 +1,58 @@
+"""Frames for tests, built with scapy: an independent encoder of the wire format."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.packet import Packet, Raw
+
+from aioxdp.testing import Lab
+
+A_MAC, B_MAC = "02:a0:00:00:00:0a", "02:a0:00:00:00:0b"
+A_IP, B_IP = "198.18.0.1", "198.18.0.2"
+
+
+def ether(src: str = B_MAC, dst: str = A_MAC) -> Ether:
+    return Ether(src=src, dst=dst)
+
+
+def udp(
+    dport: int, sport: int = 40000, payload: bytes = b"x" * 18, src: str = B_IP, dst: str = A_IP
+) -> bytes:
+    return bytes(ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload))
+
+
+def tcp(
+    dport: int, sport: int = 40000, flags: str = "S", src: str = B_IP, dst: str = A_IP
+) -> bytes:
+    return bytes(ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags))
+
+
+def icmp(type_: int, id_: int = 0x1234, seq: int = 1, src: str = B_IP, dst: str = A_IP) -> bytes:
+    return bytes(
+        ether() / IP(src=src, dst=dst) / ICMP(type=type_, id=id_, seq=seq) / Raw(b"p" * 16)
+    )
+
+
+def arp() -> bytes:
+    return bytes(Ether(src=B_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=B_IP, pdst=A_IP))
+
+
+def vlan(inner: Packet, tpid: int = 0x8100) -> bytes:
+    eth = ether()
+    eth.type = tpid
+    return bytes(eth / Dot1Q(vlan=7) / inner)
+
+
+def for_lab(frame: bytes, lab: Lab, *, towards: str = "a") -> bytes:
+    """Rewrite the Ethernet and IP addresses of a template frame for ``lab``."""
+    pkt = Ether(frame)
+    src, dst = (lab.b, lab.a) if towards == "a" else (lab.a, lab.b)
+    pkt.src, pkt.dst = src.mac, dst.mac
+    if IP in pkt:
+        pkt[IP].src, pkt[IP].dst = src.ip, dst.ip
+        del pkt[IP].chksum
+        for layer in (UDP, TCP, ICMP):
+            if layer in pkt:
+                del pkt[layer].chksum
+    return bytes(pkt)

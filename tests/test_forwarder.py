@@ -1,0 +1,271 @@
+"""The BPF classifier, table-driven over BPF_PROG_TEST_RUN, and the Forwarder's bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import frames as f
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from aioxdp import Action, Rule
+from aioxdp.bpf import BPFObject, XDPVerdict
+from aioxdp.errors import MapError
+from aioxdp.forwarder import Forwarder, Verdicts
+
+
+@pytest.fixture
+def fw() -> Iterator[tuple[BPFObject, Forwarder]]:
+    with BPFObject.packaged("forwarder") as obj:
+        obj.load()
+        yield obj, Forwarder(obj)
+
+
+def run(obj: BPFObject, frame: bytes) -> XDPVerdict:
+    verdict, out = obj.program().test_run(frame)
+    assert out == frame, "the forwarder never rewrites a packet"
+    return verdict
+
+
+def delta(before: Verdicts, after: Verdicts) -> dict[str, int]:
+    return {
+        k: getattr(after, k) - getattr(before, k)
+        for k in before.__slots__
+        if getattr(after, k) != getattr(before, k)
+    }
+
+
+def fragment(offset: int, more: bool, proto_payload: bytes = b"\x00" * 16) -> bytes:
+    ip = IP(src=f.B_IP, dst=f.A_IP, proto=17, frag=offset, flags="MF" if more else 0)
+    return bytes(f.ether() / ip / Raw(proto_payload))
+
+
+# (rule, frame, matches?)
+MATCH_TABLE = [
+    ("udp dport hit", Rule("udp", dst_port=53), f.udp(53), True),
+    ("udp dport other port", Rule("udp", dst_port=53), f.udp(54), False),
+    ("udp dport but tcp", Rule("udp", dst_port=53), f.tcp(53), False),
+    ("udp sport", Rule("udp", src_port=40000), f.udp(9, sport=40000), True),
+    ("udp sport miss", Rule("udp", src_port=40001), f.udp(9, sport=40000), False),
+    ("udp both ports", Rule("udp", src_port=1, dst_port=2), f.udp(2, sport=1), True),
+    ("udp both ports, one wrong", Rule("udp", src_port=1, dst_port=2), f.udp(2, sport=3), False),
+    ("tcp dport", Rule("tcp", dst_port=443), f.tcp(443), True),
+    ("tcp dport miss", Rule("tcp", dst_port=443), f.tcp(80), False),
+    ("proto only", Rule("udp"), f.udp(1234), True),
+    ("proto only, other proto", Rule("udp"), f.icmp(8), False),
+    ("src address", Rule("udp", src=f.B_IP), f.udp(5), True),
+    ("src address miss", Rule("udp", src="198.18.0.9"), f.udp(5), False),
+    ("dst prefix", Rule("udp", dst="198.18.0.0/24"), f.udp(5), True),
+    ("dst prefix miss", Rule("udp", dst="198.18.1.0/24"), f.udp(5), False),
+    ("src prefix and port", Rule("udp", src="198.18.0.0/30", dst_port=7), f.udp(7), True),
+    ("icmp type", Rule("icmp", icmp_type=8), f.icmp(8), True),
+    ("icmp type miss", Rule("icmp", icmp_type=0), f.icmp(8), False),
+    ("icmp echo id", Rule("icmp", icmp_type=0, icmp_id=0x1234), f.icmp(0, id_=0x1234), True),
+    ("icmp echo id miss", Rule("icmp", icmp_type=0, icmp_id=0x1234), f.icmp(0, id_=0x1235), False),
+    (
+        "icmp echo id, request",
+        Rule("icmp", icmp_type=0, icmp_id=0x1234),
+        f.icmp(8, id_=0x1234),
+        False,
+    ),
+    (
+        "vlan tagged",
+        Rule("udp", dst_port=53),
+        f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53)),
+        True,
+    ),
+    (
+        "802.1ad tagged",
+        Rule("udp", dst_port=53),
+        f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53), 0x88A8),
+        True,
+    ),
+    (
+        "ip options",
+        Rule("udp", dst_port=53),
+        bytes(
+            f.ether() / IP(src=f.B_IP, dst=f.A_IP, options=[b"\x01\x01\x01\x00"]) / UDP(dport=53)
+        ),
+        True,
+    ),
+    (
+        "first fragment",
+        Rule("udp", dst_port=53),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, flags="MF") / UDP(dport=53) / Raw(b"a" * 16)),
+        True,
+    ),
+    (
+        "later fragment, L4 rule",
+        Rule("udp", dst_port=53),
+        fragment(2, more=False, proto_payload=b"\x9c\x40\x00\x35" + b"\x00" * 12),
+        False,
+    ),
+    ("later fragment, L3 rule", Rule("udp", src=f.B_IP), fragment(2, more=True), True),
+    (
+        "later fragment, icmp type 0 rule",
+        Rule("icmp", icmp_type=0),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, frag=3) / Raw(b"\x00" * 16)),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "frame", "matches"), [c[1:] for c in MATCH_TABLE], ids=[c[0] for c in MATCH_TABLE]
+)
+def test_rule_matches_what_it_names_and_nothing_else(
+    fw: tuple[BPFObject, Forwarder], rule: Rule, frame: bytes, matches: bool
+) -> None:
+    obj, forwarder = fw
+    drop = dataclasses.replace(rule, action=Action.DROP)
+    forwarder.add(drop)
+    before = forwarder.counters
+    verdict = run(obj, frame)
+    assert verdict is (XDPVerdict.DROP if matches else XDPVerdict.PASS)
+    assert forwarder.hits(drop) == (1 if matches else 0)
+    moved = delta(before, forwarder.counters)
+    if matches:
+        assert moved == {"dropped": 1}
+    else:
+        assert sum(moved.values()) == 1
+        assert set(moved) <= {"unmatched", "fragments"}
+
+
+BAD_FRAMES = [
+    ("ethernet only", f.udp(53)[:14], "malformed"),
+    ("truncated IPv4 header", f.udp(53)[: 14 + 12], "malformed"),
+    ("IHL 4", f.udp(53)[:14] + bytes([0x44]) + f.udp(53)[15:], "malformed"),
+    ("IHL past the end", f.udp(53)[:14] + bytes([0x4F]) + f.udp(53)[15:34], "malformed"),
+    ("IP version 6 in an IPv4 frame", f.udp(53)[:14] + bytes([0x65]) + f.udp(53)[15:], "malformed"),
+    ("total length past the end", f.udp(53)[:16] + b"\x05\xdc" + f.udp(53)[18:], "malformed"),
+    ("truncated UDP header", f.udp(53, payload=b"")[: 14 + 20 + 4], "malformed"),
+    ("TCP data offset 4", bytearray(f.tcp(443)), "malformed"),
+    ("truncated ICMP header", f.icmp(8)[: 14 + 20 + 4], "malformed"),
+    ("truncated VLAN tag", bytes(f.ether())[:12] + b"\x81\x00\x00", "malformed"),
+    ("IPv6", bytes(f.ether() / IPv6() / UDP(dport=53)), "not_ipv4"),
+    ("ARP", f.arp(), "not_ipv4"),
+]
+
+
+def _fixup(name: str, frame: bytes | bytearray) -> bytes:
+    frame = bytearray(frame)
+    if name == "TCP data offset 4":
+        frame[14 + 20 + 12] = 0x40
+    if name in ("truncated UDP header", "truncated ICMP header"):
+        # the IP total length agrees with the cut: only the L4 header is short
+        frame[16:18] = (len(frame) - 14).to_bytes(2, "big")
+    return bytes(frame.ljust(14, b"\x00"))
+
+
+@pytest.mark.parametrize(("name", "frame", "counter"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
+def test_bad_and_foreign_frames_pass_to_the_kernel_and_are_counted(
+    fw: tuple[BPFObject, Forwarder], name: str, frame: bytes, counter: str
+) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", action=Action.DROP))
+    forwarder.add(Rule("tcp", dst_port=443, action=Action.DROP))
+    forwarder.add(Rule("icmp", icmp_type=8, action=Action.DROP))
+    before = forwarder.counters
+    assert run(obj, _fixup(name, frame)) is XDPVerdict.PASS
+    assert delta(before, forwarder.counters) == {counter: 1}
+
+
+def test_redirect_without_a_socket_passes_and_says_so(fw: tuple[BPFObject, Forwarder]) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", dst_port=53))
+    before = forwarder.counters
+    assert run(obj, f.udp(53)) is XDPVerdict.PASS
+    assert delta(before, forwarder.counters) == {"no_socket": 1}
+
+
+def test_most_specific_rule_wins_whatever_the_order(fw: tuple[BPFObject, Forwarder]) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", src=f.B_IP, dst_port=53, action=Action.PASS))
+    forwarder.add(Rule("udp", dst_port=53, action=Action.DROP))
+    forwarder.add(Rule("udp", action=Action.PASS))
+    assert run(obj, f.udp(53)) is XDPVerdict.PASS  # the src+port rule
+    assert run(obj, f.udp(53, src="198.18.0.3")) is XDPVerdict.DROP  # the port rule
+    assert run(obj, f.udp(54, src="198.18.0.3")) is XDPVerdict.PASS  # proto only
+    assert forwarder.counters.passed == 2
+
+
+def test_rules_and_masks_come_and_go_in_order(fw: tuple[BPFObject, Forwarder]) -> None:
+    obj, forwarder = fw
+    masks = obj.map("aioxdp_fw_masks", key="uint32_t", value="struct aioxdp_fw_key")
+    a, b = Rule("udp", dst_port=1, action=Action.DROP), Rule("udp", dst_port=2, action=Action.DROP)
+    forwarder.add(a)
+    forwarder.add(b)
+    assert sum(1 for i in range(16) if masks.lookup(i).proto) == 1  # one shared mask
+    forwarder.remove(a)
+    assert sum(1 for i in range(16) if masks.lookup(i).proto) == 1  # b still needs it
+    assert run(obj, f.udp(1)) is XDPVerdict.PASS
+    assert run(obj, f.udp(2)) is XDPVerdict.DROP
+    forwarder.remove(b)
+    assert sum(1 for i in range(16) if masks.lookup(i).proto) == 0
+    assert forwarder.rules == []
+    with pytest.raises(KeyError, match="not installed"):
+        forwarder.remove(b)
+
+
+def test_duplicates_and_limits_are_clear_errors(fw: tuple[BPFObject, Forwarder]) -> None:
+    _obj, forwarder = fw
+    forwarder.add(Rule("udp", dst_port=53))
+    with pytest.raises(ValueError, match="already installed"):
+        forwarder.add(Rule("udp", dst_port=53))
+    with pytest.raises(ValueError, match="matches exactly the packets"):
+        forwarder.add(Rule("udp", dst_port=53, action=Action.DROP))
+    # masks: one per prefix length of the source
+    for plen in range(16, 31):
+        forwarder.add(Rule("udp", src=f"198.18.0.0/{plen}"))
+    assert len(forwarder.rules) == 16
+    with pytest.raises(MapError, match="at most 16 distinct masks"):
+        forwarder.add(Rule("udp", src="198.18.0.0/31"))
+    assert len(forwarder.rules) == 16  # the refused rule left nothing behind
+
+
+def test_thousands_of_rules_and_then_a_clear_error(fw: tuple[BPFObject, Forwarder]) -> None:
+    obj, forwarder = fw
+    for port in range(1, forwarder.max_rules + 1):
+        forwarder.add(Rule("udp", dst_port=port, action=Action.DROP))
+    with pytest.raises(MapError, match="at most 4096 rules"):
+        forwarder.add(Rule("tcp", dst_port=1))
+    assert run(obj, f.udp(4000)) is XDPVerdict.DROP
+    assert run(obj, f.udp(4097)) is XDPVerdict.PASS
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"proto": "sctp"}, "proto"),
+        ({"proto": 0}, "proto"),
+        ({"proto": "udp", "dst_port": 0}, "dst_port"),
+        ({"proto": "udp", "src_port": 70000}, "src_port"),
+        ({"proto": "icmp", "dst_port": 5}, "src_port/dst_port"),
+        ({"proto": "udp", "icmp_type": 8}, "icmp_type/icmp_id"),
+        ({"proto": "icmp", "icmp_id": 5}, "icmp_id"),
+        ({"proto": "icmp", "icmp_type": 3, "icmp_id": 5}, "icmp_id"),
+        ({"proto": "udp", "src": "198.18.0.1/24"}, "src"),
+        ({"proto": "udp", "dst": "not-an-address"}, "dst"),
+    ],
+)
+def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=f"^{named}:"):
+        Rule(**kwargs)  # type: ignore[arg-type]
+
+
+def test_layout_of_a_rule_key() -> None:
+    key, mask = Rule("udp", src="198.18.0.2", dst_port=53).key_and_mask()
+    assert key == bytes([198, 18, 0, 2]) + bytes(4) + bytes(2) + b"\x00\x35" + b"\x11\x00\x00\x00"
+    assert mask == b"\xff" * 4 + bytes(4) + bytes(2) + b"\xff\xff" + b"\xff\x01\x00\x00"
+    key, mask = Rule("icmp", icmp_type=0, icmp_id=0x1234).key_and_mask()
+    assert key[8:10] == b"\x00\x00"
+    assert key[10:12] == b"\x12\x34"
+    assert mask[8:10] == b"\xff\x00"  # the type byte, not the code
+
+
+def test_parse_of_our_template_frames() -> None:
+    assert Ether(f.udp(53))[UDP].dport == 53
