@@ -15,7 +15,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aioxdp import _netlink, privileges
 from aioxdp._libs import lib
@@ -28,6 +28,8 @@ from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK
 
 __all__ = ["Interface", "PacketTransport"]
+
+P = TypeVar("P", bound=PacketProtocol)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class PacketTransport(asyncio.Transport):
         self._protocol = protocol
         self._rules = list(rules)
         self._tags = tags
+        self._retired_tags: list[int] = []
         self._closing = False
         self._paused = False
         self.received = 0
@@ -115,10 +118,41 @@ class PacketTransport(asyncio.Transport):
             self._paused = False
             self._protocol.resume_writing()
 
+    @property
+    def rules(self) -> list[Rule]:
+        return list(self._rules)
+
+    def add_rule(self, rule: Rule) -> None:
+        """Also take the packets ``rule`` names, from now on."""
+        if self._closing:
+            raise XDPError(errno.EPIPE, "adding a rule to a closed endpoint", "it was closed")
+        tag = self._nic.forwarder.add(rule)
+        self._rules.append(rule)
+        self._tags.append(tag)
+        self._nic._by_tag[tag] = self
+
+    def remove_rule(self, rule: Rule) -> None:
+        """Stop taking the packets of ``rule``; those already redirected still arrive here."""
+        if rule not in self._rules:
+            raise KeyError(f"rule: {rule} is not one of this endpoint's rules")
+        self._nic.forwarder.remove(rule)
+        index = self._rules.index(rule)
+        del self._rules[index]
+        # its tag stays routed to us until we close: tags are never reused
+        self._retired_tags.append(self._tags.pop(index))
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
             raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
         self._nic._tx_transport().write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each item as its own frame (not joined, as stream transports do)."""
+        transport = self._nic._tx_transport()
+        for data in list_of_data:
+            if self._closing:
+                raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
+            transport.write(data)
 
     def send_back(self, batch: PacketBatch) -> None:
         """Send received frames back out after rewriting them in place (no copy)."""
@@ -234,10 +268,10 @@ class Interface:
 
     async def create_packet_endpoint(
         self,
-        protocol_factory: Callable[[], PacketProtocol],
+        protocol_factory: Callable[[], P],
         *,
         rules: Sequence[Rule],
-    ) -> tuple[PacketTransport, PacketProtocol]:
+    ) -> tuple[PacketTransport, P]:
         """Bind a new protocol to ``rules``: matching packets go to it, a batch at a time."""
         if self._link is None:
             raise XDPError(errno.EBADF, "creating an endpoint", f"{self.ifname} is not open")
@@ -266,10 +300,11 @@ class Interface:
         return transport, protocol
 
     def _remove_endpoint(self, endpoint: PacketTransport) -> None:
-        for rule, tag in zip(endpoint._rules, endpoint._tags, strict=False):
-            if rule in self.forwarder.rules:
+        installed = set(self.forwarder.rules)
+        for rule in endpoint._rules:
+            if rule in installed:
                 self.forwarder.remove(rule)
-            # the tag stays routed until close: packets already in the RX ring still arrive
+        for tag in endpoint._tags + endpoint._retired_tags:
             self._by_tag.pop(tag, None)
         if endpoint in self._endpoints:
             self._endpoints.remove(endpoint)

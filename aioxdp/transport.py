@@ -126,6 +126,7 @@ class XDPTransport(asyncio.Transport):
         self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
+        """Write each item as its own frame."""
         for data in list_of_data:
             self.write(data)
 
@@ -146,10 +147,15 @@ class XDPTransport(asyncio.Transport):
         xsk = self._xsk
         try:
             self._waiting = xsk.flush()
-            # frames freed by completions take the backlog, then flush again
-            while self._backlog and xsk.send(self._backlog[0]):
-                self._backlog.popleft()
+            # frames freed by completions take the backlog, a batch per flush
+            while self._backlog:
+                moved = 0
+                while self._backlog and xsk.send(self._backlog[0]):
+                    self._backlog.popleft()
+                    moved += 1
                 self._waiting = xsk.flush()
+                if not moved:
+                    break
         except XDPError as exc:
             self._fatal_error(exc, "Fatal error on XDP transport while sending")
             return

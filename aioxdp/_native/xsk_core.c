@@ -158,6 +158,11 @@ uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x)
 	want = x->fill_target - x->n.fill;
 	if (want > x->npool)
 		want = x->npool;
+	n = xsk_prod_nb_free(&x->fill, want);
+	if (n < want)
+		want = n;
+	if (!want)
+		return 0;
 	n = xsk_ring_prod__reserve(&x->fill, want, &idx);
 	for (uint32_t i = 0; i < n; i++)
 		*xsk_ring_prod__fill_addr(&x->fill, idx + i) = x->pool[--x->npool];
@@ -290,7 +295,13 @@ static uint32_t submit_queued(struct aioxdp_xsk *x)
 {
 	uint32_t idx, n;
 
-	n = xsk_ring_prod__reserve(&x->tx, x->txq_count, &idx);
+	/* reserve is all-or-nothing: ask for what is free */
+	n = xsk_prod_nb_free(&x->tx, x->txq_count);
+	if (n > x->txq_count)
+		n = x->txq_count;
+	if (!n)
+		return 0;
+	n = xsk_ring_prod__reserve(&x->tx, n, &idx);
 	for (uint32_t i = 0; i < n; i++) {
 		struct xdp_desc *d = xsk_ring_prod__tx_desc(&x->tx, idx + i);
 
@@ -316,10 +327,13 @@ int aioxdp_xsk_flush(struct aioxdp_xsk *x)
 	aioxdp_xsk_complete(x);
 	x->kick_pending = 0;
 	while ((x->txq_count || x->kick_pending) && rounds++ < AIOXDP_MAX_KICK_ROUNDS) {
-		if (x->txq_count && !submit_queued(x) && !x->kick_pending)
+		uint32_t submitted = x->txq_count ? submit_queued(x) : 0;
+		int was_pending = x->kick_pending;
+
+		if (x->txq_count && !submitted)
 			x->n.tx_ring_full++;
 		x->kick_pending = 0;
-		if (xsk_ring_prod__needs_wakeup(&x->tx)) {
+		if ((submitted || was_pending) && xsk_ring_prod__needs_wakeup(&x->tx)) {
 			int err = aioxdp_xsk_kick(x);
 
 			x->n.tx_wakeups++;
@@ -328,9 +342,8 @@ int aioxdp_xsk_flush(struct aioxdp_xsk *x)
 			else if (err)
 				return err;
 		}
-		aioxdp_xsk_complete(x);
-		if (x->kick_pending && x->txq_count == 0 && rounds > 1 && !x->n.tx)
-			x->kick_pending = 0;
+		if (!aioxdp_xsk_complete(x) && !submitted && !x->kick_pending)
+			break; /* no progress possible now: wait for the socket */
 	}
 	/* non-zero: frames still wait, call again when the socket is writable */
 	return (int)(x->txq_count + x->kick_pending);

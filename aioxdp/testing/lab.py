@@ -18,6 +18,7 @@ lease of a dead owner and removes what it left.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import errno
@@ -30,7 +31,7 @@ import signal
 import subprocess
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -138,7 +139,7 @@ class Lab:
         _open_labs.add(self)
         _install_cleanup_handlers()
         try:
-            self._build()
+            _outside_event_loop(self._build)
         except BaseException:
             self.close()
             raise
@@ -225,6 +226,32 @@ class Lab:
             ipr.link("set", index=idx, address=host.mac, mtu=self.mtu)
             ipr.addr("add", index=idx, address=host.ip, prefixlen=host.prefixlen)
             ipr.link("set", index=idx, state="up")
+
+
+def _outside_event_loop(fn: Callable[[], None]) -> None:
+    """Run ``fn`` here, or in a helper thread when this thread runs an event loop.
+
+    pyroute2's sync API drives an event loop of its own, which cannot run
+    inside a running one; a Lab may well be made inside an async test.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn()
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            failure.append(exc)
+
+    helper = threading.Thread(target=run, name="aioxdp-lab")
+    helper.start()
+    helper.join()
+    if failure:
+        raise failure[0]
 
 
 def subnet_of(index: int) -> ipaddress.IPv4Network:

@@ -1,0 +1,408 @@
+"""The data path in the lab, on asyncio and uvloop: the peer namespace's kernel
+and scapy on one side, aioxdp on the other, tcpdump as the witness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import rdpcap, wrpcap
+
+import aioxdp
+from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
+from aioxdp.errors import InterfaceNotFoundError
+from aioxdp.testing import Host, Lab
+
+
+class Recorder(PacketProtocol):
+    """Keeps a copy of every frame, and counts connection events."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.made = asyncio.Event()
+        self.lost: list[Exception | None] = []
+        self.paused = 0
+        self.resumed = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.made.set()
+
+    def packet_received(self, packet: aioxdp.Packet) -> None:
+        self.frames.append(bytes(packet.data))
+
+    def pause_writing(self) -> None:
+        self.paused += 1
+
+    def resume_writing(self) -> None:
+        self.resumed += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+
+
+class Counter(PacketProtocol):
+    """Counts a batch at a time, never touching a packet."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        self.count += len(batch)
+
+
+@pytest.fixture
+def lab_a() -> Iterator[Lab]:
+    """A lab, with this thread inside host a for the test."""
+    with Lab() as lab, lab.a.enter():
+        yield lab
+
+
+@pytest.fixture
+async def nic(lab_a: Lab) -> AsyncIterator[Interface]:
+    async with Interface(lab_a.a.ifname) as opened:
+        yield opened
+    for counts in opened.final_counts.values():
+        assert counts.balanced, counts
+        assert counts.leaked == 0, f"frames leaked: {counts}"
+
+
+def scapy_send(host: Host, frames: list[bytes], tmp: Path) -> None:
+    """Send raw frames out of ``host``'s interface with scapy, in its namespace."""
+    pcap = tmp / f"send-{random.getrandbits(32)}.pcap"
+    wrpcap(str(pcap), [Ether(fr) for fr in frames])
+    code = (
+        "from scapy.all import rdpcap, sendp\n"
+        f"sendp(rdpcap({str(pcap)!r}), iface={host.ifname!r}, verbose=False)\n"
+    )
+    host.run(sys.executable, "-c", code, timeout=120)
+
+
+class Capture:
+    """tcpdump in a host, writing a pcap we read back with scapy."""
+
+    def __init__(self, host: Host, bpf_filter: str, count: int, tmp: Path) -> None:
+        self.path = tmp / f"capture-{random.getrandbits(32)}.pcap"
+        self.proc = host.popen(
+            "tcpdump",
+            "-i",
+            host.ifname,
+            "-U",
+            "-n",
+            "-c",
+            str(count),
+            "-w",
+            str(self.path),
+            bpf_filter,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()  # "listening on ..." once the socket is up
+        assert "listening on" in line, line
+
+    def frames(self, timeout: float = 20.0) -> list[bytes]:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(5)
+        return [bytes(p) for p in rdpcap(str(self.path))]
+
+
+def udp_frames(lab: Lab, port: int, n: int, *, towards: Host) -> list[bytes]:
+    src = lab.b if towards is lab.a else lab.a
+    rng = random.Random(port)
+    return [
+        bytes(
+            Ether(src=src.mac, dst=towards.mac)
+            / IP(src=src.ip, dst=towards.ip, id=i)
+            / UDP(sport=30000 + i, dport=port)
+            / Raw(rng.randbytes(rng.randrange(18, 1400)))
+        )
+        for i in range(n)
+    ]
+
+
+async def until(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.005)
+    return bool(predicate())  # type: ignore[operator]
+
+
+async def test_frames_from_the_peer_reach_the_protocol_byte_identical(
+    lab_a: Lab, nic: Interface, tmp_path: Path
+) -> None:
+    transport, proto = await nic.create_packet_endpoint(
+        Recorder, rules=[Rule("udp", dst_port=9000)]
+    )
+    sent = udp_frames(lab_a, 9000, 300, towards=lab_a.a)
+    await asyncio.to_thread(scapy_send, lab_a.b, sent, tmp_path)
+    assert await until(lambda: len(proto.frames) >= len(sent))
+    assert proto.frames == sent
+    assert transport.get_extra_info("ifname") == lab_a.a.ifname
+    assert nic.forwarder.counters.redirected == len(sent)
+
+
+async def test_frames_the_protocol_writes_arrive_byte_identical(
+    lab_a: Lab, nic: Interface, tmp_path: Path
+) -> None:
+    transport, _ = await nic.create_packet_endpoint(
+        Recorder, rules=[Rule("udp", dst_port=9001)]
+    )
+    frames = udp_frames(lab_a, 9001, 300, towards=lab_a.b)
+    capture = Capture(lab_a.b, "udp dst port 9001", len(frames), tmp_path)
+    transport.writelines(frames)
+    got = await asyncio.to_thread(capture.frames)
+    assert got == frames
+
+
+def echo_request(lab: Lab, ident: int, seq: int = 1) -> bytes:
+    return bytes(
+        Ether(src=lab.a.mac, dst=lab.b.mac)
+        / IP(src=lab.a.ip, dst=lab.b.ip)
+        / ICMP(type=8, id=ident, seq=seq)
+        / Raw(b"aioxdp-test" * 4)
+    )
+
+
+class EchoPump(PacketProtocol):
+    """Keeps ``window`` echo requests in flight until ``total`` replies came."""
+
+    def __init__(self, request: bytes, total: int, window: int) -> None:
+        self.request = request
+        self.total = total
+        self.window = window
+        self.sent = 0
+        self.replies = 0
+        self.done = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: aioxdp.PacketTransport = transport  # type: ignore[assignment]
+        self._send(self.window)
+
+    def _send(self, n: int) -> None:
+        n = min(n, self.total - self.sent)
+        for _ in range(n):
+            self.transport.write(self.request)
+        self.sent += n
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        self.replies += len(batch)
+        if self.replies >= self.total:
+            self.done.set()
+        else:
+            self._send(len(batch))
+
+
+async def test_100k_round_trips_through_the_kernel_peer_leak_no_frame(
+    lab_a: Lab, nic: Interface
+) -> None:
+    ident = 0x7A11
+    total = 100_000
+    _t, pump = await nic.create_packet_endpoint(
+        lambda: EchoPump(echo_request(lab_a, ident), total, window=256),
+        rules=[Rule("icmp", src=lab_a.b.ip, icmp_type=0, icmp_id=ident)],
+    )
+    loop_deadline = 120
+    await asyncio.wait_for(pump.done.wait(), loop_deadline)
+    assert pump.replies == total
+    assert pump.sent == total
+    counts = nic.frame_counts()[0]
+    assert counts.balanced
+    # closing returns every frame (checked by the nic fixture: leaked == 0)
+
+
+async def test_kernel_ping_and_tcp_keep_working_beside_our_echo_rule(
+    lab_a: Lab, nic: Interface
+) -> None:
+    ident = 0x4242
+    total = 2000
+    _t, pump = await nic.create_packet_endpoint(
+        lambda: EchoPump(echo_request(lab_a, ident), total, window=8),
+        rules=[Rule("icmp", icmp_type=0, icmp_id=ident)],
+    )
+    server = lab_a.b.popen(
+        sys.executable,
+        "-c",
+        "import socket\n"
+        "s = socket.create_server(('0.0.0.0', 7777)); print('up', flush=True)\n"
+        "c, _ = s.accept()\n"
+        "while data := c.recv(65536): c.sendall(data)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == "up"
+
+    def tcp_echo() -> bytes:
+        blob = os.urandom(1 << 20)
+        with socket.create_connection((lab_a.b.ip, 7777), timeout=10) as c:
+            c.sendall(blob)
+            c.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := c.recv(65536):
+                got += chunk
+        return got if got == blob else b""
+
+    ping = subprocess.Popen(
+        ["ping", "-n", "-c", "50", "-i", "0.01", "-W", "2", lab_a.b.ip],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # the test thread is in host a: this ping runs there
+    echoed = await asyncio.to_thread(tcp_echo)
+    out, _ = await asyncio.to_thread(ping.communicate)
+    server.wait(10)
+    await asyncio.wait_for(pump.done.wait(), 30)
+    assert "50 packets transmitted, 50 received" in out
+    assert echoed, "the TCP stream came back altered"
+    assert pump.replies == total
+
+
+async def test_rule_changes_in_flight_lose_and_misdirect_nothing(
+    lab_a: Lab, nic: Interface
+) -> None:
+    port, total = 9100, 4000
+    got_kernel: list[int] = []
+    kernel_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # created inside host a
+    kernel_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    kernel_sock.bind((lab_a.a.ip, port))
+    kernel_sock.settimeout(0.5)
+
+    def kernel_reader() -> None:
+        while True:
+            try:
+                data = kernel_sock.recv(2048)
+            except TimeoutError:
+                return
+            got_kernel.append(int(data.split(b":")[1]))
+
+    class Seqs(PacketProtocol):
+        def __init__(self) -> None:
+            self.seqs: list[int] = []
+
+        def packet_received(self, packet: aioxdp.Packet) -> None:
+            payload = bytes(packet.data[42:])
+            self.seqs.append(int(payload.split(b":")[1]))
+
+    rule = Rule("udp", dst=lab_a.a.ip, dst_port=port)
+    transport, proto = await nic.create_packet_endpoint(Seqs, rules=[rule])
+    sender = lab_a.b.popen(
+        sys.executable,
+        "-c",
+        "import socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"for i in range({total}):\n"
+        f"    s.sendto(b'seq:%d:' % i, ({lab_a.a.ip!r}, {port}))\n"
+        "    if i % 50 == 0: time.sleep(0.002)\n",
+    )
+    reader = threading.Thread(target=kernel_reader)
+    reader.start()
+    toggles = 0
+    installed = True
+    deadline = time.monotonic() + 60
+    while sender.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        if installed:
+            transport.remove_rule(rule)
+        else:
+            transport.add_rule(rule)
+        installed = not installed
+        toggles += 1
+    assert sender.wait(5) == 0
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(reader.join)
+    kernel_sock.close()
+    assert toggles >= 10, "the run was too short to toggle the rule"
+    assert proto.seqs, "no packet took the XDP path"
+    assert got_kernel, "no packet took the kernel path"
+    assert not set(proto.seqs) & set(got_kernel), "a packet went both ways"
+    assert sorted(proto.seqs + got_kernel) == list(range(total)), "packets were lost"
+    assert nic.unclaimed == 0
+
+
+async def test_flow_control_pauses_and_resumes_and_loses_nothing(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    tiny = UmemConfig(nframes=64, fill_size=16, comp_size=16, rx_size=16, tx_size=16)
+    async with Interface(lab_a.a.ifname, config=tiny) as nic:
+        transport, proto = await nic.create_packet_endpoint(
+            Recorder, rules=[Rule("udp", dst_port=9002)]
+        )
+        await proto.made.wait()
+        frames = udp_frames(lab_a, 9002, 500, towards=lab_a.b)
+        capture = Capture(lab_a.b, "udp dst port 9002", len(frames), tmp_path)
+        transport.writelines(frames)  # far more than the 48 frames the pool can spare
+        assert proto.paused == 1
+        assert transport.get_write_buffer_size() > 16
+        assert await until(lambda: proto.resumed == 1 and transport.get_write_buffer_size() == 0)
+        got = await asyncio.to_thread(capture.frames)
+        assert got == frames
+        counts = nic.frame_counts()[0]
+        assert counts.tx_packets == 500
+        assert counts.tx_no_frame > 0, "the pool never ran short: the test did not test"
+    assert nic.final_counts[0].leaked == 0
+
+
+async def test_transport_contract(lab_a: Lab, nic: Interface) -> None:
+    transport, proto = await nic.create_packet_endpoint(
+        Recorder, rules=[Rule("udp", dst_port=9003)]
+    )
+    await proto.made.wait()
+    assert proto.transport is transport
+    assert transport.get_extra_info("mode") == nic.mode == "native"
+    xdp = nic._transports[0]
+    assert xdp.get_extra_info("queue") == 0
+    assert isinstance(xdp.get_extra_info("umem"), UmemConfig)
+    assert "fd=" in repr(xdp)
+    with pytest.raises(ValueError, match="data: a frame is 14"):
+        transport.write(b"short")
+    with pytest.raises(TypeError, match="data"):
+        transport.write("text")  # type: ignore[arg-type]
+    transport.close()
+    assert transport.is_closing()
+    await asyncio.sleep(0)
+    assert proto.lost == [None]
+    assert Rule("udp", dst_port=9003) not in nic.forwarder.rules
+
+
+async def test_several_queues(tmp_path: Path) -> None:
+    with Lab(queues=2) as lab, lab.a.enter():
+        async with Interface(lab.a.ifname) as nic:
+            assert nic.queues == [0, 1]
+            _t, proto = await nic.create_packet_endpoint(
+                Counter, rules=[Rule("udp", dst_port=9004)]
+            )
+            await asyncio.to_thread(
+                scapy_send, lab.b, udp_frames(lab, 9004, 100, towards=lab.a), tmp_path
+            )
+            assert await until(lambda: proto.count == 100)
+        async with Interface(lab.a.ifname, queues=[1]) as nic:
+            assert nic.queues == [1]
+
+
+async def test_missing_interface_and_bad_queue() -> None:
+    with pytest.raises(InterfaceNotFoundError, match="nosuch0"):
+        async with Interface("nosuch0"):
+            pass
+    with Lab() as lab, lab.a.enter():
+        with pytest.raises(ValueError, match=r"queues: veth-a has RX queues 0\.\.0"):
+            async with Interface(lab.a.ifname, queues=[3]):
+                pass
+        assert "prog/xdp" not in lab.a.run("ip", "-d", "link", "show", lab.a.ifname).stdout
