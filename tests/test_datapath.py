@@ -163,9 +163,7 @@ async def test_frames_from_the_peer_reach_the_protocol_byte_identical(
 async def test_frames_the_protocol_writes_arrive_byte_identical(
     lab_a: Lab, nic: Interface, tmp_path: Path
 ) -> None:
-    transport, _ = await nic.create_packet_endpoint(
-        Recorder, rules=[Rule("udp", dst_port=9001)]
-    )
+    transport, _ = await nic.create_packet_endpoint(Recorder, rules=[Rule("udp", dst_port=9001)])
     frames = udp_frames(lab_a, 9001, 300, towards=lab_a.b)
     capture = Capture(lab_a.b, "udp dst port 9001", len(frames), tmp_path)
     transport.writelines(frames)

@@ -1,0 +1,114 @@
+"""Frames per second through XDPTransport to a protocol that counts them,
+against a C loop over the same XSK, at batch size 64, in the lab.
+
+    .venv/bin/python bench/rx_throughput.py [--seconds 3] [--loop asyncio|uvloop]
+
+A C blaster on the peer (bench/blast.py) floods UDP at host a. Host a's
+Interface counts batches in Python for a window, then the same socket is
+drained by the C loop (bench/xsk_loops.c) for a window, then Python again.
+The ratio printed is Python / C: 1.0 means Python adds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import native
+
+from aioxdp import Interface, PacketBatch, PacketProtocol, Rule
+from aioxdp.testing import Lab
+
+PORT = 9999
+
+
+class Counter(PacketProtocol):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        self.count += len(batch)
+
+
+async def python_rate(proto: Counter, seconds: float) -> float:
+    start, t0 = proto.count, time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (proto.count - start) / (time.perf_counter() - t0)
+
+
+async def measure(lab: Lab, seconds: float, batch: int) -> dict[str, float]:
+    loops = native.load()
+    async with Interface(lab.a.ifname, batch_size=batch) as nic:
+        _t, proto = await nic.create_packet_endpoint(Counter, rules=[Rule("udp", dst_port=PORT)])
+        blaster = lab.b.popen(
+            sys.executable,
+            str(Path(__file__).with_name("blast.py")),
+            lab.b.ifname,
+            lab.b.mac,
+            lab.a.mac,
+            lab.b.ip,
+            lab.a.ip,
+            str(PORT),
+            str(seconds * 4 + 3),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert blaster.stdout is not None
+        assert blaster.stdout.readline().strip() == "ready"
+        await asyncio.sleep(0.5)  # warm up
+        py1 = await python_rate(proto, seconds)
+        transport = nic._transports[0]
+        transport.pause_reading()
+        c_rates = {}
+        for style, spin in (("poll", 0), ("spin", 1)):
+            t0 = time.perf_counter()
+            got = loops.bench_drain(native.pointer(nic._xsks[0]), batch, seconds, spin)
+            c_rates[style] = got / (time.perf_counter() - t0)
+        transport.resume_reading()
+        py2 = await python_rate(proto, seconds)
+        sent = int(blaster.stdout.readline())
+        blaster.wait(30)
+        stats = nic.stats()["queues"][0]["xdp"]
+    return {
+        "python": (py1 + py2) / 2,
+        "c": max(c_rates.values()),
+        **{f"c_{k}": v for k, v in c_rates.items()},
+        "sent_per_s": sent / (seconds * 4 + 3),
+        "rx_ring_full": stats.rx_ring_full,
+        "fill_empty": stats.rx_fill_ring_empty_descs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], action="append")
+    args = parser.parse_args()
+    for loop_name in args.loop or ["asyncio", "uvloop"]:
+        with Lab() as lab, lab.a.enter():
+            if loop_name == "uvloop":
+                import uvloop
+
+                result = uvloop.run(measure(lab, args.seconds, args.batch))
+            else:
+                result = asyncio.run(measure(lab, args.seconds, args.batch))
+        print(
+            f"{loop_name:8s} batch {args.batch}: python {result['python'] / 1e6:.3f} Mpps, "
+            f"C loop {result['c'] / 1e6:.3f} Mpps (poll {result['c_poll'] / 1e6:.3f}, "
+            f"spin {result['c_spin'] / 1e6:.3f}), python/C = {result['python'] / result['c']:.2f} "
+            f"(blaster offered {result['sent_per_s'] / 1e6:.3f} Mpps; "
+            f"rx ring full {result['rx_ring_full']}, fill ring empty {result['fill_empty']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
