@@ -1,19 +1,20 @@
-"""Netlink queries from async code, on any event loop.
+"""Netlink queries from async code, on any event loop (asyncio, uvloop, trio).
 
-pyroute2's async socket relies on the loop supporting AF_NETLINK datagram
-endpoints, which uvloop does not; its sync socket cannot run inside a
-running loop. So sync queries run in a fresh thread started from the
-loop's thread: a new thread inherits the caller's network namespace
-(which a pooled executor thread might not have).
+pyroute2's async socket needs AF_NETLINK datagram endpoints, which uvloop
+lacks, and its sync socket cannot run inside a running asyncio loop. So a
+sync query runs in a fresh thread started from the loop's own thread (a new
+thread inherits the caller's network namespace, which a pooled worker
+thread might not have), and the loop awaits a pipe the thread writes to.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 from pyroute2 import IPRoute
 
 T = TypeVar("T")
@@ -21,25 +22,29 @@ T = TypeVar("T")
 
 async def query(fn: Callable[[IPRoute], T]) -> T:
     """Run ``fn(ipr)`` with a sync IPRoute in a fresh thread; await its result."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+    outcome: list[Any] = []
+    rfd, wfd = os.pipe()
 
     def work() -> None:
         try:
             with IPRoute() as ipr:
-                result = fn(ipr)
+                outcome.append((fn(ipr), None))
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome.append((None, exc))
+        finally:
+            # the thread owns the write end; a cancelled waiter closed the read end
+            try:
+                os.write(wfd, b"!")
+            except OSError:
+                pass
+            os.close(wfd)
 
-    threading.Thread(target=work, name="aioxdp-netlink", daemon=True).start()
-    return await future
+    try:
+        threading.Thread(target=work, name="aioxdp-netlink", daemon=True).start()
+        await anyio.wait_readable(rfd)  # type: ignore[arg-type]
+    finally:
+        os.close(rfd)
+    result, exc = outcome[0]
+    if exc is not None:
+        raise exc
+    return result  # type: ignore[no-any-return]

@@ -29,7 +29,13 @@ from aioxdp.errors import MapError
 
 __all__ = ["Action", "Forwarder", "Rule", "Verdicts"]
 
-PROTOCOLS = {"icmp": socket.IPPROTO_ICMP, "tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+PROTOCOLS = {
+    "icmp": socket.IPPROTO_ICMP,
+    "tcp": socket.IPPROTO_TCP,
+    "udp": socket.IPPROTO_UDP,
+    "arp": 0,
+}
+ARP = 0  # the key's protocol number for ARP frames (with the ARP flag set)
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
 
@@ -63,10 +69,12 @@ def _port(value: int | None, name: str) -> int | None:
 class Rule:
     """Which packets to take, and what to do with them.
 
-    ``proto`` is ``"icmp"``, ``"udp"``, ``"tcp"`` or an IP protocol number;
-    ``src``/``dst`` an IPv4 address or prefix (``"198.18.0.0/24"``);
-    ports only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp,
-    and ``icmp_id`` only for echo request (8) or reply (0).
+    ``proto`` is ``"icmp"``, ``"udp"``, ``"tcp"``, ``"arp"`` or an IP
+    protocol number; ``src``/``dst`` an IPv4 address or prefix
+    (``"198.18.0.0/24"``; for ARP the sender and target addresses); ports
+    only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp, and
+    ``icmp_id`` only for echo request (8) or reply (0); ``arp_op`` (1
+    request, 2 reply) only with arp.
     """
 
     proto: str | int
@@ -77,6 +85,7 @@ class Rule:
     icmp_type: int | None = None
     icmp_id: int | None = None
     action: Action = Action.REDIRECT
+    arp_op: int | None = None
     _proto_number: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +128,10 @@ class Rule:
                     "icmp_id: only echo messages carry an id; set icmp_type to 0 (reply) "
                     f"or 8 (request), not {self.icmp_type!r}"
                 )
+        if self.arp_op is not None and (number != ARP or self.arp_op not in (1, 2)):
+            raise ValueError(
+                f"arp_op: 1 (request) or 2 (reply), with proto 'arp'; got {self.arp_op!r}"
+            )
         if not isinstance(self.action, Action):
             object.__setattr__(self, "action", Action(self.action))
 
@@ -131,6 +144,12 @@ class Rule:
         key = ffi.new("struct aioxdp_fw_key *")
         mask = ffi.new("struct aioxdp_fw_key *")
         key.proto, mask.proto = self._proto_number, 0xFF
+        # the ARP flag tells ARP frames from IPv4 ones
+        mask.flags |= lib.AIOXDP_FW_KEY_ARP
+        if self._proto_number == ARP:
+            key.flags = lib.AIOXDP_FW_KEY_ARP
+            if self.arp_op is not None:
+                key.sport, mask.sport = _ne16(self.arp_op), 0xFFFF
         for name in ("src", "dst"):
             net = _network(getattr(self, name), name)
             if net is not None:
@@ -151,12 +170,12 @@ class Rule:
             key.dport, mask.dport = _ne16(self.icmp_id), 0xFFFF
         if self.src_port or self.dst_port or self.icmp_type is not None:
             # an L4 rule never matches a packet without an L4 header
-            mask.flags = lib.AIOXDP_FW_KEY_NO_L4
+            mask.flags |= lib.AIOXDP_FW_KEY_NO_L4
         return bytes(ffi.buffer(key)), bytes(ffi.buffer(mask))
 
     def __str__(self) -> str:
         parts = [str(self.proto)]
-        for name in ("src", "dst", "src_port", "dst_port", "icmp_type", "icmp_id"):
+        for name in ("src", "dst", "src_port", "dst_port", "icmp_type", "icmp_id", "arp_op"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")

@@ -18,6 +18,11 @@ from aioxdp._libs import lib
 from aioxdp.errors import XDPError
 
 if TYPE_CHECKING:
+    from aioxdp.protocols.ethernet import Ethernet
+    from aioxdp.protocols.icmp import Icmp
+    from aioxdp.protocols.ipv4 import IPv4
+    from aioxdp.protocols.tcp import Tcp
+    from aioxdp.protocols.udp import Udp
     from aioxdp.xsk import XSK, RxBatch
 
 __all__ = ["Packet", "PacketBatch", "PacketProtocol"]
@@ -31,9 +36,12 @@ class Packet:
     ``queue`` the RX queue it came in on.
     """
 
-    __slots__ = ("_addr", "_desc", "_xsk", "data", "queue", "tag")
+    __slots__ = ("_addr", "_desc", "_eth", "_ip", "_l4", "_xsk", "data", "queue", "tag")
 
     def __init__(self, xsk: XSK, desc: Any) -> None:
+        self._eth: Any = None
+        self._ip: Any = None
+        self._l4: Any = None
         self._xsk: XSK | None = xsk
         self._desc = desc
         self._addr = int(desc.addr)
@@ -46,6 +54,67 @@ class Packet:
 
     def __repr__(self) -> str:
         return f"<Packet {len(self.data)} bytes queue {self.queue} tag {self.tag}>"
+
+    # Headers decode on first use; a malformed one raises a DecodeError
+    # subclass (aioxdp.protocols.errors) naming what was wrong.
+
+    @property
+    def eth(self) -> Ethernet:
+        if self._eth is None:
+            from aioxdp.protocols.ethernet import Ethernet
+
+            self._eth = Ethernet.parse(self.data)
+        return self._eth  # type: ignore[no-any-return]
+
+    @property
+    def ip(self) -> IPv4:
+        if self._ip is None:
+            from aioxdp.protocols.errors import BadFieldError
+            from aioxdp.protocols.ethernet import ETH_P_IP
+            from aioxdp.protocols.ipv4 import IPv4
+
+            eth = self.eth
+            if eth.ethertype != ETH_P_IP:
+                raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IPv4")
+            self._ip = IPv4.parse(self.data, eth.header_len)
+        return self._ip  # type: ignore[no-any-return]
+
+    @property
+    def l4_offset(self) -> int:
+        return self.eth.header_len + self.ip.header_len
+
+    @property
+    def l4(self) -> Icmp | Udp | Tcp:
+        """The ICMP, UDP or TCP header (checksums verified)."""
+        if self._l4 is None:
+            from aioxdp.protocols.errors import BadFieldError
+            from aioxdp.protocols.icmp import IPPROTO_ICMP, Icmp
+            from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp
+            from aioxdp.protocols.udp import IPPROTO_UDP, Udp
+
+            ip = self.ip
+            if ip.fragment_offset:
+                raise BadFieldError("ipv4", "a later fragment has no transport header")
+            start = self.eth.header_len + ip.header_len
+            end = self.eth.header_len + ip.total_length
+            if ip.proto == IPPROTO_ICMP:
+                self._l4 = Icmp.parse(self.data, start, end, verify=not ip.more_fragments)
+            elif ip.proto == IPPROTO_UDP:
+                self._l4 = Udp.parse(self.data, start, end, src=ip.src, dst=ip.dst)
+            elif ip.proto == IPPROTO_TCP:
+                self._l4 = Tcp.parse(self.data, start, end, src=ip.src, dst=ip.dst)
+            else:
+                raise BadFieldError("ipv4", f"protocol {ip.proto} has no decoder here")
+        return self._l4  # type: ignore[no-any-return]
+
+    @property
+    def payload(self) -> memoryview:
+        """What follows the transport header, up to the IP total length."""
+        from aioxdp.protocols.tcp import Tcp
+
+        l4 = self.l4
+        start = self.l4_offset + (l4.header_len if isinstance(l4, Tcp) else 8)
+        return self.data[start : self.eth.header_len + self.ip.total_length]
 
     def keep(self) -> Packet:
         """Keep the frame after ``packets_received`` returns; :meth:`release` it later."""

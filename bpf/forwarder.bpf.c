@@ -129,6 +129,32 @@ static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto, struct
 	return PARSE_OK;
 }
 
+struct arp_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+};
+
+static __always_inline int parse_arp(struct arp_ipv4 *arp, void *data_end, struct aioxdp_fw_key *key)
+{
+	if ((void *)(arp + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != 6 ||
+	    arp->plen != 4)
+		return PARSE_NOT_IPV4;
+	__builtin_memcpy(&key->saddr, arp->spa, 4);
+	__builtin_memcpy(&key->daddr, arp->tpa, 4);
+	key->sport = arp->op;
+	key->flags = AIOXDP_FW_KEY_ARP;
+	return PARSE_OK;
+}
+
 static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 {
 	void *data = (void *)(long)ctx->data;
@@ -140,6 +166,8 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 	ip = parse_ethernet(data, data_end, &proto);
 	if (!ip)
 		return PARSE_MALFORMED;
+	if (proto == bpf_htons(ETH_P_ARP))
+		return parse_arp((void *)ip, data_end, key);
 	if (proto != bpf_htons(ETH_P_IP))
 		return PARSE_NOT_IPV4;
 	if ((void *)(ip + 1) > data_end)

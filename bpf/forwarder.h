@@ -30,6 +30,9 @@ struct aioxdp_fw_key {
  * other than the first). Masks of rules that name L4 fields include this
  * bit, so such packets can only match rules on addresses and protocol. */
 #define AIOXDP_FW_KEY_NO_L4 0x01
+/* Set for ARP (Ethernet/IPv4) frames: proto is 0, saddr/daddr are the sender
+ * and target protocol addresses, sport the operation (network order). */
+#define AIOXDP_FW_KEY_ARP 0x02
 
 enum aioxdp_fw_action {
 	AIOXDP_FW_REDIRECT = 0, /* to the XSK bound to the packet's RX queue */

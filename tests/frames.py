@@ -34,8 +34,9 @@ def icmp(type_: int, id_: int = 0x1234, seq: int = 1, src: str = B_IP, dst: str 
     )
 
 
-def arp() -> bytes:
-    return bytes(Ether(src=B_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=B_IP, pdst=A_IP))
+def arp(op: int = 1) -> bytes:
+    dst = "ff:ff:ff:ff:ff:ff" if op == 1 else A_MAC
+    return bytes(Ether(src=B_MAC, dst=dst) / ARP(op=op, hwsrc=B_MAC, psrc=B_IP, pdst=A_IP))
 
 
 def vlan(inner: Packet, tpid: int = 0x8100) -> bytes:

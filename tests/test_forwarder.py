@@ -147,7 +147,9 @@ BAD_FRAMES = [
     ("truncated ICMP header", f.icmp(8)[: 14 + 20 + 4], "malformed"),
     ("truncated VLAN tag", bytes(f.ether())[:12] + b"\x81\x00\x00", "malformed"),
     ("IPv6", bytes(f.ether() / IPv6() / UDP(dport=53)), "not_ipv4"),
-    ("ARP", f.arp(), "not_ipv4"),
+    ("ARP, no ARP rule", f.arp(), "unmatched"),
+    ("ARP for another protocol", f.arp()[:16] + b"\x86\xdd" + f.arp()[18:], "not_ipv4"),
+    ("truncated ARP", f.arp()[:30], "malformed"),
 ]
 
 
@@ -250,6 +252,8 @@ def test_thousands_of_rules_and_then_a_clear_error(fw: tuple[BPFObject, Forwarde
         ({"proto": "icmp", "icmp_type": 3, "icmp_id": 5}, "icmp_id"),
         ({"proto": "udp", "src": "198.18.0.1/24"}, "src"),
         ({"proto": "udp", "dst": "not-an-address"}, "dst"),
+        ({"proto": "udp", "arp_op": 2}, "arp_op"),
+        ({"proto": "arp", "arp_op": 3}, "arp_op"),
     ],
 )
 def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: str) -> None:
@@ -260,7 +264,7 @@ def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: s
 def test_layout_of_a_rule_key() -> None:
     key, mask = Rule("udp", src="198.18.0.2", dst_port=53).key_and_mask()
     assert key == bytes([198, 18, 0, 2]) + bytes(4) + bytes(2) + b"\x00\x35" + b"\x11\x00\x00\x00"
-    assert mask == b"\xff" * 4 + bytes(4) + bytes(2) + b"\xff\xff" + b"\xff\x01\x00\x00"
+    assert mask == b"\xff" * 4 + bytes(4) + bytes(2) + b"\xff\xff" + b"\xff\x03\x00\x00"
     key, mask = Rule("icmp", icmp_type=0, icmp_id=0x1234).key_and_mask()
     assert key[8:10] == b"\x00\x00"
     assert key[10:12] == b"\x12\x34"

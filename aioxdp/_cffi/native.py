@@ -33,6 +33,7 @@ struct aioxdp_meta {
 };
 
 #define AIOXDP_FW_KEY_NO_L4 ...
+#define AIOXDP_FW_KEY_ARP ...
 #define AIOXDP_META_MAGIC ...
 #define AIOXDP_FW_CNT_REDIRECT ...
 #define AIOXDP_FW_CNT_PASS ...
@@ -115,4 +116,12 @@ void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out
 int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);
 int aioxdp_xsk_options(const struct aioxdp_xsk *x);
 uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n);
+
+int64_t aioxdp_now_ns(void);
+uint16_t aioxdp_ones_sum(const void *data, size_t len, uint32_t initial);
+uint16_t aioxdp_checksum(const void *data, size_t len, uint32_t initial);
+uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len,
+                          uint16_t seq0, uint32_t count, int64_t *sent_ns);
+uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
+                           uint16_t ident, struct aioxdp_echo_reply *out);
 """

@@ -2,6 +2,7 @@
 #ifndef AIOXDP_NATIVE_H
 #define AIOXDP_NATIVE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <linux/if_xdp.h>
 
@@ -66,5 +67,42 @@ void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out
 int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);
 int aioxdp_xsk_options(const struct aioxdp_xsk *x);
 uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n);
+
+/* ---- ICMP echo and checksums (echo.c) ---- */
+
+#define AIOXDP_ECHO_STAMP_LEN 8   /* send time, CLOCK_MONOTONIC ns, first in the payload */
+
+enum aioxdp_echo_status {
+	AIOXDP_ECHO_OK = 0,
+	AIOXDP_ECHO_TRUNCATED,
+	AIOXDP_ECHO_NOT_IPV4,
+	AIOXDP_ECHO_BAD_IP,
+	AIOXDP_ECHO_BAD_IP_CHECKSUM,
+	AIOXDP_ECHO_NOT_ICMP,
+	AIOXDP_ECHO_FRAGMENT,
+	AIOXDP_ECHO_BAD_ICMP_CHECKSUM,
+	AIOXDP_ECHO_NOT_REPLY,
+	AIOXDP_ECHO_FOREIGN,
+	AIOXDP_ECHO_NO_STAMP,
+};
+
+struct aioxdp_echo_reply {
+	int64_t sent_ns;
+	int64_t recv_ns;
+	uint32_t saddr;   /* network order */
+	uint32_t size;    /* ICMP bytes, header included */
+	uint16_t seq;
+	uint8_t ttl;
+	uint8_t status;   /* enum aioxdp_echo_status */
+	uint32_t _pad;
+};
+
+int64_t aioxdp_now_ns(void);
+uint16_t aioxdp_ones_sum(const void *data, size_t len, uint32_t initial);
+uint16_t aioxdp_checksum(const void *data, size_t len, uint32_t initial);
+uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len,
+			  uint16_t seq0, uint32_t count, int64_t *sent_ns);
+uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
+			   uint16_t ident, struct aioxdp_echo_reply *out);
 
 #endif
