@@ -10,6 +10,7 @@ from aioxdp.errors import XDPError
 from aioxdp.forwarder import Action, Rule
 from aioxdp.interface import Interface, PacketTransport
 from aioxdp.packet import Packet, PacketBatch, PacketProtocol
+from aioxdp.ping import Pinger, PingReply, PingResult, multiping, ping
 from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig
 
@@ -23,10 +24,15 @@ __all__ = [
     "PacketBatch",
     "PacketProtocol",
     "PacketTransport",
+    "PingReply",
+    "PingResult",
+    "Pinger",
     "Rule",
     "UmemConfig",
     "XDPError",
     "XDPTransport",
     "__version__",
     "errors",
+    "multiping",
+    "ping",
 ]

@@ -12,9 +12,11 @@ a batch at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from aioxdp import _netlink, privileges
@@ -27,7 +29,7 @@ from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK
 
-__all__ = ["Interface", "PacketTransport"]
+__all__ = ["Interface", "PacketTransport", "shared_interface"]
 
 P = TypeVar("P", bound=PacketProtocol)
 
@@ -364,3 +366,40 @@ class Interface:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
+
+
+class _Shared:
+    def __init__(self, opening: asyncio.Task[Interface]) -> None:
+        self.opening = opening
+        self.users = 0
+
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def shared_interface(ifname: str, *, mode: Mode = "auto") -> AsyncIterator[Interface]:
+    """The running loop's Interface on ``ifname``, opened on first use and
+    closed when its last user leaves; concurrent pings share its XSKs."""
+    loop = asyncio.get_running_loop()
+    per_loop = _shared.setdefault(loop, {})
+    entry = per_loop.get(ifname)
+    if entry is None:
+        entry = per_loop[ifname] = _Shared(loop.create_task(Interface(ifname, mode=mode).open()))
+    entry.users += 1
+    try:
+        try:
+            nic = await asyncio.shield(entry.opening)
+        except BaseException:
+            if per_loop.get(ifname) is entry and entry.opening.done():
+                del per_loop[ifname]
+            raise
+        yield nic
+    finally:
+        entry.users -= 1
+        if entry.users == 0 and per_loop.get(ifname) is entry:
+            del per_loop[ifname]
+            if entry.opening.done() and not entry.opening.cancelled() and entry.opening.exception() is None:
+                await entry.opening.result().aclose()

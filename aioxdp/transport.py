@@ -130,6 +130,12 @@ class XDPTransport(asyncio.Transport):
         for data in list_of_data:
             self.write(data)
 
+    def note_queued(self, n: int) -> None:
+        """``n`` frames were queued on the XSK directly (by C batch code): flush them."""
+        if n:
+            self._waiting += n
+            self._schedule_flush()
+
     def send_back(self, batch: PacketBatch) -> None:
         """Transmit a received batch, rewritten in place, without copying it."""
         self._waiting += batch.send_back()

@@ -82,6 +82,25 @@ struct xdp_statistics {
 
 struct aioxdp_xsk;
 
+#define AIOXDP_ECHO_STAMP_LEN ...
+enum aioxdp_echo_status {
+    AIOXDP_ECHO_OK, AIOXDP_ECHO_TRUNCATED, AIOXDP_ECHO_NOT_IPV4, AIOXDP_ECHO_BAD_IP,
+    AIOXDP_ECHO_BAD_IP_CHECKSUM, AIOXDP_ECHO_NOT_ICMP, AIOXDP_ECHO_FRAGMENT,
+    AIOXDP_ECHO_BAD_ICMP_CHECKSUM, AIOXDP_ECHO_NOT_REPLY, AIOXDP_ECHO_FOREIGN,
+    AIOXDP_ECHO_NO_STAMP
+};
+
+struct aioxdp_echo_reply {
+    int64_t sent_ns;
+    int64_t recv_ns;
+    uint32_t saddr;
+    uint32_t size;
+    uint16_t seq;
+    uint8_t ttl;
+    uint8_t status;
+    uint32_t _pad;
+};
+
 #define AIOXDP_FW_MAX_MASKS ...
 #define AIOXDP_FW_MAX_RULES ...
 #define AIOXDP_FW_MAX_QUEUES ...

@@ -1,0 +1,584 @@
+"""ICMP echo through the XDP socket: ping(), multiping(), Pinger, their results.
+
+Theory of operation
+-------------------
+:class:`EchoSession` is the sans-IO core (no clock, no socket: time comes
+in as ``now_ns``). It owns, per target host, the probes sent and what
+became of each one:
+
+    probe state     set when                          counts as
+    sent            C stamped it into a frame         in flight
+    answered        a valid reply came within timeout received, rtt kept
+    late            a reply came after its timeout    late (not received)
+    expired         its timeout passed with no reply  lost
+
+A probe leaves "in flight" exactly once (answered, late or expired); a
+second reply to it is a duplicate. Sequence numbers are ``probe + 1``
+modulo 65536, so a reply's probe is the latest one sent with that number
+(the in-flight window is far below 65536). Replies are matched by echo id
+(the forwarder only redirects ours), source address and sequence.
+
+Pacing: with ``interval > 0`` probe *n* goes out at ``start + n*interval``;
+with ``interval == 0`` (flood) up to ``window`` probes are in flight. Both
+are bounded: ``count`` probes, and a deadline of
+``count*interval + timeout`` (plus slack) after the start.
+
+The drivers are thin: the asyncio one here (Pinger), and the anyio one in
+``aioxdp.anyio_driver`` for trio. Stamping requests and checking replies
+run in C over whole batches (``_native/echo.c``).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import errno
+import math
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aioxdp._libs import ffi, lib
+from aioxdp.errors import XDPError
+from aioxdp.forwarder import Rule
+from aioxdp.packet import PacketBatch, PacketProtocol
+from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.icmp import ECHO_REPLY, ECHO_REQUEST, IPPROTO_ICMP, Icmp
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.route import Route
+
+__all__ = ["EchoSession", "PingReply", "PingResult", "Pinger", "multiping", "ping"]
+
+MAX_COUNT = 10_000_000
+DEFAULT_WINDOW = 256
+HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
+STATUS_NAMES = {
+    lib.AIOXDP_ECHO_TRUNCATED: "truncated",
+    lib.AIOXDP_ECHO_NOT_IPV4: "not_ipv4",
+    lib.AIOXDP_ECHO_BAD_IP: "bad_ip_header",
+    lib.AIOXDP_ECHO_BAD_IP_CHECKSUM: "bad_ip_checksum",
+    lib.AIOXDP_ECHO_NOT_ICMP: "not_icmp",
+    lib.AIOXDP_ECHO_FRAGMENT: "fragment",
+    lib.AIOXDP_ECHO_BAD_ICMP_CHECKSUM: "bad_icmp_checksum",
+    lib.AIOXDP_ECHO_NOT_REPLY: "not_echo_reply",
+    lib.AIOXDP_ECHO_NO_STAMP: "no_timestamp",
+}
+_ANSWERED, _LATE, _EXPIRED = 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class PingReply:
+    """One echo reply."""
+
+    seq: int  # ICMP sequence number
+    rtt: float  # round-trip time, seconds
+    ttl: int  # TTL of the reply's IP header
+    size: int  # ICMP bytes (header + data), as ping prints them
+    source: str  # who answered
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """What a ping run found, for one host. Times are in seconds."""
+
+    host: str
+    address: str
+    sent: int
+    received: int
+    rtts: list[float]
+    duplicates: int = 0  # extra replies to an answered probe
+    late: int = 0  # replies after their probe's timeout
+    foreign: int = 0  # our echo id, but an unknown source or sequence
+    malformed: dict[str, int] = field(default_factory=dict)  # by reason
+    elapsed: float = 0.0
+    _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
+    _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
+    _sizes: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
+
+    @property
+    def loss(self) -> float:
+        return 1.0 - self.received / self.sent if self.sent else 0.0
+
+    @property
+    def min(self) -> float:
+        return min(self.rtts) if self.rtts else math.nan
+
+    @property
+    def max(self) -> float:
+        return max(self.rtts) if self.rtts else math.nan
+
+    @property
+    def avg(self) -> float:
+        return sum(self.rtts) / len(self.rtts) if self.rtts else math.nan
+
+    @property
+    def mdev(self) -> float:
+        """sqrt(mean(rtt^2) - mean(rtt)^2), as iputils computes it."""
+        if not self.rtts:
+            return math.nan
+        n = len(self.rtts)
+        mean = sum(self.rtts) / n
+        return math.sqrt(max(sum(r * r for r in self.rtts) / n - mean * mean, 0.0))
+
+    @property
+    def replies(self) -> list[PingReply]:
+        """The replies in arrival order (made on first use)."""
+        return [
+            PingReply(seq, rtt, ttl, size, self.address)
+            for seq, rtt, ttl, size in zip(self._seqs, self.rtts, self._ttls, self._sizes, strict=True)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        def ms(value: float) -> float | None:
+            return None if math.isnan(value) else round(value * 1e3, 6)
+
+        return {
+            "host": self.host, "address": self.address, "sent": self.sent, "received": self.received,
+            "loss": self.loss, "duplicates": self.duplicates, "late": self.late, "foreign": self.foreign,
+            "malformed": dict(self.malformed), "elapsed_s": self.elapsed,
+            "rtt_ms": {"min": ms(self.min), "avg": ms(self.avg), "max": ms(self.max), "mdev": ms(self.mdev)},
+        }
+
+
+class _Target:
+    """One destination of a session, and the fate of every probe sent to it."""
+
+    def __init__(self, host: str, route: Route, template: bytes, count: int) -> None:
+        self.host = host
+        self.route = route
+        self.template = template
+        self.template_c = ffi.from_buffer("uint8_t[]", template)
+        self.saddr = int.from_bytes(socket.inet_aton(route.destination), "little")  # as C reads it
+        self.count = count
+        self.next_probe = 0
+        self.done = 0
+        self.sweep = 0  # probes before this one have left "in flight"
+        self.state = bytearray(count)
+        self.sent_ns = array.array("q", bytes(8 * count))
+        self.rtts: list[float] = []
+        self.seqs = array.array("I")
+        self.ttls = array.array("B")
+        self.sizes = array.array("I")
+        self.duplicates = 0
+        self.late = 0
+        self.foreign = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.next_probe - self.done
+
+    def probe_of(self, seq: int) -> int:
+        """The latest probe sent with sequence ``seq`` (-1 if none was)."""
+        last = self.next_probe - 1
+        return last - ((last - (seq - 1)) % 65536)
+
+
+class EchoSession:
+    """The sans-IO state of one ping run over one or more targets."""
+
+    def __init__(
+        self, targets: Sequence[_Target], ident: int, *, interval: float, timeout: float, window: int
+    ) -> None:
+        self.targets = list(targets)
+        self.ident = ident
+        self.interval_ns = int(interval * 1e9)
+        self.timeout_ns = int(timeout * 1e9)
+        self.window = window
+        self.by_saddr = {t.saddr: t for t in self.targets}
+        self.malformed: dict[str, int] = {}
+        self.start_ns = 0
+        self.end_ns = 0
+        count = max(t.count for t in self.targets)
+        # bounded in time: all probes out, then one timeout, then slack
+        self.deadline_ns = 0
+        self._budget_ns = count * self.interval_ns + self.timeout_ns + 2_000_000_000
+        self.listeners: list[Callable[[PingReply], None]] = []
+
+    def start(self, now_ns: int) -> None:
+        self.start_ns = now_ns
+        self.deadline_ns = now_ns + self._budget_ns
+
+    def finished(self, now_ns: int) -> bool:
+        if now_ns >= self.deadline_ns:
+            return True
+        return all(t.next_probe == t.count and t.done == t.count for t in self.targets)
+
+    def due(self, now_ns: int) -> list[tuple[_Target, int]]:
+        """How many probes each target should send now."""
+        out = []
+        for t in self.targets:
+            left = t.count - t.next_probe
+            if not left:
+                continue
+            if self.interval_ns:
+                n = min(left, (now_ns - self.start_ns) // self.interval_ns + 1 - t.next_probe)
+            else:
+                n = min(left, self.window - t.in_flight)
+            if n > 0:
+                out.append((t, n))
+        return out
+
+    def sent(self, target: _Target, n: int) -> None:
+        target.next_probe += n
+
+    def sweep(self, now_ns: int) -> None:
+        """Expire probes whose timeout has passed."""
+        limit = now_ns - self.timeout_ns
+        for t in self.targets:
+            state, sent_ns, i = t.state, t.sent_ns, t.sweep
+            while i < t.next_probe and (state[i] or sent_ns[i] <= limit):
+                if not state[i]:
+                    state[i] = _EXPIRED
+                    t.done += 1
+                i += 1
+            t.sweep = i
+
+    def next_wakeup(self, now_ns: int) -> int:
+        """When the driver must call again even if nothing arrives."""
+        wake = self.deadline_ns
+        for t in self.targets:
+            if t.next_probe < t.count and self.interval_ns:
+                wake = min(wake, self.start_ns + t.next_probe * self.interval_ns)
+            if t.sweep < t.next_probe:
+                wake = min(wake, t.sent_ns[t.sweep] + self.timeout_ns)
+        return max(wake, now_ns)
+
+    def replies(self, results: Any, n: int) -> bool:
+        """Account a batch of C-checked replies; True if a probe left flight."""
+        freed = False
+        ok = lib.AIOXDP_ECHO_OK
+        foreign_status = lib.AIOXDP_ECHO_FOREIGN
+        for i in range(n):
+            r = results[i]
+            status = r.status
+            if status != ok:
+                if status == foreign_status:
+                    self.malformed["foreign_id"] = self.malformed.get("foreign_id", 0) + 1
+                else:
+                    name = STATUS_NAMES.get(status, "malformed")
+                    self.malformed[name] = self.malformed.get(name, 0) + 1
+                continue
+            t = self.by_saddr.get(r.saddr)
+            if t is None:
+                self.malformed["unknown_source"] = self.malformed.get("unknown_source", 0) + 1
+                continue
+            seq = r.seq
+            probe = t.probe_of(seq)
+            if probe < 0:
+                t.foreign += 1
+                continue
+            rtt_ns = r.recv_ns - r.sent_ns
+            state = t.state[probe]
+            if state in (_ANSWERED, _LATE):
+                t.duplicates += 1
+                continue
+            if r.sent_ns != t.sent_ns[probe] or rtt_ns < 0:
+                t.foreign += 1  # the stamp is not the one we sent with that sequence
+                continue
+            if rtt_ns > self.timeout_ns:
+                t.late += 1
+                t.state[probe] = _LATE
+                if not state:
+                    t.done += 1
+                    freed = True
+                continue
+            t.state[probe] = _ANSWERED
+            t.done += 1
+            freed = True
+            rtt = rtt_ns / 1e9
+            t.rtts.append(rtt)
+            t.seqs.append(seq)
+            t.ttls.append(r.ttl)
+            t.sizes.append(r.size)
+            if self.listeners:
+                reply = PingReply(seq, rtt, r.ttl, r.size, t.route.destination)
+                for listener in self.listeners:
+                    listener(reply)
+        return freed
+
+    def results(self) -> list[PingResult]:
+        elapsed = (self.end_ns - self.start_ns) / 1e9
+        return [
+            PingResult(
+                t.host, t.route.destination, t.next_probe, len(t.rtts), t.rtts, t.duplicates, t.late,
+                t.foreign, dict(self.malformed), elapsed, t.seqs, t.ttls, t.sizes,
+            )
+            for t in self.targets
+        ]
+
+
+def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
+    """An echo request to ``route``; C writes the IP id, sequence, stamp and checksums."""
+    assert route.next_hop_mac is not None
+    frame = bytearray(HEADERS + size)
+    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
+    ip = IPv4(socket.inet_aton(route.source), socket.inet_aton(route.destination), IPPROTO_ICMP,
+              total_length=20 + 8 + size, ttl=ttl)
+    off += ip.build_into(frame, off)
+    pattern = bytes(range(256)) * (size // 256 + 1)
+    payload = bytes(lib.AIOXDP_ECHO_STAMP_LEN) + pattern[: size - lib.AIOXDP_ECHO_STAMP_LEN]
+    Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, off, payload)
+    return bytes(frame)
+
+
+def _idents_in_use() -> set[int]:
+    """Echo ids of the kernel's ping sockets in this namespace (their local port)."""
+    used = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/thread-self/net/icmp").read_text().splitlines()[1:]:
+            local = line.split()[1]
+            used.add(int(local.split(":")[1], 16))
+    return used
+
+
+def pick_ident(taken: Iterable[int] = ()) -> int:
+    """A random echo id that no kernel ping socket nor rule of ours uses."""
+    avoid = _idents_in_use() | set(taken)
+    for _ in range(1000):
+        ident = random.randrange(1, 0x10000)
+        if ident not in avoid:
+            return ident
+    raise XDPError(errno.EADDRINUSE, "choosing an ICMP echo id", "every id tried is in use")
+
+
+def _validate(count: int, interval: float, timeout: float, size: int, ttl: int, window: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"count: must be an integer 1..{MAX_COUNT}, got {count!r}")
+    if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
+        raise ValueError(f"interval: must be a finite number of seconds >= 0 (0 floods), got {interval!r}")
+    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < lib.AIOXDP_ECHO_STAMP_LEN:
+        raise ValueError(f"size: must be an integer >= {lib.AIOXDP_ECHO_STAMP_LEN} (room for the send time), got {size!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 255:
+        raise ValueError(f"ttl: must be 1..255, got {ttl!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 4096:
+        raise ValueError(f"window: must be 1..4096, got {window!r}")
+
+
+class _EchoReplies(PacketProtocol):
+    """Feeds a session with the replies the forwarder redirected for its id."""
+
+    def __init__(self, pinger: Pinger) -> None:
+        self._pinger = pinger
+        self._results = ffi.new("struct aioxdp_echo_reply[]", 4096)
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        rx = batch._rx
+        n = len(batch)
+        lib.aioxdp_echo_parse(rx.xsk._handle(), rx.descs + batch._start, n, self._pinger._ident, self._results)
+        if self._pinger._session.replies(self._results, n):
+            self._pinger._wake.set()
+
+
+class Pinger:
+    """Pings ``hosts`` (one or several) with echo requests through AF_XDP.
+
+    Use as ``async with Pinger(host) as p``: iterate it for replies as they
+    come (``async for reply in p``) and ``await p.result()`` (or
+    ``p.results()`` for several hosts). ``on_reply`` is called per reply.
+    Leaving the block (or cancelling) stops at once and releases the rule
+    and frames.
+    """
+
+    def __init__(
+        self,
+        hosts: str | Sequence[str],
+        *,
+        count: int = 4,
+        interval: float = 1.0,
+        timeout: float = 1.0,
+        size: int = 56,
+        ttl: int = 64,
+        interface: str | None = None,
+        source: str | None = None,
+        window: int = DEFAULT_WINDOW,
+        on_reply: Callable[[PingReply], None] | None = None,
+    ) -> None:
+        _validate(count, interval, timeout, size, ttl, window)
+        self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+        if not self.hosts:
+            raise ValueError("hosts: give at least one host")
+        self.count, self.interval, self.timeout = count, float(interval), float(timeout)
+        self.size, self.ttl, self.window = size, ttl, window
+        self.interface, self.source = interface, source
+        self._on_reply = on_reply
+        self._queue: asyncio.Queue[PingReply | None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._ident = 0
+        self._session: EchoSession
+        self.routes: list[Route] = []
+
+    async def __aenter__(self) -> Pinger:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._stack.aclose()
+
+    async def _open(self) -> None:
+        from aioxdp.interface import shared_interface
+        from aioxdp.route import resolve_neighbour, route_to
+
+        routes = [await route_to(h, interface=self.interface, source=self.source) for h in self.hosts]
+        ifnames = {r.ifname for r in routes}
+        if len(ifnames) > 1:
+            raise ValueError(f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart")
+        route = routes[0]
+        limit = min(route.mtu - 28, 4096 - HEADERS)
+        if self.size > limit:
+            raise ValueError(f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}")
+        nic = await self._stack.enter_async_context(shared_interface(route.ifname))
+        self.routes = [await resolve_neighbour(r, nic) for r in routes]
+        self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
+        targets = [
+            _Target(h, r, echo_template(r, self._ident, self.size, self.ttl), self.count)
+            for h, r in zip(self.hosts, self.routes, strict=True)
+        ]
+        self._session = EchoSession(targets, self._ident, interval=self.interval, timeout=self.timeout, window=self.window)
+        if self._on_reply is not None:
+            self._session.listeners.append(self._on_reply)
+        rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
+        transport, _ = await nic.create_packet_endpoint(lambda: _EchoReplies(self), rules=[rule])
+        self._stack.callback(transport.close)
+        self._nic = nic
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def __aiter__(self) -> AsyncIterator[PingReply]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._session.listeners.append(self._queue.put_nowait)
+        return self
+
+    async def __anext__(self) -> PingReply:
+        assert self._queue is not None
+        if self._task is None:
+            raise StopAsyncIteration
+        while True:
+            if not self._queue.empty():
+                reply = self._queue.get_nowait()
+                if reply is not None:
+                    return reply
+            if self._task.done():
+                raise StopAsyncIteration
+            getter = asyncio.ensure_future(self._queue.get())
+            done, _ = await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                reply = getter.result()
+                if reply is not None:
+                    return reply
+            else:
+                getter.cancel()
+
+    async def _run(self) -> None:
+        session = self._session
+        nic = self._nic
+        xsk_transport = nic._tx_transport()
+        xsk = xsk_transport._xsk
+        session.start(time.monotonic_ns())
+        try:
+            while True:
+                now = time.monotonic_ns()
+                session.sweep(now)
+                if session.finished(now):
+                    break
+                queued = 0
+                for target, n in session.due(now):
+                    start = target.next_probe
+                    stamps = ffi.from_buffer("int64_t[]", target.sent_ns)
+                    sent = lib.aioxdp_echo_send(
+                        xsk._handle(), target.template_c, len(target.template), (start + 1) & 0xFFFF, n,
+                        stamps + start,
+                    )
+                    session.sent(target, sent)
+                    queued += sent
+                xsk_transport.note_queued(queued)
+                wake = session.next_wakeup(time.monotonic_ns())
+                self._wake.clear()
+                delay = (wake - time.monotonic_ns()) / 1e9
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            session.end_ns = time.monotonic_ns()
+            if self._queue is not None:
+                self._queue.put_nowait(None)
+
+    async def results(self) -> list[PingResult]:
+        """Wait for the run to end; one result per host."""
+        if self._task is None:
+            raise XDPError(errno.EINVAL, "waiting for ping results", "use the Pinger in 'async with'")
+        await asyncio.shield(self._task)
+        return self._session.results()
+
+    async def result(self) -> PingResult:
+        """Wait for the run to end; the result of the (first) host."""
+        return (await self.results())[0]
+
+    def snapshot(self) -> list[PingResult]:
+        """Results so far, without waiting (for Ctrl-C summaries)."""
+        if self._session.end_ns == 0:
+            self._session.end_ns = time.monotonic_ns()
+        return self._session.results()
+
+
+async def ping(
+    host: str,
+    *,
+    count: int = 4,
+    interval: float = 1.0,
+    timeout: float = 1.0,
+    size: int = 56,
+    ttl: int = 64,
+    interface: str | None = None,
+    source: str | None = None,
+    on_reply: Callable[[PingReply], None] | None = None,
+) -> PingResult:
+    """Ping ``host`` through AF_XDP and return what came back.
+
+    ``interval=0`` floods with a bounded window of probes in flight;
+    ``timeout`` is per probe. Runs on asyncio, uvloop and (through anyio)
+    trio.
+    """
+    if _running_under_trio():
+        from aioxdp.anyio_driver import ping as anyio_ping
+
+        return await anyio_ping(host, count=count, interval=interval, timeout=timeout, size=size,
+                                ttl=ttl, interface=interface, source=source, on_reply=on_reply)
+    async with Pinger(host, count=count, interval=interval, timeout=timeout, size=size, ttl=ttl,
+                      interface=interface, source=source, on_reply=on_reply) as pinger:
+        return await pinger.result()
+
+
+async def multiping(hosts: Sequence[str], **kwargs: Any) -> list[PingResult]:
+    """Ping several hosts at once over one XSK; one result per host, in order."""
+    async with Pinger(hosts, **kwargs) as pinger:
+        return await pinger.results()
+
+
+def _running_under_trio() -> bool:
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - anyio depends on sniffio
+        return False
+    try:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
