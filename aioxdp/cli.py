@@ -1,27 +1,170 @@
-"""The ``aioxdp`` command.
+"""The ``aioxdp`` command: ``aioxdp ping``, ``aioxdp demo``.
 
-Errors are one line on stderr that says what to do, and exit status 2,
-as iputils' ping does.
+``aioxdp ping`` mirrors iputils' ping: the same flags, reply lines, summary
+and exit codes (0 a reply came, 1 none came, 2 an error). Errors are one
+line on stderr that says what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
+import math
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aioxdp import __version__
 from aioxdp.errors import XDPError
 
+if TYPE_CHECKING:
+    from aioxdp.ping import PingReply, PingResult
+
 EXIT_OK = 0
+EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
+DEFAULT_COUNT = 4
+
+
+def format_ms(seconds: float) -> str:
+    """A round-trip time the way iputils prints it (3 significant decimals, fewer when large)."""
+    us = seconds * 1e6
+    if us >= 100_000 - 50:
+        return f"{us / 1000:.0f}"
+    if us >= 10_000 - 5:
+        return f"{us / 1000:.1f}"
+    if us >= 1000:
+        return f"{us / 1000:.2f}"
+    return f"{us / 1000:.3f}"
+
+
+def reply_line(r: PingReply) -> str:
+    return (
+        f"{r.size} bytes from {r.source}: icmp_seq={r.seq} ttl={r.ttl} time={format_ms(r.rtt)} ms"
+    )
+
+
+def summary_lines(result: PingResult) -> list[str]:
+    extras = ""
+    if result.duplicates:
+        extras += f"+{result.duplicates} duplicates, "
+    lines = [
+        "",
+        f"--- {result.host} ping statistics ---",
+        f"{result.sent} packets transmitted, {result.received} received, {extras}"
+        f"{result.loss * 100:g}% packet loss, time {result.elapsed * 1000:.0f}ms",
+    ]
+    if result.received:
+        lines.append(
+            "rtt min/avg/max/mdev = "
+            + "/".join(f"{v * 1000:.3f}" for v in (result.min, result.avg, result.max, result.mdev))
+            + " ms"
+        )
+    return lines
+
+
+class _FloodDots:
+    """ping -f's display: a dot per request, a backspace per reply."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.shown_sent = 0
+        self.shown_received = 0
+
+    def update(self, sent: int, received: int) -> None:
+        dots = sent - self.shown_sent
+        backs = min(received - self.shown_received, dots + (self.shown_sent - self.shown_received))
+        self.out.write("." * dots + "\b" * max(backs, 0))
+        self.out.flush()
+        self.shown_sent += dots
+        self.shown_received += max(backs, 0)
+
+
+async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
+    from aioxdp.ping import Pinger, PingReply
+
+    quiet, flood = args.quiet, args.flood
+
+    def on_reply(reply: PingReply) -> None:
+        if not quiet and not flood:
+            print(reply_line(reply), file=out, flush=True)
+
+    pinger = Pinger(
+        args.host,
+        count=args.count,
+        interval=args.interval,
+        timeout=args.timeout,
+        size=args.size,
+        ttl=args.ttl,
+        interface=args.interface,
+        on_reply=None if args.json else on_reply,
+    )
+    loop = asyncio.get_running_loop()
+    async with pinger:
+        route = pinger.routes[0]
+        if not args.json:
+            print(
+                f"PING {args.host} ({route.destination}) {args.size}({args.size + 28}) bytes of data.",
+                file=out,
+                flush=True,
+            )
+        run = asyncio.ensure_future(pinger.result())
+        loop.add_signal_handler(signal.SIGINT, run.cancel)
+        dots = _FloodDots(out) if flood and not quiet and not args.json else None
+        try:
+            while not run.done():
+                await asyncio.wait({run}, timeout=0.05)
+                if dots is not None:
+                    snap = pinger._session.targets[0]
+                    dots.update(snap.next_probe, len(snap.rtts))
+            result = run.result()
+        except asyncio.CancelledError:
+            result = pinger.snapshot()[0]  # Ctrl-C: report what we have
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        if dots is not None:
+            dots.update(result.sent, result.received)
+            print(file=out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2), file=out)
+    else:
+        for line in summary_lines(result):
+            print(line, file=out)
+    return EXIT_OK if result.received else EXIT_NO_REPLY
+
+
+def _ping(args: argparse.Namespace) -> int:
+    return _run_async(run_ping(args, sys.stdout), args.loop)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from aioxdp.demo import run_demo
 
-    return run_demo(out=sys.stdout)
+    return run_demo(out=sys.stdout, loop=args.loop)
+
+
+def _run_async(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _positive_float(name: str) -> object:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{name}: must be a finite number >= 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,22 +175,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log what libbpf and aioxdp do"
     )
+    parser.add_argument(
+        "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="event loop to run on"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="make a lab of two namespaces and show aioxdp working in it")
+
+    p = sub.add_parser("ping", help="send ICMP echo requests through AF_XDP (iputils-compatible)")
+    p.add_argument(
+        "-c",
+        dest="count",
+        type=int,
+        default=DEFAULT_COUNT,
+        help=f"stop after COUNT replies-or-timeouts (default {DEFAULT_COUNT}; runs are always bounded)",
+    )
+    p.add_argument(
+        "-i",
+        dest="interval",
+        type=_positive_float("-i"),
+        default=None,
+        help="seconds between requests (default 1; 0 with -f)",
+    )
+    p.add_argument(
+        "-W",
+        dest="timeout",
+        type=_positive_float("-W"),
+        default=1.0,
+        help="seconds to wait for each reply",
+    )
+    p.add_argument("-s", dest="size", type=int, default=56, help="ICMP data bytes (default 56)")
+    p.add_argument("-t", dest="ttl", type=int, default=64, help="IP time to live")
+    p.add_argument("-I", dest="interface", default=None, help="send through this interface")
+    p.add_argument(
+        "-f",
+        dest="flood",
+        action="store_true",
+        help="flood: as fast as replies come, dots for progress",
+    )
+    p.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("host")
+    p.set_defaults(func=_ping)
+
+    demo = sub.add_parser("demo", help="make a lab of two namespaces and ping across it")
     demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed one line of usage error
+        return EXIT_ERROR if exc.code else EXIT_OK
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="aioxdp: %(name)s: %(message)s",
     )
+    if getattr(args, "interval", None) is None and args.command == "ping":
+        args.interval = 0.0 if args.flood else 1.0
     try:
         return int(args.func(args))
-    except XDPError as exc:
+    except (XDPError, ValueError) as exc:
         print(f"aioxdp: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,64 +1,72 @@
-"""``aioxdp demo``: build a lab, put the forwarder on it, show what happened.
+"""``aioxdp demo``: make a lab, ping across it through AF_XDP, remove the lab.
 
-This is the README's main job. It grows with the project: today it loads
-and attaches the forwarder in each XDP mode and runs a packet through it;
-ping across the lab joins it when ping exists.
+The README's main job. It prints what it attached and where, a few paced
+probes the way ping prints them, then a bounded flood and its summary.
 """
 
 from __future__ import annotations
 
-import struct
+import asyncio
 from typing import TextIO
 
-from aioxdp.bpf import BPFObject, XDPVerdict, attached_program
+from aioxdp.cli import reply_line, summary_lines
+from aioxdp.ping import Pinger, PingReply
 from aioxdp.testing import Lab
 
-
-def _probe_frame(src_mac: str, dst_mac: str) -> bytes:
-    """An Ethernet + IPv4 + ICMP echo request, enough for test_run."""
-
-    def mac(text: str) -> bytes:
-        return bytes.fromhex(text.replace(":", ""))
-
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 1, 0, bytes(4), bytes(4))
-    icmp = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1)
-    return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + icmp
+PACED = 5
+FLOOD = 50_000
 
 
-def run_demo(out: TextIO) -> int:
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
+async def _demo(lab: Lab, say: TextIO) -> int:
+    a, b = lab.a, lab.b
 
-    with Lab() as lab:
-        a, b = lab.a, lab.b
-        say(f"lab {lab.index}: {a.netns} {a.ifname} {a.ip} <-veth-> {b.netns} {b.ifname} {b.ip}")
-        ping = b.run("ping", "-c", "3", "-i", "0.2", "-W", "1", a.ip, check=False)
-        say(
-            f"kernel ping {b.ip} -> {a.ip}: "
-            + (ping.stdout.strip().splitlines() or ["no output"])[-2]
+    def line(text: str = "") -> None:
+        print(text, file=say, flush=True)
+
+    def on_reply(reply: PingReply) -> None:
+        line(reply_line(reply))
+
+    async with Pinger(b.ip, count=PACED, interval=0.2, on_reply=on_reply) as pinger:
+        nic = pinger._nic
+        line(
+            f"aioxdp forwarder attached to {nic.ifname} in {nic.mode} mode (bpf_link), "
+            f"XSK on queue(s) {nic.queues}, echo id {pinger._ident:#06x}"
         )
-        with a.enter(), BPFObject.packaged("forwarder") as obj:
-            obj.load()
-            prog = obj.program("aioxdp_forwarder")
-            say(f"loaded {obj.path.name}: program {prog.name}, maps {', '.join(obj.map_names())}")
-            for mode in ("native", "generic"):
-                with prog.attach(a.ifname, mode=mode) as link:
-                    prog_id, seen = attached_program(a.ifname)
-                    shown = a.run("ip", "-d", "link", "show", a.ifname).stdout
-                    tag = "xdpgeneric" if mode == "generic" else "xdp"
-                    ok = f"prog/{tag} id {prog_id}" in shown or f" {tag} " in shown
-                    say(
-                        f"attached {prog.name} to {a.ifname} "
-                        f"in {link.mode} mode via {link.method}: "
-                        f"kernel reports program id {prog_id} in {seen} mode"
-                        + ("" if ok else " (not visible in ip link!)")
-                    )
-                after, _ = attached_program(a.ifname)
-                say(
-                    f"detached: {a.ifname} "
-                    + ("is clean" if after == 0 else f"still has program {after}!")
-                )
-            verdict, _ = prog.test_run(_probe_frame(b.mac, a.mac))
-            say(f"BPF_PROG_TEST_RUN of an ICMP echo request: {XDPVerdict(verdict).name}")
-        say(f"removed lab {lab.index}")
-    return 0
+        line(f"route: {pinger.routes[0]}")
+        line(f"PING {b.ip} ({b.ip}) 56(84) bytes of data.")
+        paced = await pinger.result()
+    for text in summary_lines(paced):
+        line(text)
+    line()
+    line(f"flood: {FLOOD} probes, interval 0, window 256")
+    async with Pinger(b.ip, count=FLOOD, interval=0, timeout=1.0) as pinger:
+        flood = await pinger.result()
+    for text in summary_lines(flood):
+        line(text)
+    rate = flood.received / flood.elapsed if flood.elapsed else 0.0
+    line(f"{rate:,.0f} round trips/s through AF_XDP")
+    kernel = a.run("ping", "-c", "2", "-i", "0.2", "-W", "1", b.ip, check=False)
+    line(
+        f"the kernel's own ping on the same interface still works: "
+        f"{(kernel.stdout.strip().splitlines() or ['no output'])[-2]}"
+    )
+    return 0 if paced.received and flood.received else 1
+
+
+def run_demo(out: TextIO, loop: str = "asyncio") -> int:
+    with Lab() as lab:
+        print(
+            f"lab {lab.index}: {lab.a.netns} {lab.a.ifname} {lab.a.ip} <-veth-> "
+            f"{lab.b.netns} {lab.b.ifname} {lab.b.ip}",
+            file=out,
+            flush=True,
+        )
+        with lab.a.enter():
+            if loop == "uvloop":
+                import uvloop
+
+                status = uvloop.run(_demo(lab, out))
+            else:
+                status = asyncio.run(_demo(lab, out))
+        print(f"removed lab {lab.index}", file=out)
+    return status

@@ -401,5 +401,9 @@ async def shared_interface(ifname: str, *, mode: Mode = "auto") -> AsyncIterator
         entry.users -= 1
         if entry.users == 0 and per_loop.get(ifname) is entry:
             del per_loop[ifname]
-            if entry.opening.done() and not entry.opening.cancelled() and entry.opening.exception() is None:
+            if (
+                entry.opening.done()
+                and not entry.opening.cancelled()
+                and entry.opening.exception() is None
+            ):
                 await entry.opening.result().aclose()

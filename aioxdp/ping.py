@@ -130,7 +130,9 @@ class PingResult:
         """The replies in arrival order (made on first use)."""
         return [
             PingReply(seq, rtt, ttl, size, self.address)
-            for seq, rtt, ttl, size in zip(self._seqs, self.rtts, self._ttls, self._sizes, strict=True)
+            for seq, rtt, ttl, size in zip(
+                self._seqs, self.rtts, self._ttls, self._sizes, strict=True
+            )
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,10 +140,22 @@ class PingResult:
             return None if math.isnan(value) else round(value * 1e3, 6)
 
         return {
-            "host": self.host, "address": self.address, "sent": self.sent, "received": self.received,
-            "loss": self.loss, "duplicates": self.duplicates, "late": self.late, "foreign": self.foreign,
-            "malformed": dict(self.malformed), "elapsed_s": self.elapsed,
-            "rtt_ms": {"min": ms(self.min), "avg": ms(self.avg), "max": ms(self.max), "mdev": ms(self.mdev)},
+            "host": self.host,
+            "address": self.address,
+            "sent": self.sent,
+            "received": self.received,
+            "loss": self.loss,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "foreign": self.foreign,
+            "malformed": dict(self.malformed),
+            "elapsed_s": self.elapsed,
+            "rtt_ms": {
+                "min": ms(self.min),
+                "avg": ms(self.avg),
+                "max": ms(self.max),
+                "mdev": ms(self.mdev),
+            },
         }
 
 
@@ -182,7 +196,13 @@ class EchoSession:
     """The sans-IO state of one ping run over one or more targets."""
 
     def __init__(
-        self, targets: Sequence[_Target], ident: int, *, interval: float, timeout: float, window: int
+        self,
+        targets: Sequence[_Target],
+        ident: int,
+        *,
+        interval: float,
+        timeout: float,
+        window: int,
     ) -> None:
         self.targets = list(targets)
         self.ident = ident
@@ -305,8 +325,19 @@ class EchoSession:
         elapsed = (self.end_ns - self.start_ns) / 1e9
         return [
             PingResult(
-                t.host, t.route.destination, t.next_probe, len(t.rtts), t.rtts, t.duplicates, t.late,
-                t.foreign, dict(self.malformed), elapsed, t.seqs, t.ttls, t.sizes,
+                t.host,
+                t.route.destination,
+                t.next_probe,
+                len(t.rtts),
+                t.rtts,
+                t.duplicates,
+                t.late,
+                t.foreign,
+                dict(self.malformed),
+                elapsed,
+                t.seqs,
+                t.ttls,
+                t.sizes,
             )
             for t in self.targets
         ]
@@ -317,8 +348,13 @@ def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
     assert route.next_hop_mac is not None
     frame = bytearray(HEADERS + size)
     off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
-    ip = IPv4(socket.inet_aton(route.source), socket.inet_aton(route.destination), IPPROTO_ICMP,
-              total_length=20 + 8 + size, ttl=ttl)
+    ip = IPv4(
+        socket.inet_aton(route.source),
+        socket.inet_aton(route.destination),
+        IPPROTO_ICMP,
+        total_length=20 + 8 + size,
+        ttl=ttl,
+    )
     off += ip.build_into(frame, off)
     pattern = bytes(range(256)) * (size // 256 + 1)
     payload = bytes(lib.AIOXDP_ECHO_STAMP_LEN) + pattern[: size - lib.AIOXDP_ECHO_STAMP_LEN]
@@ -346,15 +382,21 @@ def pick_ident(taken: Iterable[int] = ()) -> int:
     raise XDPError(errno.EADDRINUSE, "choosing an ICMP echo id", "every id tried is in use")
 
 
-def _validate(count: int, interval: float, timeout: float, size: int, ttl: int, window: int) -> None:
+def _validate(
+    count: int, interval: float, timeout: float, size: int, ttl: int, window: int
+) -> None:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise ValueError(f"count: must be an integer 1..{MAX_COUNT}, got {count!r}")
     if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
-        raise ValueError(f"interval: must be a finite number of seconds >= 0 (0 floods), got {interval!r}")
+        raise ValueError(
+            f"interval: must be a finite number of seconds >= 0 (0 floods), got {interval!r}"
+        )
     if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < lib.AIOXDP_ECHO_STAMP_LEN:
-        raise ValueError(f"size: must be an integer >= {lib.AIOXDP_ECHO_STAMP_LEN} (room for the send time), got {size!r}")
+        raise ValueError(
+            f"size: must be an integer >= {lib.AIOXDP_ECHO_STAMP_LEN} (room for the send time), got {size!r}"
+        )
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 255:
         raise ValueError(f"ttl: must be 1..255, got {ttl!r}")
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 4096:
@@ -371,7 +413,9 @@ class _EchoReplies(PacketProtocol):
     def packets_received(self, batch: PacketBatch) -> None:
         rx = batch._rx
         n = len(batch)
-        lib.aioxdp_echo_parse(rx.xsk._handle(), rx.descs + batch._start, n, self._pinger._ident, self._results)
+        lib.aioxdp_echo_parse(
+            rx.xsk._handle(), rx.descs + batch._start, n, self._pinger._ident, self._results
+        )
         if self._pinger._session.replies(self._results, n):
             self._pinger._wake.set()
 
@@ -435,14 +479,20 @@ class Pinger:
         from aioxdp.interface import shared_interface
         from aioxdp.route import resolve_neighbour, route_to
 
-        routes = [await route_to(h, interface=self.interface, source=self.source) for h in self.hosts]
+        routes = [
+            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
+        ]
         ifnames = {r.ifname for r in routes}
         if len(ifnames) > 1:
-            raise ValueError(f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart")
+            raise ValueError(
+                f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
+            )
         route = routes[0]
         limit = min(route.mtu - 28, 4096 - HEADERS)
         if self.size > limit:
-            raise ValueError(f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}")
+            raise ValueError(
+                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
+            )
         nic = await self._stack.enter_async_context(shared_interface(route.ifname))
         self.routes = [await resolve_neighbour(r, nic) for r in routes]
         self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
@@ -450,7 +500,9 @@ class Pinger:
             _Target(h, r, echo_template(r, self._ident, self.size, self.ttl), self.count)
             for h, r in zip(self.hosts, self.routes, strict=True)
         ]
-        self._session = EchoSession(targets, self._ident, interval=self.interval, timeout=self.timeout, window=self.window)
+        self._session = EchoSession(
+            targets, self._ident, interval=self.interval, timeout=self.timeout, window=self.window
+        )
         if self._on_reply is not None:
             self._session.listeners.append(self._on_reply)
         rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
@@ -502,7 +554,11 @@ class Pinger:
                     start = target.next_probe
                     stamps = ffi.from_buffer("int64_t[]", target.sent_ns)
                     sent = lib.aioxdp_echo_send(
-                        xsk._handle(), target.template_c, len(target.template), (start + 1) & 0xFFFF, n,
+                        xsk._handle(),
+                        target.template_c,
+                        len(target.template),
+                        (start + 1) & 0xFFFF,
+                        n,
                         stamps + start,
                     )
                     session.sent(target, sent)
@@ -524,7 +580,9 @@ class Pinger:
     async def results(self) -> list[PingResult]:
         """Wait for the run to end; one result per host."""
         if self._task is None:
-            raise XDPError(errno.EINVAL, "waiting for ping results", "use the Pinger in 'async with'")
+            raise XDPError(
+                errno.EINVAL, "waiting for ping results", "use the Pinger in 'async with'"
+            )
         await asyncio.shield(self._task)
         return self._session.results()
 
@@ -560,10 +618,28 @@ async def ping(
     if _running_under_trio():
         from aioxdp.anyio_driver import ping as anyio_ping
 
-        return await anyio_ping(host, count=count, interval=interval, timeout=timeout, size=size,
-                                ttl=ttl, interface=interface, source=source, on_reply=on_reply)
-    async with Pinger(host, count=count, interval=interval, timeout=timeout, size=size, ttl=ttl,
-                      interface=interface, source=source, on_reply=on_reply) as pinger:
+        return await anyio_ping(
+            host,
+            count=count,
+            interval=interval,
+            timeout=timeout,
+            size=size,
+            ttl=ttl,
+            interface=interface,
+            source=source,
+            on_reply=on_reply,
+        )
+    async with Pinger(
+        host,
+        count=count,
+        interval=interval,
+        timeout=timeout,
+        size=size,
+        ttl=ttl,
+        interface=interface,
+        source=source,
+        on_reply=on_reply,
+    ) as pinger:
         return await pinger.result()
 
 
