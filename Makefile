@@ -24,6 +24,7 @@ demo: apt $(VENV)/.built
 
 test: apt $(VENV)/.built
 	$(BIN)/ruff check --quiet .
+	@mkdir -p .mypy-path/aioxdp && ln -sfn ../../protocols .mypy-path/aioxdp/protocols
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -50,4 +51,4 @@ $(VENV)/.built: $(VENV)/.deps $(BUILD_INPUTS)
 	@touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info aioxdp/_ffi.* aioxdp/bpf/*.o
+	rm -rf $(VENV) build *.egg-info aioxdp/_ffi.* aioxdp/bpf/*.o .mypy-path bench/_build

@@ -9,6 +9,7 @@ thread might not have), and the loop awaits a pipe the thread writes to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -33,15 +34,13 @@ async def query(fn: Callable[[IPRoute], T]) -> T:
             outcome.append((None, exc))
         finally:
             # the thread owns the write end; a cancelled waiter closed the read end
-            try:
+            with contextlib.suppress(OSError):
                 os.write(wfd, b"!")
-            except OSError:
-                pass
             os.close(wfd)
 
     try:
         threading.Thread(target=work, name="aioxdp-netlink", daemon=True).start()
-        await anyio.wait_readable(rfd)  # type: ignore[arg-type]
+        await anyio.wait_readable(rfd)
     finally:
         os.close(rfd)
     result, exc = outcome[0]

@@ -14,7 +14,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aioxdp import __version__
@@ -84,7 +84,7 @@ class _FloodDots:
 
 
 async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
-    from aioxdp.ping import Pinger, PingReply
+    from aioxdp.ping import Pinger
 
     quiet, flood = args.quiet, args.flood
 
@@ -154,7 +154,7 @@ def _run_async(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
     return asyncio.run(coro)
 
 
-def _positive_float(name: str) -> object:
+def _positive_float(name: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)

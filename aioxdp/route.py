@@ -127,7 +127,7 @@ async def route_to(host: str, *, interface: str | None = None, source: str | Non
         return rt, link, list(neigh)
 
     rt, link, neighbours = await _netlink.query(lookup)
-    kind = rt["type"] if "type" in rt else RTN_UNICAST
+    kind = rt.get("type", RTN_UNICAST)
     ifname = link.get("IFLA_IFNAME")
     if kind == RTN_LOCAL:
         raise NoRouteError(

@@ -14,7 +14,7 @@ def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     data = bytes(data)
     if len(data) % 2:
         data += b"\x00"
-    total = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total

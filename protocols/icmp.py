@@ -6,9 +6,10 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aioxdp.packet import Packet, PacketProtocol
 from aioxdp.protocols.checksum import internet_checksum, verifies
 from aioxdp.protocols.errors import BadChecksumError, BadFieldError, DecodeError, need
+
+from aioxdp.packet import Packet, PacketProtocol
 
 if TYPE_CHECKING:
     from aioxdp.protocols.ethernet import Ethernet
