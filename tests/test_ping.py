@@ -1,0 +1,367 @@
+"""ping() against the peer namespace's kernel, on asyncio and uvloop (and trio),
+with tshark and the kernel's own ping as witnesses."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from test_datapath import scapy_send
+
+import aioxdp
+from aioxdp.errors import XDPError
+from aioxdp.route import NoRouteError, UnresolvedNeighbourError
+from aioxdp.testing import Lab
+
+
+@pytest.fixture
+def lab_a() -> Iterator[Lab]:
+    with Lab() as lab, lab.a.enter():
+        yield lab
+
+
+def assert_nothing_left(lab: Lab) -> None:
+    """The shared Interface closed with the last ping: no program on the link."""
+    assert "prog/xdp" not in lab.a.run("ip", "-d", "link", "show", lab.a.ifname).stdout
+
+
+async def test_thousand_flood_replies_in_order_with_seq_rtt_ttl(lab_a: Lab) -> None:
+    result = await aioxdp.ping(lab_a.b.ip, count=1000, interval=0, timeout=1.0)
+    assert (result.sent, result.received, result.loss) == (1000, 1000, 0.0)
+    assert [r.seq for r in result.replies] == list(range(1, 1001))
+    assert all(r.ttl == 64 and r.size == 64 and r.source == lab_a.b.ip for r in result.replies)
+    assert all(0 < r.rtt < 1.0 for r in result.replies)
+    assert result.min <= result.avg <= result.max
+    assert result.duplicates == result.late == result.foreign == 0
+    assert result.malformed == {}
+    assert_nothing_left(lab_a)
+
+
+async def test_paced_ping_keeps_its_interval(lab_a: Lab) -> None:
+    start = time.monotonic()
+    result = await aioxdp.ping(lab_a.b.ip, count=5, interval=0.1, ttl=7, size=100)
+    took = time.monotonic() - start
+    assert result.received == 5
+    assert {r.size for r in result.replies} == {108}
+    assert 0.4 <= took < 2.0
+    assert result.elapsed >= 0.4
+
+
+async def test_tshark_sees_valid_requests_and_the_kernel_answers_each(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    count, size = 50, 200
+    tshark = lab_a.b.popen(
+        "tshark",
+        "-i",
+        lab_a.b.ifname,
+        "-n",
+        "-l",
+        "-c",
+        str(2 * count),
+        "-f",
+        "icmp",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+        "-e",
+        "icmp.type",
+        "-e",
+        "ip.checksum.status",
+        "-e",
+        "icmp.checksum.status",
+        "-e",
+        "ip.len",
+        "-e",
+        "icmp.seq",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert tshark.stderr is not None
+    while "Capturing on" not in tshark.stderr.readline():
+        pass
+    result = await aioxdp.ping(lab_a.b.ip, count=count, interval=0.005, size=size)
+    out, _ = await asyncio.to_thread(tshark.communicate, timeout=30)
+    rows = [line.split(",") for line in out.strip().splitlines()]
+    requests = [r for r in rows if r[0] == "8"]
+    replies = [r for r in rows if r[0] == "0"]
+    assert len(requests) == len(replies) == count
+    for icmp_type, ip_ok, icmp_ok, ip_len, _seq in requests:
+        assert (ip_ok, icmp_ok) == ("1", "1"), "tshark says a checksum is bad"
+        assert int(ip_len) == 20 + 8 + size
+    assert sorted(int(r[4]) for r in requests) == list(range(1, count + 1))
+    assert result.received == count
+
+
+async def test_unanswered_probes_time_out_within_the_bound(lab_a: Lab) -> None:
+    # b knows a's MAC and a knows b's; then b stops answering (address gone)
+    lab_a.b.run("ping", "-c1", "-W1", lab_a.a.ip)
+    lab_a.b.run("ip", "addr", "del", f"{lab_a.b.ip}/24", "dev", lab_a.b.ifname)
+    start = time.monotonic()
+    result = await aioxdp.ping(lab_a.b.ip, count=20, interval=0.01, timeout=0.3)
+    took = time.monotonic() - start
+    assert (result.sent, result.received, result.loss) == (20, 0, 1.0)
+    assert took < 20 * 0.01 + 0.3 + 1.0
+    assert result.replies == []
+
+
+async def test_unknown_neighbour_is_a_clear_error(lab_a: Lab) -> None:
+    ghost = str(lab_a.subnet[3])  # in the lab subnet, nobody there
+    start = time.monotonic()
+    with pytest.raises(UnresolvedNeighbourError, match=rf"{ghost}.*no ARP reply after 3 tries"):
+        await aioxdp.ping(ghost, count=3)
+    assert time.monotonic() - start < 5
+    assert_nothing_left(lab_a)
+
+
+async def test_kernel_ping_and_two_pingers_never_mix(lab_a: Lab) -> None:
+    kernel = await asyncio.create_subprocess_exec(
+        "ping",
+        "-n",
+        "-c",
+        "40",
+        "-i",
+        "0.01",
+        "-W",
+        "2",
+        lab_a.b.ip,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    one, two = await asyncio.gather(
+        aioxdp.ping(lab_a.b.ip, count=3000, interval=0),
+        aioxdp.ping(lab_a.b.ip, count=3000, interval=0, size=120),
+    )
+    out, _ = await kernel.communicate()
+    assert "40 packets transmitted, 40 received" in out.decode()
+    for result, size in ((one, 64), (two, 128)):
+        assert result.received == 3000
+        assert result.duplicates == result.foreign == 0
+        assert result.malformed == {}
+        assert {r.size for r in result.replies} == {size}  # nobody saw the other's replies
+    assert_nothing_left(lab_a)
+
+
+async def test_broken_replies_from_the_wire_are_counted_and_ignored(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    async with aioxdp.Pinger(lab_a.b.ip, count=400, interval=0.005, timeout=1.0) as pinger:
+        ident = pinger._ident
+        good = (
+            Ether(src=lab_a.b.mac, dst=lab_a.a.mac)
+            / IP(src=lab_a.b.ip, dst=lab_a.a.ip)
+            / ICMP(type=0, id=ident, seq=60000)
+            / Raw(b"\x00" * 8 + b"x" * 48)
+        )
+        raw = bytes(good)
+        bad_ip_sum = bytearray(raw)
+        bad_ip_sum[14 + 10] ^= 0x55
+        bad_icmp_sum = bytearray(raw)
+        bad_icmp_sum[34 + 2] ^= 0x55
+        short = bytearray(raw[:50])  # IP total length says more than is there
+        bad_ihl = bytearray(raw)
+        bad_ihl[14] = 0x44
+        foreign_frame = bytearray(raw)
+        foreign_frame[34 + 4 : 34 + 6] = ((ident + 1) & 0xFFFF).to_bytes(2, "big")  # another id
+        frames = [bytes(f) for f in (bad_ip_sum, bad_icmp_sum, short, bad_ihl, foreign_frame)] * 10
+        before = pinger._nic.forwarder.counters
+        await asyncio.to_thread(scapy_send, lab_a.b, frames, tmp_path)
+        result = await pinger.result()
+        after = pinger._nic.forwarder.counters
+    assert result.received == 400
+    assert result.duplicates == result.foreign == 0
+    # checksums are checked in userspace (C, per batch): counted by the ping
+    assert result.malformed == {"bad_ip_checksum": 10, "bad_icmp_checksum": 10}
+    # bad lengths never leave the driver: the forwarder counts them and passes them on
+    assert after.malformed - before.malformed == 20
+    # another echo id is not ours: unmatched, to the kernel
+    assert after.unmatched - before.unmatched >= 10
+
+
+async def test_streaming_and_callbacks(lab_a: Lab) -> None:
+    seen: list[int] = []
+    streamed: list[int] = []
+    async with aioxdp.Pinger(
+        lab_a.b.ip, count=10, interval=0.01, on_reply=lambda r: seen.append(r.seq)
+    ) as pinger:
+        async for reply in pinger:
+            streamed.append(reply.seq)
+        result = await pinger.result()
+    assert streamed == seen == list(range(1, 11))
+    assert result.received == 10
+
+
+async def test_multiping_over_one_xsk() -> None:
+    with Lab() as one, Lab() as two:
+        # host a of lab one reaches b of lab one; make a second peer on the same link
+        one.b.run("ip", "addr", "add", f"{one.subnet[5]}/24", "dev", one.b.ifname)
+        with one.a.enter():
+            results = await aioxdp.multiping([one.b.ip, str(one.subnet[5])], count=200, interval=0)
+        assert [r.address for r in results] == [one.b.ip, str(one.subnet[5])]
+        assert [r.received for r in results] == [200, 200]
+        assert two.index != one.index
+
+
+async def test_cancelling_a_ping_releases_its_rule_and_frames(lab_a: Lab) -> None:
+    async with aioxdp.Pinger(
+        lab_a.b.ip, count=50, interval=0.01
+    ):  # keeps the shared Interface open
+        from aioxdp.interface import _shared
+
+        nic = _shared[asyncio.get_running_loop()][lab_a.a.ifname].opening.result()
+        task = asyncio.ensure_future(aioxdp.ping(lab_a.b.ip, count=1000, interval=0.01))
+        await asyncio.sleep(0.1)
+        assert len(nic.forwarder.rules) == 2
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(nic.forwarder.rules) == 1
+        await asyncio.sleep(0.05)
+        counts = nic.frame_counts()[0]
+        assert counts.app == 0
+        assert counts.balanced
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": -3}, "count"),
+        ({"interval": -1}, "interval"),
+        ({"interval": float("nan")}, "interval"),
+        ({"timeout": 0}, "timeout"),
+        ({"size": 4}, "size"),
+        ({"ttl": 0}, "ttl"),
+        ({"ttl": 256}, "ttl"),
+        ({"size": 1500}, "size"),
+    ],
+)
+async def test_bad_arguments_name_themselves(
+    lab_a: Lab, kwargs: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{named}:"):
+        await aioxdp.ping(lab_a.b.ip, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_no_route_and_local_address(lab_a: Lab) -> None:
+    with pytest.raises(NoRouteError, match="no route"):
+        await aioxdp.ping("198.19.250.1", count=1)
+    with pytest.raises(NoRouteError, match="address of this host"):
+        await aioxdp.ping(lab_a.a.ip, count=1)
+    with pytest.raises(XDPError, match="nosuch0"):
+        await aioxdp.ping(lab_a.b.ip, count=1, interface="nosuch0")
+
+
+def test_ping_under_trio(lab_a: Lab) -> None:
+    import trio
+
+    async def main() -> aioxdp.PingResult:
+        return await aioxdp.ping(lab_a.b.ip, count=500, interval=0)
+
+    result = trio.run(main)
+    assert result.received == 500
+    assert [r.seq for r in result.replies] == list(range(1, 501))
+    assert_nothing_left(lab_a)
+
+
+# -- the command line -------------------------------------------------------
+
+REPLY = re.compile(r"^\d+ bytes from [\d.]+: icmp_seq=\d+ ttl=\d+ time=\d+(\.\d+)? ms$")
+SHAPES = [
+    re.compile(r"^PING \S+ \([\d.]+\) \d+\(\d+\) bytes of data\.$"),
+    REPLY,
+    re.compile(r"^$"),
+    re.compile(r"^--- \S+ ping statistics ---$"),
+    re.compile(
+        r"^\d+ packets transmitted, \d+ received, (\+\d+ duplicates, )?[\d.]+% packet loss, time \d+ms$"
+    ),
+    re.compile(r"^rtt min/avg/max/mdev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms$"),
+]
+
+
+def shape(lines: list[str]) -> list[int]:
+    out = []
+    for line in lines:
+        kinds = [i for i, rx in enumerate(SHAPES) if rx.match(line)]
+        assert kinds, f"unexpected line {line!r}"
+        if not out or out[-1] != kinds[0] or kinds[0] != 1:
+            out.append(kinds[0])
+    return out
+
+
+def aioxdp_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return lab.a.run(sys.executable, "-m", "aioxdp", *args, check=False, timeout=60)
+
+
+def test_cli_output_has_pings_shape_line_for_line(lab_a: Lab) -> None:
+    theirs = lab_a.a.run("ping", "-c", "3", "-i", "0.2", lab_a.b.ip)
+    ours = aioxdp_cli(lab_a, "ping", "-c", "3", "-i", "0.2", lab_a.b.ip)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    their_lines = theirs.stdout.rstrip("\n").splitlines()
+    our_lines = ours.stdout.rstrip("\n").splitlines()
+    assert len(our_lines) == len(their_lines)
+    assert shape(our_lines) == shape(their_lines)
+    assert our_lines[-2].startswith("3 packets transmitted, 3 received, 0% packet loss")
+
+
+def test_cli_exit_codes(lab_a: Lab) -> None:
+    quiet = aioxdp_cli(lab_a, "ping", "-q", "-c", "2", "-i", "0.05", lab_a.b.ip)
+    assert quiet.returncode == 0
+    assert not [ln for ln in quiet.stdout.splitlines() if REPLY.match(ln)]
+    flood = aioxdp_cli(lab_a, "--loop", "uvloop", "ping", "-f", "-c", "2000", lab_a.b.ip)
+    assert flood.returncode == 0
+    assert "2000 packets transmitted, 2000 received" in flood.stdout
+    assert "." in flood.stdout
+    as_json = aioxdp_cli(lab_a, "ping", "--json", "-c", "2", "-i", "0.05", lab_a.b.ip)
+    assert as_json.returncode == 0
+    import json
+
+    assert json.loads(as_json.stdout)["received"] == 2
+    bad = aioxdp_cli(lab_a, "ping", "-c", "0", lab_a.b.ip)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0
+    assert "count" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    unrouted = aioxdp_cli(lab_a, "ping", "-c", "1", "198.19.250.1")
+    assert unrouted.returncode == 2
+    assert "no route" in unrouted.stderr
+    lab_a.b.run("ping", "-c1", "-W1", lab_a.a.ip)
+    lab_a.b.run("ip", "addr", "del", f"{lab_a.b.ip}/24", "dev", lab_a.b.ifname)
+    silent = aioxdp_cli(lab_a, "ping", "-c", "2", "-i", "0.05", "-W", "0.2", lab_a.b.ip)
+    assert silent.returncode == 1
+    assert "2 packets transmitted, 0 received, 100% packet loss" in silent.stdout
+
+
+def test_cli_ctrl_c_prints_the_summary(lab_a: Lab) -> None:
+    proc = lab_a.a.popen(
+        sys.executable,
+        "-m",
+        "aioxdp",
+        "ping",
+        "-c",
+        "1000",
+        "-i",
+        "0.05",
+        lab_a.b.ip,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "packets transmitted" in out
+    assert "Traceback" not in err
