@@ -99,7 +99,7 @@ async def test_tshark_sees_valid_requests_and_the_kernel_answers_each(
     requests = [r for r in rows if r[0] == "8"]
     replies = [r for r in rows if r[0] == "0"]
     assert len(requests) == len(replies) == count
-    for icmp_type, ip_ok, icmp_ok, ip_len, _seq in requests:
+    for _type, ip_ok, icmp_ok, ip_len, _seq in requests:
         assert (ip_ok, icmp_ok) == ("1", "1"), "tshark says a checksum is bad"
         assert int(ip_len) == 20 + 8 + size
     assert sorted(int(r[4]) for r in requests) == list(range(1, count + 1))
@@ -292,7 +292,7 @@ SHAPES = [
 
 
 def shape(lines: list[str]) -> list[int]:
-    out = []
+    out: list[int] = []
     for line in lines:
         kinds = [i for i, rx in enumerate(SHAPES) if rx.match(line)]
         assert kinds, f"unexpected line {line!r}"
