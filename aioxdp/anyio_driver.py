@@ -115,20 +115,21 @@ async def ping(
         stack.callback(link.detach)  # program off before the sockets close
         route = await _resolve_neighbour(route, forwarder, xsks)
         ident = pick_ident()
-        target = _Target(host, route, echo_template(route, ident, size, ttl), count)
+        target = _Target(
+            host, route, echo_template(route, ident, size, ttl), count, int(timeout * 1e9)
+        )
         session = EchoSession([target], ident, interval=interval, timeout=timeout, window=window)
         if on_reply is not None:
             session.listeners.append(on_reply)
         forwarder.add(Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident))
-        await _drive(session, target, xsks)
+        await _drive(session, xsks)
         return session.results()[0]
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _drive(session: EchoSession, target: _Target, xsks: list[XSK]) -> None:
+async def _drive(session: EchoSession, xsks: list[XSK]) -> None:
     results = ffi.new("struct aioxdp_echo_reply[]", 4096)
     tx = xsks[0]
-    stamps = ffi.from_buffer("int64_t[]", target.sent_ns)
     wake = anyio.Event()
 
     def drain(xsk: XSK) -> None:
@@ -137,8 +138,8 @@ async def _drive(session: EchoSession, target: _Target, xsks: list[XSK]) -> None
             rx = xsk.receive()
             if not rx.count:
                 return
-            lib.aioxdp_echo_parse(xsk._handle(), rx.descs, rx.count, session.ident, results)
-            freed = session.replies(results, rx.count)
+            valid = lib.aioxdp_echo_parse(xsk._handle(), rx.descs, rx.count, session.ident, results)
+            freed = session.replies(results, rx.count, valid)
             xsk.release(rx)
             if freed:
                 wake.set()
@@ -160,17 +161,7 @@ async def _drive(session: EchoSession, target: _Target, xsks: list[XSK]) -> None
                 session.sweep(now)
                 if session.finished(now):
                     break
-                for t, n in session.due(now):
-                    start = t.next_probe
-                    sent = lib.aioxdp_echo_send(
-                        tx._handle(),
-                        t.template_c,
-                        len(t.template),
-                        (start + 1) & 0xFFFF,
-                        n,
-                        stamps + start,
-                    )
-                    session.sent(t, sent)
+                session.send(tx._handle(), now)
                 tx.flush()
                 delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9
                 wake = anyio.Event()

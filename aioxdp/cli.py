@@ -119,7 +119,7 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
                 await asyncio.wait({run}, timeout=0.05)
                 if dots is not None:
                     snap = pinger._session.targets[0]
-                    dots.update(snap.next_probe, len(snap.rtts))
+                    dots.update(snap.next_probe, snap.received)
             result = run.result()
         except asyncio.CancelledError:
             result = pinger.snapshot()[0]  # Ctrl-C: report what we have

@@ -54,7 +54,7 @@ from aioxdp.route import Route
 
 __all__ = ["EchoSession", "PingReply", "PingResult", "Pinger", "multiping", "ping"]
 
-MAX_COUNT = 10_000_000
+MAX_COUNT = 2_000_000  # 26 bytes of state per probe
 DEFAULT_WINDOW = 256
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
 STATUS_NAMES = {
@@ -68,7 +68,6 @@ STATUS_NAMES = {
     lib.AIOXDP_ECHO_NOT_REPLY: "not_echo_reply",
     lib.AIOXDP_ECHO_NO_STAMP: "no_timestamp",
 }
-_ANSWERED, _LATE, _EXPIRED = 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,36 +159,57 @@ class PingResult:
 
 
 class _Target:
-    """One destination of a session, and the fate of every probe sent to it."""
+    """One destination of a session, and the fate of every probe sent to it.
 
-    def __init__(self, host: str, route: Route, template: bytes, count: int) -> None:
+    The per-probe arrays live in Python objects; C reads and updates them
+    through ``probes`` (struct aioxdp_echo_probes) a batch at a time.
+    """
+
+    def __init__(
+        self, host: str, route: Route, template: bytes, count: int, timeout_ns: int
+    ) -> None:
         self.host = host
         self.route = route
         self.template = template
         self.template_c = ffi.from_buffer("uint8_t[]", template)
         self.saddr = int.from_bytes(socket.inet_aton(route.destination), "little")  # as C reads it
         self.count = count
-        self.next_probe = 0
-        self.done = 0
-        self.sweep = 0  # probes before this one have left "in flight"
         self.state = bytearray(count)
         self.sent_ns = array.array("q", bytes(8 * count))
-        self.rtts: list[float] = []
-        self.seqs = array.array("I")
-        self.ttls = array.array("B")
-        self.sizes = array.array("I")
-        self.duplicates = 0
-        self.late = 0
-        self.foreign = 0
+        self.rtts = array.array("d", bytes(8 * count))
+        self.seqs = array.array("I", bytes(4 * count))
+        self.ttls = array.array("B", bytes(count))
+        self.sizes = array.array("I", bytes(4 * count))
+        p = self.probes = ffi.new("struct aioxdp_echo_probes *")
+        p.state = ffi.from_buffer("uint8_t[]", self.state)
+        p.sent_ns = self.stamps = ffi.from_buffer("int64_t[]", self.sent_ns)
+        p.rtts = ffi.from_buffer("double[]", self.rtts)
+        p.seqs = ffi.from_buffer("uint32_t[]", self.seqs)
+        p.ttls = ffi.from_buffer("uint8_t[]", self.ttls)
+        p.sizes = ffi.from_buffer("uint32_t[]", self.sizes)
+        p.timeout_ns = timeout_ns
+        self.tally = ffi.new("struct aioxdp_echo_tally *")
+
+    @property
+    def next_probe(self) -> int:
+        return int(self.probes.next_probe)
+
+    @property
+    def done(self) -> int:
+        return int(self.probes.done)
 
     @property
     def in_flight(self) -> int:
-        return self.next_probe - self.done
+        return int(self.probes.next_probe - self.probes.done)
 
-    def probe_of(self, seq: int) -> int:
-        """The latest probe sent with sequence ``seq`` (-1 if none was)."""
-        last = self.next_probe - 1
-        return last - ((last - (seq - 1)) % 65536)
+    @property
+    def received(self) -> int:
+        return int(self.probes.nrec)
+
+    def reply(self, i: int) -> PingReply:
+        return PingReply(
+            self.seqs[i], self.rtts[i], self.ttls[i], self.sizes[i], self.route.destination
+        )
 
 
 class EchoSession:
@@ -209,8 +229,8 @@ class EchoSession:
         self.interval_ns = int(interval * 1e9)
         self.timeout_ns = int(timeout * 1e9)
         self.window = window
-        self.by_saddr = {t.saddr: t for t in self.targets}
-        self.malformed: dict[str, int] = {}
+        self.targets[0].tally.count_malformed = 1  # each batch's faults counted once
+        self.unknown_source = 0
         self.start_ns = 0
         self.end_ns = 0
         count = max(t.count for t in self.targets)
@@ -226,121 +246,107 @@ class EchoSession:
     def finished(self, now_ns: int) -> bool:
         if now_ns >= self.deadline_ns:
             return True
-        return all(t.next_probe == t.count and t.done == t.count for t in self.targets)
+        return all(
+            t.probes.next_probe == t.count and t.probes.done == t.count for t in self.targets
+        )
 
     def due(self, now_ns: int) -> list[tuple[_Target, int]]:
         """How many probes each target should send now."""
         out = []
         for t in self.targets:
-            left = t.count - t.next_probe
+            sent = t.probes.next_probe
+            left = t.count - sent
             if not left:
                 continue
             if self.interval_ns:
-                n = min(left, (now_ns - self.start_ns) // self.interval_ns + 1 - t.next_probe)
+                n = min(left, (now_ns - self.start_ns) // self.interval_ns + 1 - sent)
             else:
-                n = min(left, self.window - t.in_flight)
+                n = min(left, self.window - (sent - t.probes.done))
             if n > 0:
                 out.append((t, n))
         return out
 
-    def sent(self, target: _Target, n: int) -> None:
-        target.next_probe += n
+    def send(self, xsk: Any, now_ns: int) -> int:
+        """Stamp and queue the probes due now on ``xsk``; returns how many."""
+        queued = 0
+        for t, n in self.due(now_ns):
+            start = t.probes.next_probe
+            sent = lib.aioxdp_echo_send(
+                xsk, t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
+            )
+            t.probes.next_probe += sent
+            queued += sent
+        return queued
 
     def sweep(self, now_ns: int) -> None:
         """Expire probes whose timeout has passed."""
-        limit = now_ns - self.timeout_ns
         for t in self.targets:
-            state, sent_ns, i = t.state, t.sent_ns, t.sweep
-            while i < t.next_probe and (state[i] or sent_ns[i] <= limit):
-                if not state[i]:
-                    state[i] = _EXPIRED
-                    t.done += 1
-                i += 1
-            t.sweep = i
+            lib.aioxdp_echo_sweep(t.probes, now_ns)
 
     def next_wakeup(self, now_ns: int) -> int:
         """When the driver must call again even if nothing arrives."""
         wake = self.deadline_ns
         for t in self.targets:
-            if t.next_probe < t.count and self.interval_ns:
-                wake = min(wake, self.start_ns + t.next_probe * self.interval_ns)
-            if t.sweep < t.next_probe:
-                wake = min(wake, t.sent_ns[t.sweep] + self.timeout_ns)
+            p = t.probes
+            if p.next_probe < t.count and self.interval_ns:
+                wake = min(wake, self.start_ns + p.next_probe * self.interval_ns)
+            if p.sweep < p.next_probe:
+                wake = min(wake, t.sent_ns[p.sweep] + self.timeout_ns)
         return max(wake, now_ns)
 
-    def replies(self, results: Any, n: int) -> bool:
-        """Account a batch of C-checked replies; True if a probe left flight."""
-        freed = False
-        ok = lib.AIOXDP_ECHO_OK
-        foreign_status = lib.AIOXDP_ECHO_FOREIGN
-        for i in range(n):
-            r = results[i]
-            status = r.status
-            if status != ok:
-                if status == foreign_status:
-                    self.malformed["foreign_id"] = self.malformed.get("foreign_id", 0) + 1
-                else:
-                    name = STATUS_NAMES.get(status, "malformed")
-                    self.malformed[name] = self.malformed.get(name, 0) + 1
-                continue
-            t = self.by_saddr.get(r.saddr)
-            if t is None:
-                self.malformed["unknown_source"] = self.malformed.get("unknown_source", 0) + 1
-                continue
-            seq = r.seq
-            probe = t.probe_of(seq)
-            if probe < 0:
-                t.foreign += 1
-                continue
-            rtt_ns = r.recv_ns - r.sent_ns
-            state = t.state[probe]
-            if state in (_ANSWERED, _LATE):
-                t.duplicates += 1
-                continue
-            if r.sent_ns != t.sent_ns[probe] or rtt_ns < 0:
-                t.foreign += 1  # the stamp is not the one we sent with that sequence
-                continue
-            if rtt_ns > self.timeout_ns:
-                t.late += 1
-                t.state[probe] = _LATE
-                if not state:
-                    t.done += 1
-                    freed = True
-                continue
-            t.state[probe] = _ANSWERED
-            t.done += 1
-            freed = True
-            rtt = rtt_ns / 1e9
-            t.rtts.append(rtt)
-            t.seqs.append(seq)
-            t.ttls.append(r.ttl)
-            t.sizes.append(r.size)
-            if self.listeners:
-                reply = PingReply(seq, rtt, r.ttl, r.size, t.route.destination)
-                for listener in self.listeners:
-                    listener(reply)
-        return freed
+    def replies(self, results: Any, n: int, valid: int) -> bool:
+        """Account a batch of C-checked replies (``valid`` of them well formed).
+
+        True if a probe left flight (a flood can send more).
+        """
+        freed = 0
+        matched = 0
+        for t in self.targets:
+            before = t.probes.nrec
+            seen = t.tally.matched
+            freed += lib.aioxdp_echo_account(results, n, t.saddr, t.probes, t.tally)
+            matched += t.tally.matched - seen
+            if self.listeners and t.probes.nrec != before:
+                for i in range(before, t.probes.nrec):
+                    reply = t.reply(i)
+                    for listener in self.listeners:
+                        listener(reply)
+        self.unknown_source += valid - matched
+        return freed > 0
+
+    def malformed(self) -> dict[str, int]:
+        counts = self.targets[0].tally.malformed
+        out = {name: int(counts[status]) for status, name in STATUS_NAMES.items() if counts[status]}
+        if counts[lib.AIOXDP_ECHO_FOREIGN]:
+            out["foreign_id"] = int(counts[lib.AIOXDP_ECHO_FOREIGN])
+        if self.unknown_source:
+            out["unknown_source"] = self.unknown_source
+        return out
 
     def results(self) -> list[PingResult]:
         elapsed = (self.end_ns - self.start_ns) / 1e9
-        return [
-            PingResult(
-                t.host,
-                t.route.destination,
-                t.next_probe,
-                len(t.rtts),
-                t.rtts,
-                t.duplicates,
-                t.late,
-                t.foreign,
-                dict(self.malformed),
-                elapsed,
-                t.seqs,
-                t.ttls,
-                t.sizes,
+        malformed = self.malformed()
+        out = []
+        for t in self.targets:
+            n = t.received
+            out.append(
+                PingResult(
+                    t.host,
+                    t.route.destination,
+                    t.next_probe,
+                    n,
+                    t.rtts[:n].tolist(),
+                    int(t.tally.duplicates),
+                    int(t.tally.late),
+                    int(t.tally.foreign),
+                    dict(malformed),
+                    elapsed,
+                    t.seqs[:n],
+                    t.ttls[:n],
+                    t.sizes[:n],
+                )
             )
-            for t in self.targets
-        ]
+        return out
 
 
 def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
@@ -413,11 +419,11 @@ class _EchoReplies(PacketProtocol):
     def packets_received(self, batch: PacketBatch) -> None:
         rx = batch._rx
         n = len(batch)
-        lib.aioxdp_echo_parse(
+        valid = lib.aioxdp_echo_parse(
             rx.xsk._handle(), rx.descs + batch._start, n, self._pinger._ident, self._results
         )
-        if self._pinger._session.replies(self._results, n):
-            self._pinger._wake.set()
+        if self._pinger._session.replies(self._results, n, valid):
+            self._pinger._freed()
 
 
 class Pinger:
@@ -455,7 +461,7 @@ class Pinger:
         self._queue: asyncio.Queue[PingReply | None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._ident = 0
         self._session: EchoSession
         self.routes: list[Route] = []
@@ -496,8 +502,11 @@ class Pinger:
         nic = await self._stack.enter_async_context(shared_interface(route.ifname))
         self.routes = [await resolve_neighbour(r, nic) for r in routes]
         self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
+        timeout_ns = int(self.timeout * 1e9)
         targets = [
-            _Target(h, r, echo_template(r, self._ident, self.size, self.ttl), self.count)
+            _Target(
+                h, r, echo_template(r, self._ident, self.size, self.ttl), self.count, timeout_ns
+            )
             for h, r in zip(self.hosts, self.routes, strict=True)
         ]
         self._session = EchoSession(
@@ -537,11 +546,24 @@ class Pinger:
             else:
                 getter.cancel()
 
+    def _pump(self) -> int:
+        """Send what is due now; returns how many probes went out."""
+        queued = self._session.send(self._xsk._handle(), time.monotonic_ns())
+        self._xsk_transport.note_queued(queued)
+        return queued
+
+    def _freed(self) -> None:
+        # a flood refills its window straight from the receive callback
+        if self.interval == 0 and self._task is not None and not self._task.done():
+            self._pump()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     async def _run(self) -> None:
         session = self._session
-        nic = self._nic
-        xsk_transport = nic._tx_transport()
-        xsk = xsk_transport._xsk
+        loop = asyncio.get_running_loop()
+        self._xsk_transport = self._nic._tx_transport()
+        self._xsk = self._xsk_transport._xsk
         session.start(time.monotonic_ns())
         try:
             while True:
@@ -549,29 +571,19 @@ class Pinger:
                 session.sweep(now)
                 if session.finished(now):
                     break
-                queued = 0
-                for target, n in session.due(now):
-                    start = target.next_probe
-                    stamps = ffi.from_buffer("int64_t[]", target.sent_ns)
-                    sent = lib.aioxdp_echo_send(
-                        xsk._handle(),
-                        target.template_c,
-                        len(target.template),
-                        (start + 1) & 0xFFFF,
-                        n,
-                        stamps + start,
-                    )
-                    session.sent(target, sent)
-                    queued += sent
-                xsk_transport.note_queued(queued)
-                wake = session.next_wakeup(time.monotonic_ns())
-                self._wake.clear()
-                delay = (wake - time.monotonic_ns()) / 1e9
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                else:
+                self._pump()
+                delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9
+                if delay <= 0:
                     await asyncio.sleep(0)
+                    continue
+                # woken by the deadline, or by replies when a slot frees
+                self._waiter = loop.create_future()
+                timer = loop.call_later(delay, _settle, self._waiter)
+                try:
+                    await self._waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
         finally:
             session.end_ns = time.monotonic_ns()
             if self._queue is not None:
@@ -647,6 +659,11 @@ async def multiping(hosts: Sequence[str], **kwargs: Any) -> list[PingResult]:
     """Ping several hosts at once over one XSK; one result per host, in order."""
     async with Pinger(hosts, **kwargs) as pinger:
         return await pinger.results()
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _running_under_trio() -> bool:

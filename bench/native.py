@@ -48,6 +48,16 @@ def load() -> ctypes.CDLL:
     ]
     lib.bench_drain.restype = ctypes.c_uint64
     lib.bench_drain.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_double, ctypes.c_int]
+    lib.bench_echo.restype = ctypes.c_uint64
+    lib.bench_echo.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_uint32,
+        ctypes.c_uint16,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_double,
+    ]
     return lib
 
 

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "../aioxdp/_native/xsk_core.c"
+#include "../aioxdp/_native/echo.c"
 
 static double now(void)
 {
@@ -63,6 +64,43 @@ uint64_t bench_drain(struct aioxdp_xsk *x, uint32_t batch, double seconds, int s
 			aioxdp_xsk_refill(x);
 			got += n;
 		} while (n == batch);
+	}
+	return got;
+}
+
+/* Echo round trips with `window` requests in flight, as aioxdp.ping floods,
+ * over the same C helpers; returns the replies that came within the time. */
+uint64_t bench_echo(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len, uint16_t ident,
+		    uint32_t count, uint32_t window, double seconds)
+{
+	static struct aioxdp_echo_reply results[256];
+	struct aioxdp_desc descs[256];
+	double end = now() + seconds;
+	uint64_t sent = 0, got = 0;
+
+	while (got < count && now() < end) {
+		uint64_t in_flight = sent - got;
+		struct pollfd p = { .fd = x->fd, .events = POLLIN };
+		uint32_t n;
+
+		if (sent < count && in_flight < window) {
+			uint32_t want = window - (uint32_t)in_flight;
+
+			if (want > count - sent)
+				want = (uint32_t)(count - sent);
+			sent += aioxdp_echo_send(x, tmpl, len, (uint16_t)(sent + 1), want, NULL);
+			aioxdp_xsk_flush(x);
+		}
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+		do {
+			n = aioxdp_xsk_rx(x, descs, 256);
+			aioxdp_xsk_refill(x);
+			aioxdp_echo_parse(x, descs, n, ident, results);
+			for (uint32_t i = 0; i < n; i++)
+				got += results[i].status == AIOXDP_ECHO_OK;
+			aioxdp_xsk_release(x, descs, n);
+		} while (n == 256);
 	}
 	return got;
 }

@@ -87,7 +87,32 @@ enum aioxdp_echo_status {
     AIOXDP_ECHO_OK, AIOXDP_ECHO_TRUNCATED, AIOXDP_ECHO_NOT_IPV4, AIOXDP_ECHO_BAD_IP,
     AIOXDP_ECHO_BAD_IP_CHECKSUM, AIOXDP_ECHO_NOT_ICMP, AIOXDP_ECHO_FRAGMENT,
     AIOXDP_ECHO_BAD_ICMP_CHECKSUM, AIOXDP_ECHO_NOT_REPLY, AIOXDP_ECHO_FOREIGN,
-    AIOXDP_ECHO_NO_STAMP
+    AIOXDP_ECHO_NO_STAMP, AIOXDP_ECHO_STATUS_MAX
+};
+
+enum aioxdp_probe_state {
+    AIOXDP_PROBE_SENT, AIOXDP_PROBE_ANSWERED, AIOXDP_PROBE_LATE, AIOXDP_PROBE_EXPIRED
+};
+
+struct aioxdp_echo_probes {
+    uint8_t *state;
+    int64_t *sent_ns;
+    double *rtts;
+    uint32_t *seqs;
+    uint8_t *ttls;
+    uint32_t *sizes;
+    uint64_t nrec;
+    uint64_t next_probe;
+    uint64_t done;
+    uint64_t sweep;
+    int64_t timeout_ns;
+};
+
+struct aioxdp_echo_tally {
+    uint64_t matched;
+    uint64_t duplicates, late, foreign;
+    uint64_t malformed[...];
+    int count_malformed;
 };
 
 struct aioxdp_echo_reply {
@@ -143,4 +168,7 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
                           uint16_t seq0, uint32_t count, int64_t *sent_ns);
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
                            uint16_t ident, struct aioxdp_echo_reply *out);
+uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
+                             struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t);
+uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
 """

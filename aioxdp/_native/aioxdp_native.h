@@ -84,6 +84,36 @@ enum aioxdp_echo_status {
 	AIOXDP_ECHO_NOT_REPLY,
 	AIOXDP_ECHO_FOREIGN,
 	AIOXDP_ECHO_NO_STAMP,
+	AIOXDP_ECHO_STATUS_MAX,
+};
+
+enum aioxdp_probe_state {
+	AIOXDP_PROBE_SENT = 0,
+	AIOXDP_PROBE_ANSWERED,
+	AIOXDP_PROBE_LATE,
+	AIOXDP_PROBE_EXPIRED,
+};
+
+/* One target's probes: arrays owned by Python, sized to the probe count. */
+struct aioxdp_echo_probes {
+	uint8_t *state;       /* enum aioxdp_probe_state per probe */
+	int64_t *sent_ns;     /* per probe */
+	double *rtts;         /* per answered reply, in arrival order */
+	uint32_t *seqs;
+	uint8_t *ttls;
+	uint32_t *sizes;
+	uint64_t nrec;        /* answered replies recorded */
+	uint64_t next_probe;  /* probes sent */
+	uint64_t done;        /* probes that left flight */
+	uint64_t sweep;       /* probes before this index have left flight */
+	int64_t timeout_ns;
+};
+
+struct aioxdp_echo_tally {
+	uint64_t matched;     /* valid replies from this target */
+	uint64_t duplicates, late, foreign;
+	uint64_t malformed[AIOXDP_ECHO_STATUS_MAX];
+	int count_malformed;  /* only one target per batch counts them */
 };
 
 struct aioxdp_echo_reply {
@@ -104,5 +134,8 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns);
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out);
+uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
+			     struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t);
+uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
 
 #endif

@@ -168,3 +168,87 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 	}
 	return ok;
 }
+
+/* Account a batch of checked replies against one target's probes (see the
+ * state table in aioxdp/ping.py). Answered replies are appended to the
+ * record arrays at *nrec. Returns how many probes left flight. */
+uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
+			     struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t)
+{
+	uint32_t freed = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct aioxdp_echo_reply *r = &res[i];
+		uint64_t last, probe;
+		int64_t rtt;
+		uint8_t state;
+
+		if (r->status != AIOXDP_ECHO_OK) {
+			if (t->count_malformed && r->status < AIOXDP_ECHO_STATUS_MAX)
+				t->malformed[r->status]++;
+			continue;
+		}
+		if (r->saddr != saddr)
+			continue; /* another target's (or nobody's: the caller counts those) */
+		t->matched++;
+		if (!p->next_probe) {
+			t->foreign++;
+			continue;
+		}
+		last = p->next_probe - 1;
+		/* the latest probe sent with this sequence number (seq = probe + 1) */
+		probe = (uint16_t)(last - (uint16_t)(r->seq - 1));
+		if (probe > last) {
+			t->foreign++;
+			continue;
+		}
+		probe = last - probe;
+		state = p->state[probe];
+		if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE) {
+			t->duplicates++;
+			continue;
+		}
+		rtt = r->recv_ns - r->sent_ns;
+		if (r->sent_ns != p->sent_ns[probe] || rtt < 0) {
+			t->foreign++; /* not the stamp we sent with that sequence */
+			continue;
+		}
+		if (rtt > p->timeout_ns) {
+			t->late++;
+			p->state[probe] = AIOXDP_PROBE_LATE;
+			if (!state) {
+				p->done++;
+				freed++;
+			}
+			continue;
+		}
+		p->state[probe] = AIOXDP_PROBE_ANSWERED;
+		p->done++;
+		freed++;
+		p->rtts[p->nrec] = rtt / 1e9;
+		p->seqs[p->nrec] = r->seq;
+		p->ttls[p->nrec] = r->ttl;
+		p->sizes[p->nrec] = r->size;
+		p->nrec++;
+	}
+	return freed;
+}
+
+/* Expire probes whose timeout passed; returns how many. */
+uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns)
+{
+	int64_t limit = now_ns - p->timeout_ns;
+	uint32_t expired = 0;
+	uint64_t i = p->sweep;
+
+	while (i < p->next_probe && (p->state[i] || p->sent_ns[i] <= limit)) {
+		if (!p->state[i]) {
+			p->state[i] = AIOXDP_PROBE_EXPIRED;
+			p->done++;
+			expired++;
+		}
+		i++;
+	}
+	p->sweep = i;
+	return expired;
+}

@@ -1,0 +1,106 @@
+"""Echo round trips per second, in the lab, against the peer namespace's kernel:
+
+    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop]
+
+  aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256)
+  C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, window 256)
+  ping -f  iputils' flood ping, COUNT probes
+  icmplib  icmplib.async_ping(count=ICMPLIB_COUNT, interval=0), privileged
+
+Prints each rate and aioxdp's ratio to each peer; all in one run, one lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import native
+
+import aioxdp
+from aioxdp import Interface, PacketProtocol, Rule
+from aioxdp.ping import echo_template, pick_ident
+from aioxdp.route import resolve_neighbour, route_to
+from aioxdp.testing import Lab
+
+
+async def aioxdp_rate(host: str, count: int) -> float:
+    result = await aioxdp.ping(host, count=count, interval=0, timeout=1.0)
+    assert result.received == count, f"aioxdp lost {count - result.received} replies"
+    return float(result.received / result.elapsed)
+
+
+async def c_rate(ifname: str, host: str, count: int) -> float:
+    loops = native.load()
+    async with Interface(ifname) as nic:
+        route = await resolve_neighbour(await route_to(host), nic)
+        ident = pick_ident()
+        await nic.create_packet_endpoint(
+            PacketProtocol, rules=[Rule("icmp", icmp_type=0, icmp_id=ident)]
+        )
+        await asyncio.sleep(0)
+        nic._transports[0].pause_reading()  # the C loop owns the socket now
+        template = echo_template(route, ident, 56, 64)
+        t0 = time.perf_counter()
+        got = loops.bench_echo(
+            native.pointer(nic._xsks[0]), template, len(template), ident, count, 256, 60.0
+        )
+        took = time.perf_counter() - t0
+        nic._transports[0].resume_reading()
+    assert got == count, f"C loop got {got} of {count}"
+    return float(got / took)
+
+
+def ping_f_rate(lab: Lab, count: int) -> float:
+    out = lab.a.run("ping", "-f", "-q", "-c", str(count), lab.b.ip, timeout=300).stdout
+    received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
+    ms = int(re.search(r"time (\d+)ms", out).group(1))  # type: ignore[union-attr]
+    return received / (ms / 1000)
+
+
+async def icmplib_rate(host: str, count: int) -> float:
+    from icmplib import async_ping  # type: ignore[import-untyped]
+
+    t0 = time.perf_counter()
+    result = await async_ping(host, count=count, interval=0, timeout=1, privileged=True)
+    return float(result.packets_received / (time.perf_counter() - t0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--icmplib-count", type=int, default=20_000)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    args = parser.parse_args()
+    run = asyncio.run
+    if args.loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
+    with Lab() as lab, lab.a.enter():
+        lab.a.run("ping", "-c1", lab.b.ip)  # neighbours known, caches warm
+        rates = {
+            "aioxdp": run(aioxdp_rate(lab.b.ip, args.count)),
+            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, args.count)),
+            "ping -f": ping_f_rate(lab, args.count),
+            "icmplib": run(icmplib_rate(lab.b.ip, args.icmplib_count)),
+        }
+    ours = rates["aioxdp"]
+    print(
+        f"echo round trips/s ({args.loop}, aioxdp count {args.count}, icmplib count {args.icmplib_count}):"
+    )
+    for name, rate in rates.items():
+        ratio = "" if name == "aioxdp" else f"   aioxdp/{name} = {ours / rate:.2f}x"
+        print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
