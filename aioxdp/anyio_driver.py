@@ -2,24 +2,27 @@
 
 The same sans-IO core as the asyncio driver (:class:`aioxdp.ping.EchoSession`
 and the C batch helpers), driven with ``anyio.wait_readable`` on the XSK
-fds instead of an asyncio transport. ``aioxdp.ping`` comes here by itself
-when it runs under trio.
+fds instead of an asyncio transport. ``aioxdp.ping`` and ``aioxdp.Pinger``
+come here by themselves when they run under trio.
 
 Limitation: the asyncio driver shares one Interface among concurrent pings
-of a process; this driver owns the interface for the length of one call,
-so concurrent trio pings must use different interfaces.
+of a process; this driver owns the interface while a Pinger is open, so
+concurrent trio pings must use different interfaces.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from aioxdp._libs import ffi, lib
 from aioxdp.bpf import BPFObject
@@ -41,12 +44,10 @@ from aioxdp.protocols.icmp import ECHO_REPLY
 from aioxdp.route import Route, UnresolvedNeighbourError, arp_request, route_to
 from aioxdp.xsk import XSK
 
-__all__ = ["ping"]
+__all__ = ["AnyioPinger", "ping"]
 
 
-async def _resolve_neighbour(
-    route: Route, forwarder: Forwarder, xsks: list[XSK], tries: int = 3
-) -> Route:
+async def _resolve_neighbour(route: Route, forwarder: Forwarder, xsk: XSK, tries: int = 3) -> Route:
     if route.next_hop_mac is not None:
         return route
     wanted = socket.inet_aton(route.next_hop)
@@ -54,21 +55,20 @@ async def _resolve_neighbour(
     forwarder.add(rule)
     try:
         for _ in range(tries):
-            xsks[0].send(arp_request(route))
-            xsks[0].flush()
+            xsk.send(arp_request(route))
+            xsk.flush()
             with anyio.move_on_after(0.5):
                 while True:
-                    await anyio.wait_readable(xsks[0].fd)
-                    rx = xsks[0].receive()
+                    await anyio.wait_readable(xsk.fd)
+                    rx = xsk.receive()
                     try:
                         for i in range(rx.count):
-                            frame = rx.frame(i)
                             with contextlib.suppress(ValueError):
-                                arp = Arp.parse(frame, 14)
+                                arp = Arp.parse(rx.frame(i), 14)
                                 if arp.op == REPLY and arp.sender_ip == wanted:
                                     return replace(route, next_hop_mac=arp.sender_mac)
                     finally:
-                        xsks[0].release(rx)
+                        xsk.release(rx)
     finally:
         forwarder.remove(rule)
     raise UnresolvedNeighbourError(
@@ -78,98 +78,173 @@ async def _resolve_neighbour(
     )
 
 
-async def ping(
-    host: str,
-    *,
-    count: int = 4,
-    interval: float = 1.0,
-    timeout: float = 1.0,
-    size: int = 56,
-    ttl: int = 64,
-    interface: str | None = None,
-    source: str | None = None,
-    on_reply: Callable[[PingReply], None] | None = None,
-    window: int = DEFAULT_WINDOW,
-) -> PingResult:
-    """Like :func:`aioxdp.ping`, on whatever async library is running."""
-    _validate(count, interval, timeout, size, ttl, window)
-    route = await route_to(host, interface=interface, source=source)
-    limit = min(route.mtu - 28, 4096 - HEADERS)
-    if size > limit:
-        raise ValueError(
-            f"size: {size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
-        )
-    queues = await rx_queue_count(route.ifname)
-    with contextlib.ExitStack() as stack:
+class AnyioPinger:
+    """:class:`aioxdp.Pinger` for anyio (trio): the same arguments and surface."""
+
+    def __init__(
+        self,
+        hosts: str | Sequence[str],
+        *,
+        count: int = 4,
+        interval: float = 1.0,
+        timeout: float = 1.0,
+        size: int = 56,
+        ttl: int = 64,
+        interface: str | None = None,
+        source: str | None = None,
+        window: int = DEFAULT_WINDOW,
+        on_reply: Callable[[PingReply], None] | None = None,
+    ) -> None:
+        _validate(count, interval, timeout, size, ttl, window)
+        self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+        if not self.hosts:
+            raise ValueError("hosts: give at least one host")
+        self.count, self.interval, self.timeout = count, float(interval), float(timeout)
+        self.size, self.ttl, self.window = size, ttl, window
+        self.interface, self.source = interface, source
+        self._on_reply = on_reply
+        self._stack = contextlib.AsyncExitStack()
+        self._done = anyio.Event()
+        self._send: MemoryObjectSendStream[PingReply] | None = None
+        self._receive: MemoryObjectReceiveStream[PingReply] | None = None
+        self._session: EchoSession
+        self._xsks: list[XSK] = []
+        self.routes: list[Route] = []
+
+    async def __aenter__(self) -> AnyioPinger:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._tg.cancel_scope.cancel()
+        await self._stack.aclose()
+
+    async def _open(self) -> None:
+        routes = [
+            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
+        ]
+        if len({r.ifname for r in routes}) > 1:
+            raise ValueError(
+                "hosts: they are reached through several interfaces; ping each group apart"
+            )
+        route = routes[0]
+        limit = min(route.mtu - 28, 4096 - HEADERS)
+        if self.size > limit:
+            raise ValueError(
+                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
+            )
+        queues = await rx_queue_count(route.ifname)
+        stack = contextlib.ExitStack()
+        self._stack.callback(stack.close)
         obj = stack.enter_context(BPFObject.packaged("forwarder"))
         obj.load()
         forwarder = Forwarder(obj)
         link = stack.enter_context(obj.program("aioxdp_forwarder").attach(route.ifname))
         xskmap = obj.map("aioxdp_fw_xsks")
-        xsks = []
         for q in range(queues):
             xsk = XSK(route.ifname, q)
             stack.callback(xsk.close)
             xskmap.update(q, xsk.fd.to_bytes(4, "little"))
-            xsks.append(xsk)
+            self._xsks.append(xsk)
         stack.callback(link.detach)  # program off before the sockets close
-        route = await _resolve_neighbour(route, forwarder, xsks)
+        self.routes = [await _resolve_neighbour(r, forwarder, self._xsks[0]) for r in routes]
         ident = pick_ident()
-        target = _Target(
-            host, route, echo_template(route, ident, size, ttl), count, int(timeout * 1e9)
+        timeout_ns = int(self.timeout * 1e9)
+        targets = [
+            _Target(h, r, echo_template(r, ident, self.size, self.ttl), self.count, timeout_ns)
+            for h, r in zip(self.hosts, self.routes, strict=True)
+        ]
+        self._session = EchoSession(
+            targets, ident, interval=self.interval, timeout=self.timeout, window=self.window
         )
-        session = EchoSession([target], ident, interval=interval, timeout=timeout, window=window)
-        if on_reply is not None:
-            session.listeners.append(on_reply)
+        if self._on_reply is not None:
+            self._session.listeners.append(self._on_reply)
         forwarder.add(Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident))
-        await _drive(session, xsks)
-        return session.results()[0]
-    raise AssertionError("unreachable")  # pragma: no cover
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._tg.start_soon(self._run)
 
+    def __aiter__(self) -> AnyioPinger:
+        if self._send is None:
+            self._send, self._receive = anyio.create_memory_object_stream[PingReply](math.inf)
+            self._session.listeners.append(self._send.send_nowait)
+        return self
 
-async def _drive(session: EchoSession, xsks: list[XSK]) -> None:
-    results = ffi.new("struct aioxdp_echo_reply[]", 4096)
-    tx = xsks[0]
-    wake = anyio.Event()
+    async def __anext__(self) -> PingReply:
+        assert self._receive is not None
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
-    def drain(xsk: XSK) -> None:
-        nonlocal wake
-        while True:
-            rx = xsk.receive()
-            if not rx.count:
-                return
-            valid = lib.aioxdp_echo_parse(xsk._handle(), rx.descs, rx.count, session.ident, results)
-            freed = session.replies(results, rx.count, valid)
-            xsk.release(rx)
-            if freed:
-                wake.set()
+    async def _run(self) -> None:
+        session = self._session
+        results = ffi.new("struct aioxdp_echo_reply[]", 4096)
+        tx = self._xsks[0]
+        wake = anyio.Event()
 
-    async def reader(xsk: XSK, done: anyio.Event) -> None:
-        while not done.is_set():
-            with anyio.move_on_after(0.05):
-                await anyio.wait_readable(xsk.fd)
-            drain(xsk)
-
-    session.start(time.monotonic_ns())
-    done = anyio.Event()
-    try:
-        async with anyio.create_task_group() as tg:
-            for xsk in xsks:
-                tg.start_soon(reader, xsk, done)
+        def drain(xsk: XSK) -> None:
             while True:
-                now = time.monotonic_ns()
-                session.sweep(now)
-                if session.finished(now):
-                    break
-                session.send(tx._handle(), now)
-                tx.flush()
-                delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9
-                wake = anyio.Event()
-                if delay > 0:
-                    with anyio.move_on_after(delay):
-                        await wake.wait()
-                else:
-                    await anyio.sleep(0)
-            done.set()
-    finally:
-        session.end_ns = time.monotonic_ns()
+                rx = xsk.receive()
+                if not rx.count:
+                    return
+                valid = lib.aioxdp_echo_parse(
+                    xsk._handle(), rx.descs, rx.count, session.ident, results
+                )
+                freed = session.replies(results, rx.count, valid)
+                xsk.release(rx)
+                if freed:
+                    wake.set()
+
+        async def reader(xsk: XSK) -> None:
+            while not self._done.is_set():
+                with anyio.move_on_after(0.05):
+                    await anyio.wait_readable(xsk.fd)
+                drain(xsk)
+
+        session.start(time.monotonic_ns())
+        try:
+            async with anyio.create_task_group() as tg:
+                for xsk in self._xsks:
+                    tg.start_soon(reader, xsk)
+                while True:
+                    now = time.monotonic_ns()
+                    session.sweep(now)
+                    if session.finished(now):
+                        break
+                    session.send(tx._handle(), now)
+                    tx.flush()
+                    delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9
+                    wake = anyio.Event()
+                    if delay > 0:
+                        with anyio.move_on_after(delay):
+                            await wake.wait()
+                    else:
+                        await anyio.sleep(0)
+                self._done.set()
+        finally:
+            session.end_ns = time.monotonic_ns()
+            self._done.set()
+            if self._send is not None:
+                self._send.close()
+
+    async def results(self) -> list[PingResult]:
+        await self._done.wait()
+        return self._session.results()
+
+    async def result(self) -> PingResult:
+        return (await self.results())[0]
+
+    def snapshot(self) -> list[PingResult]:
+        if self._session.end_ns == 0:
+            self._session.end_ns = time.monotonic_ns()
+        return self._session.results()
+
+
+async def ping(host: str, **kwargs: Any) -> PingResult:
+    """Like :func:`aioxdp.ping`, on whatever async library is running."""
+    async with AnyioPinger(host, **kwargs) as pinger:
+        return await pinger.result()

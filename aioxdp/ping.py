@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
@@ -462,11 +462,29 @@ class Pinger:
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._delegate: Any = None
         self._ident = 0
         self._session: EchoSession
         self.routes: list[Route] = []
 
     async def __aenter__(self) -> Pinger:
+        if _running_under_trio():
+            # the anyio driver has the same surface; it is what the block gets
+            from aioxdp.anyio_driver import AnyioPinger
+
+            self._delegate = AnyioPinger(
+                self.hosts,
+                count=self.count,
+                interval=self.interval,
+                timeout=self.timeout,
+                size=self.size,
+                ttl=self.ttl,
+                interface=self.interface,
+                source=self.source,
+                window=self.window,
+                on_reply=self._on_reply,
+            )
+            return cast("Pinger", await self._delegate.__aenter__())
         try:
             await self._open()
         except BaseException:
@@ -475,6 +493,9 @@ class Pinger:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._delegate is not None:
+            await self._delegate.__aexit__(*exc)
+            return
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -625,7 +646,7 @@ async def ping(
 
     ``interval=0`` floods with a bounded window of probes in flight;
     ``timeout`` is per probe. Runs on asyncio, uvloop and (through anyio)
-    trio.
+    trio: under trio the Pinger hands over to ``aioxdp.anyio_driver``.
     """
     if _running_under_trio():
         from aioxdp.anyio_driver import ping as anyio_ping

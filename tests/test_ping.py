@@ -365,3 +365,49 @@ def test_cli_ctrl_c_prints_the_summary(lab_a: Lab) -> None:
     assert proc.returncode == 0, err
     assert "packets transmitted" in out
     assert "Traceback" not in err
+
+
+def test_pinger_streams_under_trio(lab_a: Lab) -> None:
+    import trio
+
+    async def main() -> tuple[list[int], aioxdp.PingResult]:
+        seqs = []
+        async with aioxdp.Pinger(lab_a.b.ip, count=20, interval=0.005) as pinger:
+            async for reply in pinger:
+                seqs.append(reply.seq)
+            return seqs, await pinger.result()
+
+    seqs, result = trio.run(main)
+    assert seqs == list(range(1, 21))
+    assert result.received == 20
+    assert_nothing_left(lab_a)
+
+
+def test_cli_as_an_unprivileged_user_says_what_to_do(lab_a: Lab) -> None:
+    proc = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            lab_a.a.netns,
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            sys.executable,
+            "-m",
+            "aioxdp",
+            "ping",
+            "-c",
+            "1",
+            lab_a.b.ip,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "run as root" in proc.stderr
+    assert "Traceback" not in proc.stderr
