@@ -17,7 +17,7 @@ import errno
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aioxdp import _netlink, privileges
 from aioxdp._libs import lib
@@ -29,18 +29,26 @@ from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK
 
-__all__ = ["Interface", "PacketTransport", "shared_interface"]
+if TYPE_CHECKING:
+    from aioxdp.datagram import DatagramTransport
+
+__all__ = ["Endpoint", "Interface", "PacketTransport", "shared_interface"]
 
 P = TypeVar("P", bound=PacketProtocol)
+D = TypeVar("D", bound=asyncio.DatagramProtocol)
 
 log = logging.getLogger(__name__)
 
 
-async def rx_queue_count(ifname: str) -> int:
-    """Number of RX queues, from netlink (sysfs may show another namespace)."""
+async def link_info(ifname: str) -> tuple[int, int]:
+    """(RX queues, MTU) of ``ifname``, from netlink (sysfs may show another namespace)."""
     index = ifindex_of(ifname)
     (link,) = await _netlink.query(lambda ipr: ipr.link("get", index=index))
-    return int(link.get("IFLA_NUM_RX_QUEUES") or 1)
+    return int(link.get("IFLA_NUM_RX_QUEUES") or 1), int(link.get("IFLA_MTU") or 1500)
+
+
+async def rx_queue_count(ifname: str) -> int:
+    return (await link_info(ifname))[0]
 
 
 class _Dispatcher(PacketProtocol):
@@ -86,13 +94,15 @@ class _Dispatcher(PacketProtocol):
             self._nic._lost(exc)
 
 
-class PacketTransport(asyncio.Transport):
-    """An endpoint's transport: frames out through the interface, rules in the forwarder."""
+class Endpoint:
+    """What every endpoint shares: its rules and tags in the forwarder, pausing
+    its protocol with the interface's TX, and closing. Subclasses deliver."""
+
+    _protocol: Any
 
     def __init__(
-        self, nic: Interface, protocol: PacketProtocol, rules: Sequence[Rule], tags: list[int]
+        self, nic: Interface, protocol: Any, rules: Sequence[Rule], tags: list[int]
     ) -> None:
-        super().__init__(extra={"ifname": nic.ifname, "mode": nic.mode, "rules": tuple(rules)})
         self._nic = nic
         self._protocol = protocol
         self._rules = list(rules)
@@ -102,13 +112,8 @@ class PacketTransport(asyncio.Transport):
         self._paused = False
         self.received = 0
 
-    def __repr__(self) -> str:
-        state = "closing" if self._closing else "open"
-        return f"<PacketTransport {self._nic.ifname} {len(self._rules)} rules {state}>"
-
     def _deliver(self, batch: PacketBatch) -> None:
-        self.received += len(batch)
-        self._protocol.packets_received(batch)
+        raise NotImplementedError
 
     def _protocol_pause(self) -> None:
         if not self._paused:
@@ -143,19 +148,6 @@ class PacketTransport(asyncio.Transport):
         # its tag stays routed to us until we close: tags are never reused
         self._retired_tags.append(self._tags.pop(index))
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing:
-            raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
-        self._nic._tx_transport().write(data)
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Write each item as its own frame (not joined, as stream transports do)."""
-        transport = self._nic._tx_transport()
-        for data in list_of_data:
-            if self._closing:
-                raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
-            transport.write(data)
-
     def send_back(self, batch: PacketBatch) -> None:
         """Send received frames back out after rewriting them in place (no copy)."""
         self._nic._transports[batch._rx.xsk.queue].send_back(batch)
@@ -167,12 +159,7 @@ class PacketTransport(asyncio.Transport):
         return self._closing
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        if not isinstance(protocol, PacketProtocol):
-            raise TypeError(f"protocol: expected a PacketProtocol, got {type(protocol).__name__}")
-        self._protocol = protocol
+        return self._protocol  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Remove this endpoint's rules; connection_lost(None) follows."""
@@ -187,6 +174,44 @@ class PacketTransport(asyncio.Transport):
         self._closing = True
         self._nic._remove_endpoint(self)
         self._nic._loop.call_soon(self._protocol.connection_lost, exc)
+
+
+class PacketTransport(Endpoint, asyncio.Transport):
+    """A packet endpoint's transport: frames in as batches, frames out."""
+
+    def __init__(
+        self, nic: Interface, protocol: PacketProtocol, rules: Sequence[Rule], tags: list[int]
+    ) -> None:
+        asyncio.Transport.__init__(
+            self, extra={"ifname": nic.ifname, "mode": nic.mode, "rules": tuple(rules)}
+        )
+        Endpoint.__init__(self, nic, protocol, rules, tags)
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<PacketTransport {self._nic.ifname} {len(self._rules)} rules {state}>"
+
+    def _deliver(self, batch: PacketBatch) -> None:
+        self.received += len(batch)
+        self._protocol.packets_received(batch)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
+        self._nic._tx_transport().write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Write each item as its own frame (not joined, as stream transports do)."""
+        transport = self._nic._tx_transport()
+        for data in list_of_data:
+            if self._closing:
+                raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
+            transport.write(data)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        if not isinstance(protocol, PacketProtocol):
+            raise TypeError(f"protocol: expected a PacketProtocol, got {type(protocol).__name__}")
+        self._protocol = protocol
 
 
 class Interface:
@@ -206,6 +231,7 @@ class Interface:
         self.ifname = ifname
         self.requested_mode = mode
         self.mode: str | None = None
+        self.mtu = 1500
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
         self._batch_size = batch_size
@@ -214,8 +240,8 @@ class Interface:
         self.forwarder: Forwarder
         self._xsks: dict[int, XSK] = {}
         self._transports: dict[int, XDPTransport] = {}
-        self._endpoints: list[PacketTransport] = []
-        self._by_tag: dict[int, PacketTransport] = {}
+        self._endpoints: list[Endpoint] = []
+        self._by_tag: dict[int, Endpoint] = {}
         self._loop: asyncio.AbstractEventLoop
         self.unclaimed = 0  # redirected packets no endpoint claimed (rule just removed)
         self.final_counts: dict[int, FrameCounts] = {}
@@ -240,7 +266,7 @@ class Interface:
         self._loop = asyncio.get_running_loop()
         doing = f"opening {self.ifname} for AF_XDP"
         privileges.require(doing, need_raw=True)
-        available = await rx_queue_count(self.ifname)
+        available, self.mtu = await link_info(self.ifname)
         queues = self._queues if self._queues is not None else list(range(available))
         bad = [q for q in queues if not 0 <= q < available]
         if bad:
@@ -285,23 +311,38 @@ class Interface:
             raise TypeError(
                 f"protocol_factory: must return a PacketProtocol, got {type(protocol).__name__}"
             )
-        tags: list[int] = []
-        transport = PacketTransport(self, protocol, rules, tags)
+        transport = PacketTransport(self, protocol, rules, [])
+        self._install(transport, protocol)
+        return transport, protocol
+
+    async def create_datagram_endpoint(
+        self, protocol_factory: Callable[[], D], *, local_addr: tuple[str, int]
+    ) -> tuple[DatagramTransport, D]:
+        """A UDP endpoint on ``local_addr`` (asyncio's DatagramTransport/Protocol shapes)."""
+        if self._link is None:
+            raise XDPError(errno.EBADF, "creating an endpoint", f"{self.ifname} is not open")
+        from aioxdp.datagram import create_datagram_endpoint
+
+        return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
+
+    def _install(self, endpoint: Endpoint, protocol: asyncio.BaseProtocol) -> None:
+        """Put an endpoint's rules in the forwarder (all or none) and start it."""
+        installed: list[Rule] = []
         try:
-            for rule in rules:
+            for rule in endpoint._rules:
                 tag = self.forwarder.add(rule)
-                tags.append(tag)
-                self._by_tag[tag] = transport
+                installed.append(rule)
+                endpoint._tags.append(tag)
+                self._by_tag[tag] = endpoint
         except BaseException:
-            for rule, tag in zip(rules, tags, strict=False):
+            for rule, tag in zip(installed, endpoint._tags, strict=False):
                 self.forwarder.remove(rule)
                 self._by_tag.pop(tag, None)
             raise
-        self._endpoints.append(transport)
-        self._loop.call_soon(protocol.connection_made, transport)
-        return transport, protocol
+        self._endpoints.append(endpoint)
+        self._loop.call_soon(protocol.connection_made, endpoint)  # type: ignore[arg-type]
 
-    def _remove_endpoint(self, endpoint: PacketTransport) -> None:
+    def _remove_endpoint(self, endpoint: Endpoint) -> None:
         installed = set(self.forwarder.rules)
         for rule in endpoint._rules:
             if rule in installed:

@@ -55,7 +55,10 @@ class Icmp:
         return cls(type_, 0, struct.pack("!HH", ident, seq))
 
     def build_into(
-        self, buf: bytearray | memoryview, offset: int, payload: bytes | memoryview = b""
+        self,
+        buf: bytearray | memoryview,
+        offset: int,
+        payload: bytes | bytearray | memoryview = b"",
     ) -> int:
         """Write header and payload at ``offset`` with the checksum; returns the length."""
         end = offset + HEADER_LEN + len(payload)

@@ -96,7 +96,7 @@ class Tcp:
         self,
         buf: bytearray | memoryview,
         offset: int,
-        payload: bytes | memoryview,
+        payload: bytes | bytearray | memoryview,
         src: bytes,
         dst: bytes,
     ) -> int:

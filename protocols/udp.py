@@ -23,7 +23,7 @@ class Udp:
         self,
         buf: bytearray | memoryview,
         offset: int,
-        payload: bytes | memoryview,
+        payload: bytes | bytearray | memoryview,
         src: bytes,
         dst: bytes,
     ) -> int:

@@ -108,6 +108,23 @@ struct aioxdp_echo_probes {
     int64_t timeout_ns;
 };
 
+enum aioxdp_udp_status {
+    AIOXDP_UDP_OK, AIOXDP_UDP_TRUNCATED, AIOXDP_UDP_NOT_IPV4, AIOXDP_UDP_BAD_IP,
+    AIOXDP_UDP_BAD_IP_CHECKSUM, AIOXDP_UDP_NOT_UDP, AIOXDP_UDP_FRAGMENT, AIOXDP_UDP_BAD_LENGTH,
+    AIOXDP_UDP_BAD_CHECKSUM, AIOXDP_UDP_STATUS_MAX
+};
+
+struct aioxdp_udp_dgram {
+    uint64_t off;
+    uint32_t len;
+    uint32_t saddr;
+    uint32_t daddr;
+    uint16_t sport;
+    uint16_t dport;
+    uint8_t status;
+    ...;
+};
+
 struct aioxdp_echo_tally {
     uint64_t matched;
     uint64_t duplicates, late, foreign;
@@ -171,4 +188,11 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
                              struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t);
 uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
+
+uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
+                          struct aioxdp_udp_dgram *out);
+uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
+                         const struct aioxdp_udp_dgram *d, uint32_t n);
+int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
+                    uint32_t len);
 """

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 #include "aioxdp_native.h"
+#include "frame.h"
 
 /* Offsets inside our own frames, which are untagged Ethernet + 20-byte IPv4. */
 #define ETH_LEN 14
@@ -20,44 +21,14 @@ int64_t aioxdp_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint32_t sum16(const uint8_t *p, size_t len, uint32_t sum)
-{
-	while (len > 1) {
-		sum += (uint32_t)p[0] << 8 | p[1];
-		p += 2;
-		len -= 2;
-	}
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
-
 uint16_t aioxdp_ones_sum(const void *data, size_t len, uint32_t initial)
 {
-	return fold(sum16(data, len, initial));
+	return aioxdp_fold(aioxdp_sum16(data, len, initial));
 }
 
 uint16_t aioxdp_checksum(const void *data, size_t len, uint32_t initial)
 {
-	return (uint16_t)~fold(sum16(data, len, initial));
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v & 0xff;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
+	return (uint16_t)~aioxdp_fold(aioxdp_sum16(data, len, initial));
 }
 
 uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len,
@@ -81,14 +52,14 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 
 			memcpy(f, tmpl, len);
 			/* IP id follows the sequence: a distinct datagram each time */
-			put16(f + ETH_LEN + 4, seq);
-			put16(f + ETH_LEN + 10, 0);
-			put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
-			put16(f + ICMP_OFF + 6, seq);
+			aioxdp_put16(f + ETH_LEN + 4, seq);
+			aioxdp_put16(f + ETH_LEN + 10, 0);
+			aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
+			aioxdp_put16(f + ICMP_OFF + 6, seq);
 			now = aioxdp_now_ns();
 			memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
-			put16(f + ICMP_OFF + 2, 0);
-			put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
+			aioxdp_put16(f + ICMP_OFF + 2, 0);
+			aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
 			if (sent_ns)
 				sent_ns[done + i] = now;
 			aioxdp_xsk_send_frame(x, addrs[i], len);
@@ -103,48 +74,28 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 static uint8_t check_reply(const uint8_t *f, uint32_t len, uint16_t ident,
 			   struct aioxdp_echo_reply *r)
 {
-	uint32_t off = ETH_LEN, hlen, total;
-	uint16_t ethertype;
+	struct aioxdp_l3 l3;
+	uint32_t off;
+	int status = aioxdp_locate_ipv4(f, len, &l3);
 
-	if (len < ETH_LEN)
-		return AIOXDP_ECHO_TRUNCATED;
-	ethertype = get16(f + 12);
-	if (ethertype == 0x8100 || ethertype == 0x88a8) {
-		if (len < ETH_LEN + 4)
-			return AIOXDP_ECHO_TRUNCATED;
-		ethertype = get16(f + 16);
-		off += 4;
-	}
-	if (ethertype != 0x0800)
-		return AIOXDP_ECHO_NOT_IPV4;
-	if (len < off + IP_LEN)
-		return AIOXDP_ECHO_TRUNCATED;
-	if (f[off] >> 4 != 4)
-		return AIOXDP_ECHO_BAD_IP;
-	hlen = (uint32_t)(f[off] & 0xf) * 4;
-	total = get16(f + off + 2);
-	if (hlen < IP_LEN || total < hlen)
-		return AIOXDP_ECHO_BAD_IP;
-	if (off + total > len)
-		return AIOXDP_ECHO_TRUNCATED;
-	if (fold(sum16(f + off, hlen, 0)) != 0xffff)
-		return AIOXDP_ECHO_BAD_IP_CHECKSUM;
-	if (f[off + 9] != 1)
+	if (status != AIOXDP_L3_OK)
+		return (uint8_t)status; /* the first statuses mean the same in both enums */
+	if (f[l3.ip + 9] != 1)
 		return AIOXDP_ECHO_NOT_ICMP;
-	if (get16(f + off + 6) & 0x3fff)
+	if (aioxdp_get16(f + l3.ip + 6) & 0x3fff)
 		return AIOXDP_ECHO_FRAGMENT;
-	memcpy(&r->saddr, f + off + 12, 4);
-	r->ttl = f[off + 8];
-	r->size = total - hlen;
-	off += hlen;
+	memcpy(&r->saddr, f + l3.ip + 12, 4);
+	r->ttl = f[l3.ip + 8];
+	r->size = l3.total - l3.hlen;
+	off = l3.ip + l3.hlen;
 	if (r->size < 8)
 		return AIOXDP_ECHO_TRUNCATED;
-	if (fold(sum16(f + off, r->size, 0)) != 0xffff)
+	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, 0)) != 0xffff)
 		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
 	if (f[off] != 0 || f[off + 1] != 0)
 		return AIOXDP_ECHO_NOT_REPLY;
-	r->seq = get16(f + off + 6);
-	if (get16(f + off + 4) != ident)
+	r->seq = aioxdp_get16(f + off + 6);
+	if (aioxdp_get16(f + off + 4) != ident)
 		return AIOXDP_ECHO_FOREIGN;
 	if (r->size < 8 + AIOXDP_ECHO_STAMP_LEN)
 		return AIOXDP_ECHO_NO_STAMP;

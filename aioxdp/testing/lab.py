@@ -226,6 +226,18 @@ class Lab:
             ipr.link("set", index=idx, address=host.mac, mtu=self.mtu)
             ipr.addr("add", index=idx, address=host.ip, prefixlen=host.prefixlen)
             ipr.link("set", index=idx, state="up")
+        # veth would leave TCP/UDP checksums for a NIC to finish (CHECKSUM_PARTIAL),
+        # and XDP sees frames before that: make the kernel finish them, as a real NIC's peer would
+        proc = subprocess.run(
+            host.command("ethtool", "-K", host.ifname, "tx", "off"), capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise LabError(
+                errno.EIO,
+                f"turning off TX checksum offload on {host.ifname}",
+                "apt-get install ethtool",
+                detail=proc.stderr.strip(),
+            )
 
 
 def _outside_event_loop(fn: Callable[[], None]) -> None:

@@ -1,0 +1,87 @@
+/* Locating the IPv4 header of a received frame, shared by the echo and UDP
+ * batch parsers. The first five status values are the same in every parser's
+ * status enum, so a parser returns these directly. */
+#ifndef AIOXDP_FRAME_H
+#define AIOXDP_FRAME_H
+
+#include <stdint.h>
+
+enum aioxdp_l3_status {
+	AIOXDP_L3_OK = 0,
+	AIOXDP_L3_TRUNCATED,
+	AIOXDP_L3_NOT_IPV4,
+	AIOXDP_L3_BAD_IP,
+	AIOXDP_L3_BAD_IP_CHECKSUM,
+};
+
+struct aioxdp_l3 {
+	uint32_t ip;     /* offset of the IPv4 header */
+	uint32_t hlen;   /* its length */
+	uint32_t total;  /* IP total length */
+};
+
+static inline uint16_t aioxdp_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void aioxdp_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v & 0xff;
+}
+
+static inline uint32_t aioxdp_sum16(const uint8_t *p, uint32_t len, uint32_t sum)
+{
+	while (len > 1) {
+		sum += (uint32_t)p[0] << 8 | p[1];
+		p += 2;
+		len -= 2;
+	}
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static inline uint16_t aioxdp_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* Ethernet (one VLAN tag at most), then a well-formed IPv4 header whose
+ * checksum verifies and whose total length fits the frame. */
+static inline int aioxdp_locate_ipv4(const uint8_t *f, uint32_t len, struct aioxdp_l3 *l3)
+{
+	uint32_t off = 14;
+	uint16_t ethertype;
+
+	if (len < 14)
+		return AIOXDP_L3_TRUNCATED;
+	ethertype = aioxdp_get16(f + 12);
+	if (ethertype == 0x8100 || ethertype == 0x88a8) {
+		if (len < 18)
+			return AIOXDP_L3_TRUNCATED;
+		ethertype = aioxdp_get16(f + 16);
+		off += 4;
+	}
+	if (ethertype != 0x0800)
+		return AIOXDP_L3_NOT_IPV4;
+	if (len < off + 20)
+		return AIOXDP_L3_TRUNCATED;
+	if (f[off] >> 4 != 4)
+		return AIOXDP_L3_BAD_IP;
+	l3->ip = off;
+	l3->hlen = (uint32_t)(f[off] & 0xf) * 4;
+	l3->total = aioxdp_get16(f + off + 2);
+	if (l3->hlen < 20 || l3->total < l3->hlen)
+		return AIOXDP_L3_BAD_IP;
+	if (off + l3->total > len)
+		return AIOXDP_L3_TRUNCATED;
+	if (aioxdp_fold(aioxdp_sum16(f + off, l3->hlen, 0)) != 0xffff)
+		return AIOXDP_L3_BAD_IP_CHECKSUM;
+	return AIOXDP_L3_OK;
+}
+
+#endif

@@ -1,0 +1,130 @@
+/* UDP on the hot path: check and locate a batch of datagrams, echo a batch
+ * back in place (zero copy), and build one datagram into a UMEM frame. */
+#include <errno.h>
+#include <string.h>
+
+#include "aioxdp_native.h"
+#include "frame.h"
+
+uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
+			  struct aioxdp_udp_dgram *out)
+{
+	uint32_t ok = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *f = (const uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
+		struct aioxdp_udp_dgram *d = &out[i];
+		struct aioxdp_l3 l3;
+		uint32_t udp, ulen;
+		int status;
+
+		memset(d, 0, sizeof(*d));
+		status = aioxdp_locate_ipv4(f, descs[i].len, &l3);
+		if (status != AIOXDP_L3_OK) {
+			d->status = (uint8_t)status;
+			continue;
+		}
+		if (f[l3.ip + 9] != 17) {
+			d->status = AIOXDP_UDP_NOT_UDP;
+			continue;
+		}
+		if (aioxdp_get16(f + l3.ip + 6) & 0x3fff) {
+			d->status = AIOXDP_UDP_FRAGMENT; /* we never deliver part of a datagram */
+			continue;
+		}
+		udp = l3.ip + l3.hlen;
+		if (l3.total - l3.hlen < 8) {
+			d->status = AIOXDP_UDP_TRUNCATED;
+			continue;
+		}
+		ulen = aioxdp_get16(f + udp + 4);
+		if (ulen < 8 || ulen > l3.total - l3.hlen) {
+			d->status = AIOXDP_UDP_BAD_LENGTH;
+			continue;
+		}
+		if (aioxdp_get16(f + udp + 6)) {
+			/* pseudo-header: addresses, protocol, UDP length */
+			uint32_t sum = aioxdp_sum16(f + l3.ip + 12, 8, 17 + ulen);
+
+			if (aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum)) != 0xffff) {
+				d->status = AIOXDP_UDP_BAD_CHECKSUM;
+				continue;
+			}
+		}
+		memcpy(&d->saddr, f + l3.ip + 12, 4);
+		memcpy(&d->daddr, f + l3.ip + 16, 4);
+		d->sport = aioxdp_get16(f + udp);
+		d->dport = aioxdp_get16(f + udp + 2);
+		d->off = (uint32_t)descs[i].addr + udp + 8;
+		d->len = ulen - 8;
+		d->status = AIOXDP_UDP_OK;
+		ok++;
+	}
+	return ok;
+}
+
+uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
+			 const struct aioxdp_udp_dgram *d, uint32_t n)
+{
+	uint32_t echoed = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
+		uint8_t tmp[6];
+		uint32_t ip, udp;
+
+		if (d[i].status != AIOXDP_UDP_OK)
+			continue;
+		ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
+		udp = ip + 20;
+		if (f[ip] != 0x45 || udp + 8 != d[i].off - descs[i].addr)
+			continue; /* IP options: left alone (the caller sees it was not echoed) */
+		/* Swapping source and destination leaves both checksums valid
+		 * (one's complement sums do not care about order); TTL is reset. */
+		memcpy(tmp, f, 6);
+		memcpy(f, f + 6, 6);
+		memcpy(f + 6, tmp, 6);
+		memcpy(tmp, f + ip + 12, 4);
+		memcpy(f + ip + 12, f + ip + 16, 4);
+		memcpy(f + ip + 16, tmp, 4);
+		memcpy(tmp, f + udp, 2);
+		memcpy(f + udp, f + udp + 2, 2);
+		memcpy(f + udp + 2, tmp, 2);
+		f[ip + 8] = 64;
+		aioxdp_put16(f + ip + 10, 0);
+		aioxdp_put16(f + ip + 10, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + ip, 20, 0)));
+		aioxdp_xsk_send_descs(x, &descs[i], 1);
+		echoed++;
+	}
+	return echoed;
+}
+
+int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
+		    uint32_t len)
+{
+	uint64_t addr;
+	uint8_t *f;
+	uint32_t sum;
+
+	if (len > 0xffff - 28)
+		return -EMSGSIZE;
+	if (!aioxdp_xsk_alloc(x, &addr, 1))
+		return -ENOBUFS;
+	f = (uint8_t *)aioxdp_xsk_area(x) + addr;
+	memcpy(f, hdr, 42);
+	memcpy(f + 42, payload, len);
+	aioxdp_put16(f + 16, (uint16_t)(28 + len));
+	aioxdp_put16(f + 18, ip_id);
+	aioxdp_put16(f + 24, 0);
+	aioxdp_put16(f + 24, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + 14, 20, 0)));
+	aioxdp_put16(f + 38, (uint16_t)(8 + len));
+	aioxdp_put16(f + 40, 0);
+	sum = aioxdp_sum16(f + 26, 8, 17 + 8 + len);
+	sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + 34, 8 + len, sum));
+	aioxdp_put16(f + 40, sum ? (uint16_t)sum : 0xffff);
+	if (aioxdp_xsk_send_frame(x, addr, 42 + len) < 0) {
+		aioxdp_xsk_release_one(x, addr);
+		return -EMSGSIZE;
+	}
+	return 0;
+}

@@ -1,0 +1,273 @@
+"""UDP endpoints: asyncio's DatagramTransport / DatagramProtocol over AF_XDP.
+
+``await nic.create_datagram_endpoint(factory, local_addr=(ip, port))``
+installs a forwarder rule for that address and port (removed on close).
+Received datagrams are checked in C a batch at a time (IPv4 and UDP
+lengths and checksums; fragments are counted and dropped, never delivered
+in part). A protocol with ``datagrams_received(batch)`` takes the whole
+:class:`DatagramBatch`; otherwise ``datagram_received(data, addr)`` is
+called for each, as asyncio does.
+
+``sendto(data, addr)`` routes like ping does: the next hop's MAC comes from
+the neighbour table, or from an ARP request of our own; datagrams to a
+destination being resolved wait for it, and a failure goes to
+``error_received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aioxdp._libs import ffi, lib
+from aioxdp.errors import XDPError
+from aioxdp.forwarder import Rule
+from aioxdp.interface import Endpoint
+from aioxdp.packet import PacketBatch
+from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.udp import IPPROTO_UDP, Udp
+from aioxdp.route import Route, resolve_neighbour, route_to
+
+if TYPE_CHECKING:
+    from aioxdp.interface import Interface
+
+__all__ = ["DatagramBatch", "DatagramTransport"]
+
+STATUS_NAMES = {
+    lib.AIOXDP_UDP_TRUNCATED: "truncated",
+    lib.AIOXDP_UDP_NOT_IPV4: "not_ipv4",
+    lib.AIOXDP_UDP_BAD_IP: "bad_ip_header",
+    lib.AIOXDP_UDP_BAD_IP_CHECKSUM: "bad_ip_checksum",
+    lib.AIOXDP_UDP_NOT_UDP: "not_udp",
+    lib.AIOXDP_UDP_FRAGMENT: "fragment",
+    lib.AIOXDP_UDP_BAD_LENGTH: "bad_udp_length",
+    lib.AIOXDP_UDP_BAD_CHECKSUM: "bad_udp_checksum",
+}
+MAX_PENDING = 1024  # datagrams held per destination while its MAC is resolved
+
+
+class DatagramBatch:
+    """The datagrams of one receive batch, checked in C.
+
+    Iterating yields ``(data, (host, port))`` for each valid datagram (the
+    standard asyncio shape; ``data`` is ``bytes``). :meth:`echo` sends every
+    valid datagram back to its sender without copying it.
+    """
+
+    __slots__ = ("_batch", "_dgrams", "_transport", "valid")
+
+    def __init__(
+        self, transport: DatagramTransport, batch: PacketBatch, dgrams: Any, valid: int
+    ) -> None:
+        self._transport = transport
+        self._batch = batch
+        self._dgrams = dgrams
+        self.valid = valid
+
+    def __len__(self) -> int:
+        return self.valid
+
+    def __iter__(self) -> Iterator[tuple[bytes, tuple[str, int]]]:
+        view = self._batch._rx.xsk.view
+        ok = lib.AIOXDP_UDP_OK
+        for i in range(len(self._batch)):
+            d = self._dgrams[i]
+            if d.status == ok:
+                yield view[d.off : d.off + d.len].tobytes(), (_ntoa(d.saddr), d.sport)
+
+    def views(self) -> Iterator[tuple[memoryview, tuple[str, int]]]:
+        """Like iterating, but payloads are memoryviews into the frames (valid until return)."""
+        view = self._batch._rx.xsk.view
+        for i in range(len(self._batch)):
+            d = self._dgrams[i]
+            if d.status == lib.AIOXDP_UDP_OK:
+                yield view[d.off : d.off + d.len], (_ntoa(d.saddr), d.sport)
+
+    def echo(self) -> int:
+        """Send each valid datagram back to where it came from, in place; returns how many."""
+        rx = self._batch._rx
+        n = lib.aioxdp_udp_echo(
+            rx.xsk._handle(), rx.descs + self._batch._start, self._dgrams, len(self._batch)
+        )
+        self._transport._nic._transports[rx.xsk.queue].note_queued(n)
+        return int(n)
+
+
+def _ntoa(addr: int) -> str:
+    return socket.inet_ntoa(addr.to_bytes(4, "little"))
+
+
+class DatagramTransport(Endpoint, asyncio.DatagramTransport):
+    """The transport of a UDP endpoint on an aioxdp Interface."""
+
+    def __init__(
+        self, nic: Interface, protocol: asyncio.DatagramProtocol, local_addr: tuple[str, int]
+    ) -> None:
+        ip, port = local_addr
+        rule = Rule("udp", dst=None if ip == "0.0.0.0" else ip, dst_port=port)
+        asyncio.DatagramTransport.__init__(
+            self,
+            extra={
+                "sockname": local_addr,
+                "peername": None,
+                "ifname": nic.ifname,
+                "mode": nic.mode,
+            },
+        )
+        Endpoint.__init__(self, nic, protocol, [rule], [])
+        self.local_addr = local_addr
+        self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", 4096)
+        self._batched = hasattr(protocol, "datagrams_received")
+        self._headers: dict[tuple[str, int], Any] = {}
+        self._pending: dict[str, list[tuple[bytes, int]]] = {}
+        self._resolving: dict[str, asyncio.Task[None]] = {}
+        self._ip_id = 0
+        self.malformed: dict[str, int] = {}
+        self.dropped_unresolved = 0
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<DatagramTransport {self.local_addr[0]}:{self.local_addr[1]} on {self._nic.ifname} {state}>"
+
+    # -- receive ----------------------------------------------------------------
+
+    def _deliver(self, batch: PacketBatch) -> None:
+        rx = batch._rx
+        n = len(batch)
+        valid = lib.aioxdp_udp_parse(rx.xsk._handle(), rx.descs + batch._start, n, self._dgrams)
+        if valid != n:
+            for i in range(n):
+                status = self._dgrams[i].status
+                if status != lib.AIOXDP_UDP_OK:
+                    name = STATUS_NAMES.get(status, "malformed")
+                    self.malformed[name] = self.malformed.get(name, 0) + 1
+        if not valid:
+            return
+        self.received += valid
+        dgrams = DatagramBatch(self, batch, self._dgrams, valid)
+        if self._batched:
+            self._protocol.datagrams_received(dgrams)
+        else:
+            receive = self._protocol.datagram_received
+            for data, addr in dgrams:
+                receive(data, addr)
+
+    # -- send -------------------------------------------------------------------
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        """Send ``data`` to ``addr`` (host, port); routed and resolved as ping is."""
+        if self._closing:
+            raise XDPError(errno.EPIPE, "sending on a closed datagram endpoint", "it was closed")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
+        if addr is None or not isinstance(addr, tuple) or len(addr) != 2:
+            raise ValueError(f"addr: expected (host, port), got {addr!r}")
+        host, port = addr
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"addr: port must be 1..65535, got {port!r}")
+        limit = self._nic.mtu - 28
+        if len(data) > limit:
+            raise ValueError(
+                f"data: {len(data)} bytes exceed what one unfragmented datagram carries here ({limit})"
+            )
+        header = self._headers.get((host, port))
+        if header is None:
+            self._queue_unresolved(bytes(data), host, port)
+            return
+        self._send(header, data)
+
+    def _send(self, header: Any, data: bytes | bytearray | memoryview) -> None:
+        self._ip_id = (self._ip_id + 1) & 0xFFFF
+        tx = self._nic._tx_transport()
+        ret = lib.aioxdp_udp_send(
+            tx._xsk._handle(), header, self._ip_id, ffi.from_buffer(data), len(data)
+        )
+        if ret == 0:
+            tx.note_queued(1)
+        elif ret == -errno.ENOBUFS:
+            tx.write(self._frame(bytes(ffi.buffer(header, 42)), data))  # no frame free: backlog it
+        else:
+            raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
+
+    def _frame(self, header: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        eth = Ethernet.parse(header)
+        ip = IPv4.parse(header, 14, verify=False)
+        sport, dport = struct.unpack_from("!HH", header, 34)
+        frame = bytearray(42 + len(data))
+        off = Ethernet(eth.dst, eth.src, ETH_P_IP).build_into(frame)
+        off += IPv4(ip.src, ip.dst, IPPROTO_UDP, 28 + len(data), 64, self._ip_id).build_into(
+            frame, off
+        )
+        Udp(sport, dport).build_into(frame, off, data, ip.src, ip.dst)
+        return bytes(frame)
+
+    def _queue_unresolved(self, data: bytes, host: str, port: int) -> None:
+        pending = self._pending.setdefault(host, [])
+        if len(pending) >= MAX_PENDING:
+            self.dropped_unresolved += 1
+            return
+        pending.append((data, port))
+        if host not in self._resolving:
+            self._resolving[host] = self._nic._loop.create_task(self._resolve(host))
+
+    async def _resolve(self, host: str) -> None:
+        try:
+            route = await route_to(host, interface=self._nic.ifname)
+            route = await resolve_neighbour(route, self._nic)
+        except (XDPError, ValueError) as exc:
+            lost = self._pending.pop(host, [])
+            self.dropped_unresolved += len(lost)
+            self._protocol.error_received(exc)
+            return
+        finally:
+            self._resolving.pop(host, None)
+        for data, port in self._pending.pop(host, []):
+            if self._closing:
+                return
+            header = self._headers.get((host, port))
+            if header is None:
+                header = self._headers[(host, port)] = self._header(route, port)
+            self._send(header, data)
+
+    def _header(self, route: Route, port: int) -> Any:
+        assert route.next_hop_mac is not None
+        src_ip = socket.inet_aton(
+            route.source if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
+        )
+        buf = bytearray(42)
+        off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(buf)
+        off += IPv4(src_ip, socket.inet_aton(route.destination), IPPROTO_UDP, 28, 64).build_into(
+            buf, off
+        )
+        struct.pack_into("!HHHH", buf, off, self.local_addr[1], port, 8, 0)
+        return ffi.new("uint8_t[]", bytes(buf))
+
+    def _shutdown(self, exc: Exception | None) -> None:
+        for task in self._resolving.values():
+            task.cancel()
+        super()._shutdown(exc)
+
+
+async def create_datagram_endpoint(
+    nic: Interface, protocol_factory: Any, *, local_addr: tuple[str, int]
+) -> tuple[DatagramTransport, Any]:
+    """See :meth:`aioxdp.Interface.create_datagram_endpoint`."""
+    if not isinstance(local_addr, tuple) or len(local_addr) != 2:
+        raise ValueError(f"local_addr: expected (ip, port), got {local_addr!r}")
+    ip, port = local_addr
+    try:
+        ip = str(ipaddress.IPv4Address(ip))
+    except ValueError:
+        raise ValueError(f"local_addr: not an IPv4 address: {ip!r}") from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"local_addr: port must be 1..65535, got {port!r}")
+    protocol = protocol_factory()
+    transport = DatagramTransport(nic, protocol, (ip, port))
+    nic._install(transport, protocol)
+    return transport, protocol
