@@ -11,6 +11,7 @@ from aioxdp.forwarder import Action, Rule
 from aioxdp.interface import Interface, PacketTransport
 from aioxdp.packet import Packet, PacketBatch, PacketProtocol
 from aioxdp.ping import Pinger, PingReply, PingResult, multiping, ping
+from aioxdp.tcping import tcp_ping
 from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig
 
@@ -35,4 +36,5 @@ __all__ = [
     "errors",
     "multiping",
     "ping",
+    "tcp_ping",
 ]

@@ -136,6 +136,47 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.received else EXIT_NO_REPLY
 
 
+async def run_tcping(args: argparse.Namespace, out: TextIO) -> int:
+    from aioxdp.tcping import TcpProbeReply, tcp_ping
+
+    def on_reply(reply: TcpProbeReply) -> None:
+        if not args.quiet:
+            state = "open (SYN-ACK)" if reply.open else "closed (RST)"
+            print(
+                f"from {args.host}:{args.port}: seq={reply.seq} {state} time={format_ms(reply.rtt)} ms",
+                file=out,
+                flush=True,
+            )
+
+    if not args.json:
+        print(
+            f"TCPING {args.host} port {args.port}: SYN probes through AF_XDP", file=out, flush=True
+        )
+    result = await tcp_ping(
+        args.host,
+        args.port,
+        count=args.count,
+        interval=args.interval,
+        timeout=args.timeout,
+        interface=args.interface,
+        on_reply=on_reply,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2), file=out)
+    else:
+        lines = summary_lines(result)
+        lines[1] = f"--- {args.host}:{args.port} tcping statistics ---"
+        state = {True: "open", False: "closed", None: "silent (filtered or down)"}[result.open]
+        lines.insert(3, f"port {args.port} is {state}")
+        for line in lines:
+            print(line, file=out)
+    return EXIT_OK if result.received else EXIT_NO_REPLY
+
+
+def _tcping(args: argparse.Namespace) -> int:
+    return _run_async(run_tcping(args, sys.stdout), args.loop)
+
+
 def _ping(args: argparse.Namespace) -> int:
     return _run_async(run_ping(args, sys.stdout), args.loop)
 
@@ -215,6 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("host")
     p.set_defaults(func=_ping)
+
+    t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")
+    t.add_argument(
+        "-c",
+        dest="count",
+        type=int,
+        default=DEFAULT_COUNT,
+        help=f"probes to send (default {DEFAULT_COUNT})",
+    )
+    t.add_argument(
+        "-i",
+        dest="interval",
+        type=_positive_float("-i"),
+        default=1.0,
+        help="seconds between probes",
+    )
+    t.add_argument(
+        "-W",
+        dest="timeout",
+        type=_positive_float("-W"),
+        default=1.0,
+        help="seconds to wait for each answer",
+    )
+    t.add_argument("-I", dest="interface", default=None, help="send through this interface")
+    t.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
+    t.add_argument("--json", action="store_true", help="print the result as JSON")
+    t.add_argument("host")
+    t.add_argument("port", type=int)
+    t.set_defaults(func=_tcping)
 
     demo = sub.add_parser("demo", help="make a lab of two namespaces and ping across it")
     demo.set_defaults(func=_demo)

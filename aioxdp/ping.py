@@ -95,6 +95,7 @@ class PingResult:
     foreign: int = 0  # our echo id, but an unknown source or sequence
     malformed: dict[str, int] = field(default_factory=dict)  # by reason
     elapsed: float = 0.0
+    open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
     _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
     _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
     _sizes: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
@@ -336,14 +337,14 @@ class EchoSession:
                     t.next_probe,
                     n,
                     t.rtts[:n].tolist(),
-                    int(t.tally.duplicates),
-                    int(t.tally.late),
-                    int(t.tally.foreign),
-                    dict(malformed),
-                    elapsed,
-                    t.seqs[:n],
-                    t.ttls[:n],
-                    t.sizes[:n],
+                    duplicates=int(t.tally.duplicates),
+                    late=int(t.tally.late),
+                    foreign=int(t.tally.foreign),
+                    malformed=dict(malformed),
+                    elapsed=elapsed,
+                    _seqs=t.seqs[:n],
+                    _ttls=t.ttls[:n],
+                    _sizes=t.sizes[:n],
                 )
             )
         return out
