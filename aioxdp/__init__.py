@@ -6,6 +6,7 @@ other traffic goes to the kernel untouched.
 """
 
 from aioxdp import errors
+from aioxdp.datagram import DatagramBatch, DatagramTransport
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Action, Rule
 from aioxdp.interface import Interface, PacketTransport
@@ -19,6 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "DatagramBatch",
+    "DatagramTransport",
     "FrameCounts",
     "Interface",
     "Packet",

@@ -270,4 +270,5 @@ async def create_datagram_endpoint(
     protocol = protocol_factory()
     transport = DatagramTransport(nic, protocol, (ip, port))
     nic._install(transport, protocol)
+    await asyncio.sleep(0)  # connection_made has run when we return, as with asyncio's endpoints
     return transport, protocol

@@ -313,6 +313,9 @@ class Interface:
             )
         transport = PacketTransport(self, protocol, rules, [])
         self._install(transport, protocol)
+        await asyncio.sleep(
+            0
+        )  # connection_made has run when we return, as with asyncio's endpoints
         return transport, protocol
 
     async def create_datagram_endpoint(

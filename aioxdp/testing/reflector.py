@@ -19,7 +19,9 @@ from aioxdp.testing.lab import Host
 
 
 class Reflector:
-    def __init__(self, host: Host, *, udp_ports: Iterable[int] = (7,), peer_pass: bool = False) -> None:
+    def __init__(
+        self, host: Host, *, udp_ports: Iterable[int] = (7,), peer_pass: bool = False
+    ) -> None:
         self.host = host
         self.udp_ports = [int(p) for p in udp_ports]
         bad = [p for p in self.udp_ports if not 1 <= p <= 65535]
@@ -38,12 +40,16 @@ class Reflector:
             for port in self.udp_ports:
                 ports.update(port.to_bytes(2, "little"), b"\x01")
             with self.host.enter():
-                self.link = self._stack.enter_context(obj.program("aioxdp_reflector").attach(self.host.ifname, mode="native"))
+                self.link = self._stack.enter_context(
+                    obj.program("aioxdp_reflector").attach(self.host.ifname, mode="native")
+                )
             if self.peer_pass:
                 peer = self.host.peer
                 assert peer is not None
                 with peer.enter():
-                    self._stack.enter_context(obj.program("aioxdp_pass").attach(peer.ifname, mode="native"))
+                    self._stack.enter_context(
+                        obj.program("aioxdp_pass").attach(peer.ifname, mode="native")
+                    )
         except BaseException:
             self._stack.close()
             raise
