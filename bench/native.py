@@ -58,6 +58,14 @@ def load() -> ctypes.CDLL:
         ctypes.c_uint32,
         ctypes.c_double,
     ]
+    lib.bench_udp_pump.restype = ctypes.c_uint64
+    lib.bench_udp_pump.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_double,
+    ]
     return lib
 
 

@@ -104,3 +104,36 @@ uint64_t bench_echo(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len, uin
 	}
 	return got;
 }
+
+/* A UDP load client: keeps `window` copies of one request in flight and
+ * counts whatever comes back; a quiet 10 ms forgives the ones lost. */
+uint64_t bench_udp_pump(struct aioxdp_xsk *x, const uint8_t *frame, uint32_t len, uint32_t window,
+			double seconds)
+{
+	struct aioxdp_desc descs[256];
+	double end = now() + seconds;
+	uint64_t sent = 0, got = 0;
+
+	while (now() < end) {
+		struct pollfd p = { .fd = x->fd, .events = POLLIN };
+		uint32_t n;
+
+		while (sent - got < window && aioxdp_xsk_send_copy(x, frame, len) == 0)
+			sent++;
+		aioxdp_xsk_flush(x);
+		if (poll(&p, 1, 10) <= 0) {
+			sent = got; /* nothing for 10 ms: those are lost */
+			continue;
+		}
+		do {
+			n = aioxdp_xsk_rx(x, descs, 256);
+			aioxdp_xsk_refill(x);
+			aioxdp_xsk_release(x, descs, n);
+			aioxdp_xsk_refill(x);
+			got += n;
+		} while (n == 256);
+		if (got > sent)
+			sent = got;
+	}
+	return got;
+}

@@ -1,0 +1,108 @@
+"""UDP echo server datagrams per second, in the lab, same client, same run:
+
+    .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256]
+
+  uvloop   a uvloop DatagramProtocol echo server on a kernel socket
+  aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
+  batch    create_datagram_endpoint, datagrams_received(batch) -> batch.echo()
+
+The client (bench/udp_client.py, a C pump over aioxdp in the peer) keeps a
+window of requests in flight and counts the echoes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from aioxdp.testing import Host, Lab
+
+BENCH = Path(__file__).resolve().parent
+EXAMPLES = BENCH.parent / "examples"
+PORT = 7
+
+UVLOOP_SERVER = """
+import asyncio, sys, uvloop
+class Echo(asyncio.DatagramProtocol):
+    def connection_made(self, t): self.t = t
+    def datagram_received(self, d, a): self.t.sendto(d, a)
+async def main():
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(Echo, local_addr=(sys.argv[1], int(sys.argv[2])))
+    print("echoing", flush=True)
+    await asyncio.sleep(float(sys.argv[3]))
+uvloop.run(main())
+"""
+
+
+def serve(host: Host, argv: list[str]) -> subprocess.Popen[str]:
+    proc = host.popen(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "echoing" in line, proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+def measure(lab: Lab, server: list[str], seconds: float, window: int) -> float:
+    proc = serve(lab.a, server)
+    try:
+        client = lab.b.run(
+            sys.executable,
+            str(BENCH / "udp_client.py"),
+            lab.b.ifname,
+            lab.a.ip,
+            str(PORT),
+            str(seconds),
+            str(window),
+            timeout=seconds + 60,
+        )
+        lines = client.stdout.split()
+        return float(lines[-1])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--window", type=int, default=256)
+    args = parser.parse_args()
+    life = str(args.seconds + 30)
+    with Lab() as lab:
+        servers = {
+            "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
+            "aioxdp": [
+                sys.executable,
+                str(EXAMPLES / "udp_echo_server.py"),
+                lab.a.ifname,
+                lab.a.ip,
+                str(PORT),
+                life,
+            ],
+            "batch": [
+                sys.executable,
+                str(EXAMPLES / "udp_echo_server.py"),
+                lab.a.ifname,
+                lab.a.ip,
+                str(PORT),
+                life,
+                "--batch",
+            ],
+        }
+        rates = {
+            name: measure(lab, argv, args.seconds, args.window) for name, argv in servers.items()
+        }
+    base = rates["uvloop"]
+    print(f"UDP echo datagrams/s (window {args.window}, {args.seconds:g}s each):")
+    for name, rate in rates.items():
+        ratio = "" if name == "uvloop" else f"   {name}/uvloop = {rate / base:.2f}x"
+        print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
