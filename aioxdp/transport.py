@@ -135,6 +135,7 @@ class XDPTransport(asyncio.Transport):
         if n:
             self._waiting += n
             self._schedule_flush()
+            self._maybe_pause_protocol()
 
     def send_back(self, batch: PacketBatch) -> None:
         """Transmit a received batch, rewritten in place, without copying it."""
