@@ -1,4 +1,4 @@
-"""The ``aioxdp`` command: ``aioxdp ping``, ``aioxdp demo``.
+"""The ``aioxdp`` command: ``ping``, ``tcping``, ``doctor``, ``demo``.
 
 ``aioxdp ping`` mirrors iputils' ping: the same flags, reply lines, summary
 and exit codes (0 a reply came, 1 none came, 2 an error). Errors are one
@@ -181,6 +181,21 @@ def _ping(args: argparse.Namespace) -> int:
     return _run_async(run_ping(args, sys.stdout), args.loop)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from aioxdp.doctor import run_checks
+
+    checks = run_checks(args.interface)
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "fail"]
+    print(
+        "aioxdp can run here"
+        if not failed
+        else f"aioxdp cannot run here yet: fix {', '.join(failed)}"
+    )
+    return EXIT_OK if not failed else EXIT_NO_REPLY
+
+
 def _demo(args: argparse.Namespace) -> int:
     from aioxdp.demo import run_demo
 
@@ -285,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("host")
     t.add_argument("port", type=int)
     t.set_defaults(func=_tcping)
+
+    d = sub.add_parser(
+        "doctor",
+        help="check this machine for what aioxdp needs, and say how to fix what is missing",
+    )
+    d.add_argument(
+        "-I", dest="interface", default=None, help="also check XDP modes on this interface"
+    )
+    d.set_defaults(func=_doctor)
 
     demo = sub.add_parser("demo", help="make a lab of two namespaces and ping across it")
     demo.set_defaults(func=_demo)

@@ -14,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
+import os
+import socket
+import struct
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +42,27 @@ P = TypeVar("P", bound=PacketProtocol)
 D = TypeVar("D", bound=asyncio.DatagramProtocol)
 
 log = logging.getLogger(__name__)
+
+
+WATCH_INTERVAL = 0.25  # seconds between looks at the link and the sockets
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+
+
+def _link_trouble(ifname: str) -> tuple[int, str] | None:
+    """(errno, why) if ``ifname`` is gone or down, else None (one ioctl)."""
+    request = struct.pack("16sH14x", ifname.encode(), 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
+        except OSError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENXIO):
+                return errno.ENODEV, f"{ifname} was deleted"
+            return None
+    (flags,) = struct.unpack_from("H", reply, 16)
+    if not flags & IFF_UP:
+        return errno.ENETDOWN, f"{ifname} went down (ip link set dev {ifname} up brings it back)"
+    return None
 
 
 async def link_info(ifname: str) -> tuple[int, int]:
@@ -246,6 +271,7 @@ class Interface:
         self.unclaimed = 0  # redirected packets no endpoint claimed (rule just removed)
         self.final_counts: dict[int, FrameCounts] = {}
         self._lost_exc: Exception | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._link is not None else "closed"
@@ -292,7 +318,34 @@ class Interface:
             self._teardown()
             raise
         log.info("%s: forwarder in %s mode, XSKs on queues %s", self.ifname, self.mode, queues)
+        self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
         return self
+
+    def _watchdog(self) -> None:
+        """Close everything, naming the cause, when the interface goes down or away.
+
+        An XSK reports neither through poll(); its SO_ERROR and the link's
+        flags do, so look every WATCH_INTERVAL seconds.
+        """
+        self._watch = None
+        if self._link is None:
+            return
+        cause = _link_trouble(self.ifname)
+        if cause is None:
+            for xsk in self._xsks.values():
+                err = 0 if xsk.closed else xsk.socket_error()
+                if err:
+                    cause = (err, f"the AF_XDP socket reports: {os.strerror(err)}")
+                    break
+        if cause is None:
+            self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
+            return
+        err, why = cause
+        exc = XDPError(err, f"using {self.ifname}", why)
+        log.warning("%s: %s; closing its endpoints", self.ifname, why)
+        self._lost(exc)
+        for transport in self._transports.values():
+            transport._force_close(exc)
 
     async def create_packet_endpoint(
         self,
@@ -359,6 +412,8 @@ class Interface:
         return self._transports[min(self._transports)]
 
     def _lost(self, exc: Exception) -> None:
+        if self._lost_exc is not None:
+            return
         self._lost_exc = exc
         for endpoint in list(self._endpoints):
             endpoint._shutdown(exc)
@@ -383,6 +438,9 @@ class Interface:
 
     async def aclose(self) -> None:
         """Close endpoints, drain queued frames, close sockets, detach."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for endpoint in list(self._endpoints):
             endpoint.close()
         for transport in self._transports.values():

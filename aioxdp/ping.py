@@ -96,6 +96,7 @@ class PingResult:
     malformed: dict[str, int] = field(default_factory=dict)  # by reason
     elapsed: float = 0.0
     open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
+    error: str | None = None  # why the run ended early (interface gone...), if it did
     _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
     _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
     _sizes: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
@@ -150,6 +151,7 @@ class PingResult:
             "foreign": self.foreign,
             "malformed": dict(self.malformed),
             "elapsed_s": self.elapsed,
+            "error": self.error,
             "rtt_ms": {
                 "min": ms(self.min),
                 "avg": ms(self.avg),
@@ -239,6 +241,7 @@ class EchoSession:
         self.deadline_ns = 0
         self._budget_ns = count * self.interval_ns + self.timeout_ns + 2_000_000_000
         self.listeners: list[Callable[[PingReply], None]] = []
+        self.error: str | None = None
 
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
@@ -345,6 +348,7 @@ class EchoSession:
                     _seqs=t.seqs[:n],
                     _ttls=t.ttls[:n],
                     _sizes=t.sizes[:n],
+                    error=self.error,
                 )
             )
         return out
@@ -416,6 +420,10 @@ class _EchoReplies(PacketProtocol):
     def __init__(self, pinger: Pinger) -> None:
         self._pinger = pinger
         self._results = ffi.new("struct aioxdp_echo_reply[]", 4096)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._pinger._ended(exc)
 
     def packets_received(self, batch: PacketBatch) -> None:
         rx = batch._rx
@@ -574,6 +582,12 @@ class Pinger:
         self._xsk_transport.note_queued(queued)
         return queued
 
+    def _ended(self, exc: Exception) -> None:
+        """The interface went away: stop, and report what came back until now."""
+        self._session.error = str(exc)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     def _freed(self) -> None:
         # a flood refills its window straight from the receive callback
         if self.interval == 0 and self._task is not None and not self._task.done():
@@ -591,7 +605,7 @@ class Pinger:
             while True:
                 now = time.monotonic_ns()
                 session.sweep(now)
-                if session.finished(now):
+                if session.finished(now) or session.error is not None:
                     break
                 self._pump()
                 delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9

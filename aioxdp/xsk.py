@@ -156,6 +156,10 @@ class XSK:
         lib.aioxdp_xsk_counts(self._handle(), out)
         return FrameCounts.from_c(out)
 
+    def socket_error(self) -> int:
+        """The socket's pending error (SO_ERROR), 0 if none; ENETDOWN once the device is gone."""
+        return int(lib.aioxdp_xsk_error(self._handle()))
+
     def statistics(self) -> XDPStatistics:
         out = ffi.new("struct xdp_statistics *")
         ret = lib.aioxdp_xsk_statistics(self._handle(), out)

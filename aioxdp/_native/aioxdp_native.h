@@ -66,6 +66,7 @@ uint32_t aioxdp_xsk_alloc(struct aioxdp_xsk *x, uint64_t *out, uint32_t n);
 void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out);
 int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);
 int aioxdp_xsk_options(const struct aioxdp_xsk *x);
+int aioxdp_xsk_error(const struct aioxdp_xsk *x);
 uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n);
 
 /* ---- ICMP echo and checksums (echo.c) ---- */

@@ -405,3 +405,14 @@ uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n)
 		distinct += descs[i].tag != descs[i - 1].tag;
 	return distinct;
 }
+
+int aioxdp_xsk_error(const struct aioxdp_xsk *x)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	/* pending socket error, e.g. ENETDOWN once the device is gone */
+	if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		return errno;
+	return err;
+}
