@@ -88,13 +88,14 @@ class _Dispatcher(PacketProtocol):
         descs = rx.descs
         if rx.count == 0:
             return
+        self._nic.received += rx.count
         # fast path: one endpoint's packets only (C sorts and counts tags)
         if lib.aioxdp_sort_by_tag(descs, rx.count) == 1:
             endpoint = endpoints.get(descs[0].tag)
             if endpoint is None:
                 self._nic.unclaimed += rx.count
             else:
-                endpoint._deliver(batch)
+                endpoint._dispatch(batch)
             return
         start = 0
         for i in range(1, rx.count + 1):
@@ -103,7 +104,7 @@ class _Dispatcher(PacketProtocol):
                 if endpoint is None:
                     self._nic.unclaimed += i - start
                 else:
-                    endpoint._deliver(PacketBatch(rx, start, i))
+                    endpoint._dispatch(PacketBatch(rx, start, i))
                 start = i
 
     def pause_writing(self) -> None:
@@ -135,7 +136,12 @@ class Endpoint:
         self._retired_tags: list[int] = []
         self._closing = False
         self._paused = False
-        self.received = 0
+        self.received = 0  # packets (or valid datagrams) handed to the protocol
+        self.frames = 0  # every frame dispatched here, good or bad
+
+    def _dispatch(self, batch: PacketBatch) -> None:
+        self.frames += len(batch)
+        self._deliver(batch)
 
     def _deliver(self, batch: PacketBatch) -> None:
         raise NotImplementedError
@@ -268,7 +274,10 @@ class Interface:
         self._endpoints: list[Endpoint] = []
         self._by_tag: dict[int, Endpoint] = {}
         self._loop: asyncio.AbstractEventLoop
-        self.unclaimed = 0  # redirected packets no endpoint claimed (rule just removed)
+        self.received = 0  # frames drained from the XSKs
+        self.unclaimed = (
+            0  # of those, frames no endpoint claimed (untagged, or its endpoint closed)
+        )
         self.final_counts: dict[int, FrameCounts] = {}
         self._lost_exc: Exception | None = None
         self._watch: asyncio.TimerHandle | None = None
@@ -288,7 +297,13 @@ class Interface:
         return sorted(self._xsks)
 
     async def open(self) -> Interface:
-        """Load, attach and open the sockets (called by ``async with``)."""
+        """Load, attach and open the sockets (called by ``async with``).
+
+        While open, ``aioxdp.ping`` and friends on this loop use it too.
+        """
+        return await self._open(register=True)
+
+    async def _open(self, *, register: bool) -> Interface:
         self._loop = asyncio.get_running_loop()
         doing = f"opening {self.ifname} for AF_XDP"
         privileges.require(doing, need_raw=True)
@@ -319,6 +334,8 @@ class Interface:
             raise
         log.info("%s: forwarder in %s mode, XSKs on queues %s", self.ifname, self.mode, queues)
         self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
+        if register:
+            _register(self)
         return self
 
     def _watchdog(self) -> None:
@@ -456,6 +473,8 @@ class Interface:
         self._teardown()
 
     def _teardown(self) -> None:
+        if hasattr(self, "_loop"):
+            _unregister(self)
         # program off first, so nothing is redirected to a closing socket
         if self._link is not None:
             self._link.detach()
@@ -471,8 +490,15 @@ class Interface:
 
 
 class _Shared:
-    def __init__(self, opening: asyncio.Task[Interface]) -> None:
+    """One loop's Interface on one ifname, and who uses it.
+
+    ``external``: opened by the application with ``async with Interface``;
+    pings borrow it and never close it.
+    """
+
+    def __init__(self, opening: asyncio.Future[Interface], *, external: bool = False) -> None:
         self.opening = opening
+        self.external = external
         self.users = 0
 
 
@@ -481,15 +507,34 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Shared]
 )
 
 
+def _register(nic: Interface) -> None:
+    """Let pings on this loop use an Interface the application opened."""
+    per_loop = _shared.setdefault(nic._loop, {})
+    if nic.ifname not in per_loop:
+        done: asyncio.Future[Interface] = nic._loop.create_future()
+        done.set_result(nic)
+        per_loop[nic.ifname] = _Shared(done, external=True)
+
+
+def _unregister(nic: Interface) -> None:
+    per_loop = _shared.get(nic._loop, {})
+    entry = per_loop.get(nic.ifname)
+    if entry is not None and entry.external and entry.opening.result() is nic:
+        del per_loop[nic.ifname]
+
+
 @contextlib.asynccontextmanager
 async def shared_interface(ifname: str, *, mode: Mode = "auto") -> AsyncIterator[Interface]:
-    """The running loop's Interface on ``ifname``, opened on first use and
-    closed when its last user leaves; concurrent pings share its XSKs."""
+    """The running loop's Interface on ``ifname``: the application's own if it
+    opened one, else one opened on first use and closed when its last user
+    leaves. Concurrent pings share its XSKs."""
     loop = asyncio.get_running_loop()
     per_loop = _shared.setdefault(loop, {})
     entry = per_loop.get(ifname)
     if entry is None:
-        entry = per_loop[ifname] = _Shared(loop.create_task(Interface(ifname, mode=mode).open()))
+        entry = per_loop[ifname] = _Shared(
+            loop.create_task(Interface(ifname, mode=mode)._open(register=False))
+        )
     entry.users += 1
     try:
         try:
@@ -501,7 +546,7 @@ async def shared_interface(ifname: str, *, mode: Mode = "auto") -> AsyncIterator
         yield nic
     finally:
         entry.users -= 1
-        if entry.users == 0 and per_loop.get(ifname) is entry:
+        if entry.users == 0 and per_loop.get(ifname) is entry and not entry.external:
             del per_loop[ifname]
             if (
                 entry.opening.done()
