@@ -117,7 +117,7 @@ class _Dispatcher(PacketProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
-            self._nic._lost(exc)
+            self._nic._lost(self._nic._explain(exc))
 
 
 class Endpoint:
@@ -427,6 +427,17 @@ class Interface:
 
     def _tx_transport(self) -> XDPTransport:
         return self._transports[min(self._transports)]
+
+    def _explain(self, exc: Exception) -> Exception:
+        """A send or receive error that the link's state explains, explained."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+            trouble = _link_trouble(self.ifname)
+            if trouble is not None:
+                err, why = trouble
+                explained = XDPError(err, f"using {self.ifname}", why)
+                explained.__cause__ = exc
+                return explained
+        return exc
 
     def _lost(self, exc: Exception) -> None:
         if self._lost_exc is not None:

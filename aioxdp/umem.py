@@ -72,8 +72,13 @@ class FrameCounts:
 
     @property
     def leaked(self) -> int:
-        """Frames not back in the pool or lent to the kernel for RX."""
-        return self.nframes - self.pool - self.fill
+        """Frames nobody accounts for, or that the application still holds."""
+        return self.nframes - self.pool - self.fill - self.txq - self.tx
+
+    @property
+    def unsent(self) -> int:
+        """Frames still queued or on the TX ring (at close: discarded with the socket)."""
+        return self.txq + self.tx
 
     @classmethod
     def from_c(cls, c: object) -> FrameCounts:

@@ -12,6 +12,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
+sys.path.insert(0, str(TESTS.parent / "bench"))  # the soak test runs bench/soak.py's core
 
 
 def wait_until(
