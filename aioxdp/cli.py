@@ -15,7 +15,7 @@ import math
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from aioxdp import __version__
 from aioxdp.errors import XDPError
@@ -215,18 +215,26 @@ def _positive_float(name: str) -> Callable[[str], float]:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: not a number: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"{name}: must be a finite number >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number of seconds >= 0, got {text!r}"
+            )
         return value
 
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit status 2, as for every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aioxdp", description="asyncio packet I/O on AF_XDP sockets"
-    )
+    parser = _Parser(prog="aioxdp", description="asyncio packet I/O on AF_XDP sockets")
     parser.add_argument("--version", action="version", version=f"aioxdp {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log what libbpf and aioxdp do"

@@ -91,6 +91,20 @@ print(sent)
 @pytest.mark.asyncio(loop_factories=["uvloop"])
 async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path: Path) -> None:
     with Lab() as lab, lab.a.enter():
+        # The corpus carries forged ARP from b's MAC; the kernel of a would let
+        # them rewrite its entry for b (that is ARP, not aioxdp). Pin it.
+        lab.a.run(
+            "ip",
+            "neigh",
+            "replace",
+            lab.b.ip,
+            "lladdr",
+            lab.b.mac,
+            "nud",
+            "permanent",
+            "dev",
+            lab.a.ifname,
+        )
         async with aioxdp.Interface(lab.a.ifname) as nic:
             udp, echo = await nic.create_datagram_endpoint(Echo, local_addr=(lab.a.ip, PORT))
             async with aioxdp.Pinger(lab.b.ip, count=3000, interval=0.002, timeout=1.0) as pinger:

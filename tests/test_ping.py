@@ -411,3 +411,26 @@ def test_cli_as_an_unprivileged_user_says_what_to_do(lab_a: Lab) -> None:
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "run as root" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-c", "abc"], "-c"),
+        (["-c", "-5"], "count"),
+        (["-i", "-1"], "-i"),
+        (["-W", "nan"], "-W"),
+        (["-s", "100000"], "size"),
+        (["-s", "2"], "size"),
+        (["-t", "300"], "ttl"),
+        (["-I", "nosuch0"], "nosuch0"),
+    ],
+)
+def test_cli_bad_flags_exit_2_with_one_line_naming_them(
+    lab_a: Lab, args: list[str], named: str
+) -> None:
+    proc = aioxdp_cli(lab_a, "ping", *args, lab_a.b.ip)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
