@@ -17,7 +17,6 @@ import errno
 import math
 import socket
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,20 +27,10 @@ from aioxdp._libs import ffi, lib
 from aioxdp.bpf import BPFObject
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.interface import rx_queue_count
-from aioxdp.ping import (
-    DEFAULT_WINDOW,
-    HEADERS,
-    EchoSession,
-    PingReply,
-    PingResult,
-    _Target,
-    _validate,
-    echo_template,
-    pick_ident,
-)
+from aioxdp.ping import EchoSession, PingerBase, PingReply, PingResult, pick_ident
 from aioxdp.protocols.arp import REPLY, Arp
 from aioxdp.protocols.icmp import ECHO_REPLY
-from aioxdp.route import Route, UnresolvedNeighbourError, arp_request, route_to
+from aioxdp.route import Route, UnresolvedNeighbourError, arp_request
 from aioxdp.xsk import XSK
 
 __all__ = ["AnyioPinger", "ping"]
@@ -78,38 +67,16 @@ async def _resolve_neighbour(route: Route, forwarder: Forwarder, xsk: XSK, tries
     )
 
 
-class AnyioPinger:
+class AnyioPinger(PingerBase):
     """:class:`aioxdp.Pinger` for anyio (trio): the same arguments and surface."""
 
-    def __init__(
-        self,
-        hosts: str | Sequence[str],
-        *,
-        count: int = 4,
-        interval: float = 1.0,
-        timeout: float = 1.0,
-        size: int = 56,
-        ttl: int = 64,
-        interface: str | None = None,
-        source: str | None = None,
-        window: int = DEFAULT_WINDOW,
-        on_reply: Callable[[PingReply], None] | None = None,
-    ) -> None:
-        _validate(count, interval, timeout, size, ttl, window)
-        self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
-        if not self.hosts:
-            raise ValueError("hosts: give at least one host")
-        self.count, self.interval, self.timeout = count, float(interval), float(timeout)
-        self.size, self.ttl, self.window = size, ttl, window
-        self.interface, self.source = interface, source
-        self._on_reply = on_reply
+    def _init_driver(self) -> None:
         self._stack = contextlib.AsyncExitStack()
         self._done = anyio.Event()
         self._send: MemoryObjectSendStream[PingReply] | None = None
         self._receive: MemoryObjectReceiveStream[PingReply] | None = None
         self._session: EchoSession
         self._xsks: list[XSK] = []
-        self.routes: list[Route] = []
 
     async def __aenter__(self) -> AnyioPinger:
         try:
@@ -124,19 +91,8 @@ class AnyioPinger:
         await self._stack.aclose()
 
     async def _open(self) -> None:
-        routes = [
-            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
-        ]
-        if len({r.ifname for r in routes}) > 1:
-            raise ValueError(
-                "hosts: they are reached through several interfaces; ping each group apart"
-            )
+        routes = await self._find_routes()
         route = routes[0]
-        limit = min(route.mtu - 28, 4096 - HEADERS)
-        if self.size > limit:
-            raise ValueError(
-                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
-            )
         queues = await rx_queue_count(route.ifname)
         stack = contextlib.ExitStack()
         self._stack.callback(stack.close)
@@ -153,13 +109,12 @@ class AnyioPinger:
         stack.callback(link.detach)  # program off before the sockets close
         self.routes = [await _resolve_neighbour(r, forwarder, self._xsks[0]) for r in routes]
         ident = pick_ident()
-        timeout_ns = int(self.timeout * 1e9)
-        targets = [
-            _Target(h, r, echo_template(r, ident, self.size, self.ttl), self.count, timeout_ns)
-            for h, r in zip(self.hosts, self.routes, strict=True)
-        ]
         self._session = EchoSession(
-            targets, ident, interval=self.interval, timeout=self.timeout, window=self.window
+            self._targets(ident),
+            ident,
+            interval=self.interval,
+            timeout=self.timeout,
+            window=self.window,
         )
         if self._on_reply is not None:
             self._session.listeners.append(self._on_reply)

@@ -435,15 +435,8 @@ class _EchoReplies(PacketProtocol):
             self._pinger._freed()
 
 
-class Pinger:
-    """Pings ``hosts`` (one or several) with echo requests through AF_XDP.
-
-    Use as ``async with Pinger(host) as p``: iterate it for replies as they
-    come (``async for reply in p``) and ``await p.result()`` (or
-    ``p.results()`` for several hosts). ``on_reply`` is called per reply.
-    Leaving the block (or cancelling) stops at once and releases the rule
-    and frames.
-    """
+class PingerBase:
+    """What both ping drivers share: arguments, their checks, and routing."""
 
     def __init__(
         self,
@@ -467,6 +460,64 @@ class Pinger:
         self.size, self.ttl, self.window = size, ttl, window
         self.interface, self.source = interface, source
         self._on_reply = on_reply
+        self.routes: list[Route] = []
+        self._init_driver()
+
+    def _init_driver(self) -> None:
+        """The driver's own state (a subclass's, set up after the arguments)."""
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "interval": self.interval,
+            "timeout": self.timeout,
+            "size": self.size,
+            "ttl": self.ttl,
+            "interface": self.interface,
+            "source": self.source,
+            "window": self.window,
+            "on_reply": self._on_reply,
+        }
+
+    async def _find_routes(self) -> list[Route]:
+        """Routes to every host: one interface for all, and room for ``size``."""
+        from aioxdp.route import route_to
+
+        routes = [
+            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
+        ]
+        ifnames = {r.ifname for r in routes}
+        if len(ifnames) > 1:
+            raise ValueError(
+                f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
+            )
+        route = routes[0]
+        limit = min(route.mtu - 28, 4096 - HEADERS)
+        if self.size > limit:
+            raise ValueError(
+                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
+            )
+        return routes
+
+    def _targets(self, ident: int) -> list[_Target]:
+        timeout_ns = int(self.timeout * 1e9)
+        return [
+            _Target(h, r, echo_template(r, ident, self.size, self.ttl), self.count, timeout_ns)
+            for h, r in zip(self.hosts, self.routes, strict=True)
+        ]
+
+
+class Pinger(PingerBase):
+    """Pings ``hosts`` (one or several) with echo requests through AF_XDP.
+
+    Use as ``async with Pinger(host) as p``: iterate it for replies as they
+    come (``async for reply in p``) and ``await p.result()`` (or
+    ``p.results()`` for several hosts). ``on_reply`` is called per reply.
+    Leaving the block (or cancelling) stops at once and releases the rule
+    and frames.
+    """
+
+    def _init_driver(self) -> None:
         self._queue: asyncio.Queue[PingReply | None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
@@ -474,25 +525,13 @@ class Pinger:
         self._delegate: Any = None
         self._ident = 0
         self._session: EchoSession
-        self.routes: list[Route] = []
 
     async def __aenter__(self) -> Pinger:
         if _running_under_trio():
             # the anyio driver has the same surface; it is what the block gets
             from aioxdp.anyio_driver import AnyioPinger
 
-            self._delegate = AnyioPinger(
-                self.hosts,
-                count=self.count,
-                interval=self.interval,
-                timeout=self.timeout,
-                size=self.size,
-                ttl=self.ttl,
-                interface=self.interface,
-                source=self.source,
-                window=self.window,
-                on_reply=self._on_reply,
-            )
+            self._delegate = AnyioPinger(self.hosts, **self._options())
             return cast("Pinger", await self._delegate.__aenter__())
         try:
             await self._open()
@@ -513,34 +552,18 @@ class Pinger:
 
     async def _open(self) -> None:
         from aioxdp.interface import shared_interface
-        from aioxdp.route import resolve_neighbour, route_to
+        from aioxdp.route import resolve_neighbour
 
-        routes = [
-            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
-        ]
-        ifnames = {r.ifname for r in routes}
-        if len(ifnames) > 1:
-            raise ValueError(
-                f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
-            )
-        route = routes[0]
-        limit = min(route.mtu - 28, 4096 - HEADERS)
-        if self.size > limit:
-            raise ValueError(
-                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
-            )
-        nic = await self._stack.enter_async_context(shared_interface(route.ifname))
+        routes = await self._find_routes()
+        nic = await self._stack.enter_async_context(shared_interface(routes[0].ifname))
         self.routes = [await resolve_neighbour(r, nic) for r in routes]
         self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
-        timeout_ns = int(self.timeout * 1e9)
-        targets = [
-            _Target(
-                h, r, echo_template(r, self._ident, self.size, self.ttl), self.count, timeout_ns
-            )
-            for h, r in zip(self.hosts, self.routes, strict=True)
-        ]
         self._session = EchoSession(
-            targets, self._ident, interval=self.interval, timeout=self.timeout, window=self.window
+            self._targets(self._ident),
+            self._ident,
+            interval=self.interval,
+            timeout=self.timeout,
+            window=self.window,
         )
         if self._on_reply is not None:
             self._session.listeners.append(self._on_reply)
@@ -663,20 +686,6 @@ async def ping(
     ``timeout`` is per probe. Runs on asyncio, uvloop and (through anyio)
     trio: under trio the Pinger hands over to ``aioxdp.anyio_driver``.
     """
-    if _running_under_trio():
-        from aioxdp.anyio_driver import ping as anyio_ping
-
-        return await anyio_ping(
-            host,
-            count=count,
-            interval=interval,
-            timeout=timeout,
-            size=size,
-            ttl=ttl,
-            interface=interface,
-            source=source,
-            on_reply=on_reply,
-        )
     async with Pinger(
         host,
         count=count,
