@@ -14,7 +14,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from aioxdp import __version__
@@ -210,19 +210,15 @@ def _run_async(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
     return asyncio.run(coro)
 
 
-def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(
-                f"must be a finite number of seconds >= 0, got {text!r}"
-            )
-        return value
-
-    return parse
+def _seconds(text: str) -> float:
+    """A flag's value in seconds: finite, not negative."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -244,68 +240,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def probe_flags(
+        cmd: argparse.ArgumentParser, interval: float | None, interval_help: str
+    ) -> None:
+        """The flags ping and tcping share, spelled as iputils spells them."""
+        cmd.add_argument(
+            "-c",
+            dest="count",
+            type=int,
+            default=DEFAULT_COUNT,
+            help=f"probes to send (default {DEFAULT_COUNT}; runs are always bounded)",
+        )
+        cmd.add_argument("-i", dest="interval", type=_seconds, default=interval, help=interval_help)
+        cmd.add_argument(
+            "-W",
+            dest="timeout",
+            type=_seconds,
+            default=1.0,
+            help="seconds to wait for each answer",
+        )
+        cmd.add_argument("-I", dest="interface", default=None, help="send through this interface")
+        cmd.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
+        cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+        cmd.add_argument("host")
+
     p = sub.add_parser("ping", help="send ICMP echo requests through AF_XDP (iputils-compatible)")
-    p.add_argument(
-        "-c",
-        dest="count",
-        type=int,
-        default=DEFAULT_COUNT,
-        help=f"stop after COUNT replies-or-timeouts (default {DEFAULT_COUNT}; runs are always bounded)",
-    )
-    p.add_argument(
-        "-i",
-        dest="interval",
-        type=_positive_float("-i"),
-        default=None,
-        help="seconds between requests (default 1; 0 with -f)",
-    )
-    p.add_argument(
-        "-W",
-        dest="timeout",
-        type=_positive_float("-W"),
-        default=1.0,
-        help="seconds to wait for each reply",
-    )
+    probe_flags(p, None, "seconds between requests (default 1; 0 with -f)")
     p.add_argument("-s", dest="size", type=int, default=56, help="ICMP data bytes (default 56)")
     p.add_argument("-t", dest="ttl", type=int, default=64, help="IP time to live")
-    p.add_argument("-I", dest="interface", default=None, help="send through this interface")
     p.add_argument(
         "-f",
         dest="flood",
         action="store_true",
         help="flood: as fast as replies come, dots for progress",
     )
-    p.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("host")
     p.set_defaults(func=_ping)
 
     t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")
-    t.add_argument(
-        "-c",
-        dest="count",
-        type=int,
-        default=DEFAULT_COUNT,
-        help=f"probes to send (default {DEFAULT_COUNT})",
-    )
-    t.add_argument(
-        "-i",
-        dest="interval",
-        type=_positive_float("-i"),
-        default=1.0,
-        help="seconds between probes",
-    )
-    t.add_argument(
-        "-W",
-        dest="timeout",
-        type=_positive_float("-W"),
-        default=1.0,
-        help="seconds to wait for each answer",
-    )
-    t.add_argument("-I", dest="interface", default=None, help="send through this interface")
-    t.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
-    t.add_argument("--json", action="store_true", help="print the result as JSON")
-    t.add_argument("host")
+    probe_flags(t, 1.0, "seconds between probes")
     t.add_argument("port", type=int)
     t.set_defaults(func=_tcping)
 
