@@ -374,12 +374,22 @@ def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
 
 
 def _idents_in_use() -> set[int]:
-    """Echo ids of the kernel's ping sockets in this namespace (their local port)."""
+    """Echo ids the kernel's pings may be using right now.
+
+    Ping sockets (ICMP datagram) show theirs as the local port in
+    /proc/net/icmp; iputils on a raw socket uses its pid, in network order.
+    """
     used = set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/thread-self/net/icmp").read_text().splitlines()[1:]:
             local = line.split()[1]
             used.add(int(local.split(":")[1], 16))
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "comm").read_text().strip() in ("ping", "ping4"):
+                    pid = int(proc.name) & 0xFFFF
+                    used |= {pid, int.from_bytes(pid.to_bytes(2, "little"), "big")}
     return used
 
 

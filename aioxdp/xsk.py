@@ -8,6 +8,7 @@ one call into C over a whole batch.
 from __future__ import annotations
 
 import errno
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from aioxdp.umem import FrameCounts, UmemConfig
 __all__ = ["XSK", "RxBatch", "XDPStatistics"]
 
 XDP_USE_NEED_WAKEUP = lib.XDP_USE_NEED_WAKEUP
+BUSY_RETRIES, BUSY_WAIT = 50, 0.01  # up to half a second for a just-closed socket's queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,13 @@ class XSK:
         privileges.require(doing, need_raw=True)
         out = ffi.new("struct aioxdp_xsk **")
         flags = XDP_USE_NEED_WAKEUP if need_wakeup else 0
-        ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, self.config.to_c(flags))
+        config = self.config.to_c(flags)
+        for _ in range(BUSY_RETRIES):
+            ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, config)
+            if ret != -errno.EBUSY:
+                break
+            # a socket closed a moment ago releases its queue asynchronously
+            time.sleep(BUSY_WAIT)
         if ret < 0:
             raise _open_error(-ret, doing, ifname)
         self._ptr = ffi.gc(out[0], lib.aioxdp_xsk_close)

@@ -23,6 +23,7 @@ from scapy.utils import rdpcap, wrpcap
 import aioxdp
 from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
 from aioxdp.errors import InterfaceNotFoundError
+from aioxdp.ping import pick_ident
 from aioxdp.testing import Host, Lab
 
 
@@ -212,7 +213,7 @@ class EchoPump(PacketProtocol):
 async def test_100k_round_trips_through_the_kernel_peer_leak_no_frame(
     lab_a: Lab, nic: Interface
 ) -> None:
-    ident = 0x7A11
+    ident = pick_ident()
     total = 100_000
     _t, pump = await nic.create_packet_endpoint(
         lambda: EchoPump(echo_request(lab_a, ident), total, window=256),
@@ -230,7 +231,7 @@ async def test_100k_round_trips_through_the_kernel_peer_leak_no_frame(
 async def test_kernel_ping_and_tcp_keep_working_beside_our_echo_rule(
     lab_a: Lab, nic: Interface
 ) -> None:
-    ident = 0x4242
+    ident = pick_ident()  # clear of the kernel ping this test runs beside
     total = 2000
     _t, pump = await nic.create_packet_endpoint(
         lambda: EchoPump(echo_request(lab_a, ident), total, window=8),
