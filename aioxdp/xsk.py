@@ -88,9 +88,9 @@ class XSK:
         privileges.require(doing, need_raw=True)
         out = ffi.new("struct aioxdp_xsk **")
         flags = XDP_USE_NEED_WAKEUP if need_wakeup else 0
-        config = self.config.to_c(flags)
+        c_config = self.config.to_c(flags)
         for _ in range(BUSY_RETRIES):
-            ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, config)
+            ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, c_config)
             if ret != -errno.EBUSY:
                 break
             # a socket closed a moment ago releases its queue asynchronously
