@@ -297,3 +297,27 @@ def test_reflector_answers_in_the_driver(lab: Lab) -> None:
     assert counters["udp"] == 500
     nstat = lab.b.run("nstat", "-az", "IcmpInEchos").stdout
     assert " 0 " in nstat.splitlines()[-1] + " ", "the kernel of b saw the echo requests"
+
+
+async def test_sendto_bursts_past_a_tiny_pool_lose_nothing(lab_a: Lab) -> None:
+    receiver = lab_a.b.popen(
+        sys.executable,
+        "-c",
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7100))\n"
+        "s.settimeout(3); print('up', flush=True); got = set()\n"
+        "try:\n    while len(got) < 500: got.add(s.recv(2048))\nexcept TimeoutError: pass\nprint(len(got))\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert read_line(receiver) == "up"
+    tiny = aioxdp.UmemConfig(nframes=64, fill_size=16, comp_size=16, rx_size=16, tx_size=16)
+    async with aioxdp.Interface(lab_a.a.ifname, config=tiny) as nic:
+        transport, echo = await nic.create_datagram_endpoint(Echo, local_addr=(lab_a.a.ip, 7000))
+        for i in range(500):  # the first ones wait for ARP, the rest outrun 48 free frames
+            transport.sendto(b"burst %d" % i, (lab_a.b.ip, 7100))
+        out, _ = await asyncio.to_thread(receiver.communicate, timeout=30)
+        assert int(out.split()[-1]) == 500
+        assert echo.errors == []
+        assert nic.frame_counts()[0].tx_no_frame > 0, (
+            "the pool never ran out: the test did not test"
+        )
