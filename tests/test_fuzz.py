@@ -26,7 +26,9 @@ N = 100_000
 
 
 def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
-    frames = cp.corpus(N, 1, cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT))
+    frames = cp.corpus(
+        N, 2, cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT)
+    )  # the seed of the lab run
     with BPFObject.packaged("forwarder") as obj:
         obj.load()
         fw = Forwarder(obj)
