@@ -33,3 +33,17 @@ def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
 def verifies(data: bytes | bytearray | memoryview, initial: int = 0) -> bool:
     """True when ``data`` (checksum field included) sums to all ones."""
     return ones_sum(data, initial) == 0xFFFF
+
+
+def transport_checksum(
+    segment: bytes | bytearray | memoryview, src: bytes, dst: bytes, proto: int
+) -> int:
+    """A UDP or TCP checksum (computed with the field zero), over the IPv4 pseudo-header."""
+    return internet_checksum(segment, pseudo_header_sum(src, dst, proto, len(segment)))
+
+
+def transport_verifies(
+    segment: bytes | bytearray | memoryview, src: bytes, dst: bytes, proto: int
+) -> bool:
+    """True when a UDP or TCP segment's checksum holds."""
+    return ones_sum(segment, pseudo_header_sum(src, dst, proto, len(segment))) == 0xFFFF

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from aioxdp.protocols.checksum import internet_checksum, ones_sum, pseudo_header_sum
+from aioxdp.protocols.checksum import transport_checksum, transport_verifies
 from aioxdp.protocols.errors import BadChecksumError, BadFieldError, need
 
 HEADER_LEN = 20
@@ -119,10 +119,7 @@ class Tcp:
         )
         buf[offset + HEADER_LEN : offset + hlen] = opts
         buf[offset + hlen : offset + length] = payload
-        csum = internet_checksum(
-            memoryview(buf)[offset : offset + length],
-            pseudo_header_sum(src, dst, IPPROTO_TCP, length),
-        )
+        csum = transport_checksum(memoryview(buf)[offset : offset + length], src, dst, IPPROTO_TCP)
         struct.pack_into("!H", buf, offset + 16, csum)
         return length
 
@@ -148,11 +145,12 @@ class Tcp:
             raise BadFieldError(
                 "tcp", f"header of {hlen} bytes runs past the {end - offset}-byte segment"
             )
-        if src is not None and dst is not None:
-            total = ones_sum(
-                memoryview(buf)[offset:end], pseudo_header_sum(src, dst, IPPROTO_TCP, end - offset)
-            )
-            if total != 0xFFFF:
-                raise BadChecksumError("tcp", f"checksum {csum:#06x} does not verify")
+        segment = memoryview(buf)[offset:end]
+        if (
+            src is not None
+            and dst is not None
+            and not transport_verifies(segment, src, dst, IPPROTO_TCP)
+        ):
+            raise BadChecksumError("tcp", f"checksum {csum:#06x} does not verify")
         options = TcpOptions.parse(bytes(buf[offset + HEADER_LEN : offset + hlen]))
         return cls(sport, dport, seq, ack, flags, window, urgent, options, csum, hlen)

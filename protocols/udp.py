@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from aioxdp.protocols.checksum import internet_checksum, ones_sum, pseudo_header_sum
+from aioxdp.protocols.checksum import transport_checksum, transport_verifies
 from aioxdp.protocols.errors import BadChecksumError, BadFieldError, need
 
 HEADER_LEN = 8
@@ -32,10 +32,7 @@ class Udp:
             raise ValueError(f"payload: {len(payload)} bytes do not fit a UDP datagram")
         struct.pack_into("!HHHH", buf, offset, self.sport, self.dport, length, 0)
         buf[offset + HEADER_LEN : offset + length] = payload
-        csum = internet_checksum(
-            memoryview(buf)[offset : offset + length],
-            pseudo_header_sum(src, dst, IPPROTO_UDP, length),
-        )
+        csum = transport_checksum(memoryview(buf)[offset : offset + length], src, dst, IPPROTO_UDP)
         struct.pack_into("!H", buf, offset + 6, csum or 0xFFFF)  # 0 means "no checksum"
         return length
 
@@ -57,11 +54,13 @@ class Udp:
             raise BadFieldError(
                 "udp", f"length {length} does not fit the {end - offset} bytes of the IP payload"
             )
-        if csum and src is not None and dst is not None:
-            total = ones_sum(
-                memoryview(buf)[offset : offset + length],
-                pseudo_header_sum(src, dst, IPPROTO_UDP, length),
+        if (
+            csum
+            and src is not None
+            and dst is not None
+            and not transport_verifies(
+                memoryview(buf)[offset : offset + length], src, dst, IPPROTO_UDP
             )
-            if total != 0xFFFF:
-                raise BadChecksumError("udp", f"checksum {csum:#06x} does not verify")
+        ):
+            raise BadChecksumError("udp", f"checksum {csum:#06x} does not verify")
         return cls(sport, dport, length, csum)
