@@ -190,14 +190,6 @@ class AnyioPinger(PingerBase):
         await self._done.wait()
         return self._session.results()
 
-    async def result(self) -> PingResult:
-        return (await self.results())[0]
-
-    def snapshot(self) -> list[PingResult]:
-        if self._session.end_ns == 0:
-            self._session.end_ns = time.monotonic_ns()
-        return self._session.results()
-
 
 async def ping(host: str, **kwargs: Any) -> PingResult:
     """Like :func:`aioxdp.ping`, on whatever async library is running."""

@@ -476,6 +476,22 @@ class PingerBase:
     def _init_driver(self) -> None:
         """The driver's own state (a subclass's, set up after the arguments)."""
 
+    _session: EchoSession
+
+    async def results(self) -> list[PingResult]:
+        """Wait for the run to end; one result per host."""
+        raise NotImplementedError
+
+    async def result(self) -> PingResult:
+        """Wait for the run to end; the result of the (first) host."""
+        return (await self.results())[0]
+
+    def snapshot(self) -> list[PingResult]:
+        """Results so far, without waiting (for Ctrl-C summaries)."""
+        if self._session.end_ns == 0:
+            self._session.end_ns = time.monotonic_ns()
+        return self._session.results()
+
     def _options(self) -> dict[str, Any]:
         return {
             "count": self.count,
@@ -665,16 +681,6 @@ class Pinger(PingerBase):
                 errno.EINVAL, "waiting for ping results", "use the Pinger in 'async with'"
             )
         await asyncio.shield(self._task)
-        return self._session.results()
-
-    async def result(self) -> PingResult:
-        """Wait for the run to end; the result of the (first) host."""
-        return (await self.results())[0]
-
-    def snapshot(self) -> list[PingResult]:
-        """Results so far, without waiting (for Ctrl-C summaries)."""
-        if self._session.end_ns == 0:
-            self._session.end_ns = time.monotonic_ns()
         return self._session.results()
 
 

@@ -12,7 +12,16 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
-sys.path.insert(0, str(TESTS.parent / "bench"))  # the soak test runs bench/soak.py's core
+sys.path.insert(0, str(TESTS.parent / "bench"))
+
+# Run a command as nobody, with no capabilities at all.
+AS_NOBODY = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+]  # the soak test runs bench/soak.py's core
 
 
 def wait_until(

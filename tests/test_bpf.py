@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, read_line, start_python, wait_until
+from conftest import AS_NOBODY, TESTS, read_line, start_python, wait_until
 
 from aioxdp import bpf
 from aioxdp._bpf_build import compile_program
@@ -246,13 +246,7 @@ def test_unprivileged_user_gets_a_clear_error() -> None:
     )
     proc = start_python(
         code,
-        prefix=[
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ],
+        prefix=AS_NOBODY,
     )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -274,13 +268,7 @@ def test_privilege_error_from_the_kernel_itself() -> None:
     )
     proc = start_python(
         code,
-        prefix=[
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ],
+        prefix=AS_NOBODY,
     )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

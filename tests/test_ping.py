@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import AS_NOBODY
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -390,11 +391,7 @@ def test_cli_as_an_unprivileged_user_says_what_to_do(lab_a: Lab) -> None:
             "netns",
             "exec",
             lab_a.a.netns,
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
+            *AS_NOBODY,
             sys.executable,
             "-m",
             "aioxdp",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_line, start_python, wait_until
+from conftest import AS_NOBODY, read_line, start_python, wait_until
 from test_datapath import Counter, udp_frames
 from test_ping import assert_nothing_left
 
@@ -187,11 +187,7 @@ def test_doctor(lab: Lab) -> None:
     assert "[FAIL]" not in ok.stdout
     assert ok.stdout.rstrip().endswith("aioxdp can run here")
     nobody = lab.a.run(
-        "setpriv",
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--inh-caps=-all",
+        *AS_NOBODY,
         sys.executable,
         "-m",
         "aioxdp",
