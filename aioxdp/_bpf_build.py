@@ -37,15 +37,29 @@ def clang() -> str:
     return found
 
 
+def _clang_command(source: Path, include: list[Path] | None) -> list[str]:
+    includes = [f"-I{p}" for p in (include or [source.parent])]
+    return [clang(), *CFLAGS, *includes, *_multiarch_include(), str(source)]
+
+
 def compile_program(source: Path, output: Path, *, include: list[Path] | None = None) -> Path:
     """Compile one ``*.bpf.c`` file into ``output``; returns ``output``."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    includes = [f"-I{p}" for p in (include or [source.parent])]
-    cmd = [clang(), *CFLAGS, *includes, *_multiarch_include(), "-c", str(source), "-o", str(output)]
+    cmd = [*_clang_command(source, include), "-c", "-o", str(output)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BPFBuildError(f"compiling {source} failed:\n{proc.stderr.strip()}")
     return output
+
+
+def headers(source: Path, *, include: list[Path] | None = None) -> list[Path]:
+    """Every header that compiling ``source`` reads (clang -M), resolved."""
+    proc = subprocess.run([*_clang_command(source, include), "-M"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BPFBuildError(f"listing the headers of {source} failed:\n{proc.stderr.strip()}")
+    # "target.o: a.c b.h \\\n c.h": split on blanks and line continuations
+    words = proc.stdout.replace("\\\n", " ").split()[1:]
+    return [Path(w).resolve() for w in words if not w.endswith(".c")]
 
 
 def object_name(source: Path) -> str:

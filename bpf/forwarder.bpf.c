@@ -15,12 +15,12 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
-#include <linux/icmp.h>
 #include <linux/udp.h>
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "aioxdp_icmp.h"
 #include "forwarder.h"
 
 #ifndef ETH_P_8021AD
@@ -117,14 +117,14 @@ static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto, struct
 		key->sport = tcp->source;
 		key->dport = tcp->dest;
 	} else if (proto == IPPROTO_ICMP) {
-		struct icmphdr *icmp = l4;
+		struct aioxdp_icmp_echo *icmp = l4;
 
 		if ((void *)(icmp + 1) > data_end)
 			return PARSE_MALFORMED;
 		/* type and code in wire order, as userspace writes them */
 		key->sport = *(__u16 *)icmp;
-		if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY)
-			key->dport = icmp->un.echo.id;
+		if (icmp->type == AIOXDP_ICMP_ECHO || icmp->type == AIOXDP_ICMP_ECHOREPLY)
+			key->dport = icmp->id;
 	}
 	return PARSE_OK;
 }

@@ -10,10 +10,11 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
-#include <linux/icmp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "aioxdp_icmp.h"
 
 enum reflector_counter {
 	REFLECTED_ICMP = 0,
@@ -93,16 +94,16 @@ int aioxdp_reflector(struct xdp_md *ctx)
 	l4 = (void *)ip + ip->ihl * 4;
 
 	if (ip->protocol == IPPROTO_ICMP) {
-		struct icmphdr *icmp = l4;
+		struct aioxdp_icmp_echo *icmp = l4;
 		__u32 sum;
 
-		if ((void *)(icmp + 1) > data_end || icmp->type != ICMP_ECHO || icmp->code != 0)
+		if ((void *)(icmp + 1) > data_end || icmp->type != AIOXDP_ICMP_ECHO || icmp->code != 0)
 			return count(PASSED, XDP_PASS);
 		turn_around(eth, ip);
 		/* type 8 -> 0 in the first word of the ICMP header */
-		sum = (__u16)~icmp->checksum + (__u16)~bpf_htons(ICMP_ECHO << 8);
-		icmp->type = ICMP_ECHOREPLY;
-		sum += bpf_htons(ICMP_ECHOREPLY << 8);
+		sum = (__u16)~icmp->checksum + (__u16)~bpf_htons(AIOXDP_ICMP_ECHO << 8);
+		icmp->type = AIOXDP_ICMP_ECHOREPLY;
+		sum += bpf_htons(AIOXDP_ICMP_ECHOREPLY << 8);
 		icmp->checksum = ~csum_fold(sum);
 		return count(REFLECTED_ICMP, XDP_TX);
 	}

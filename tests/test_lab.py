@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 
@@ -126,3 +127,12 @@ def test_multi_queue_veth() -> None:
     with Lab(queues=4) as lab:
         out = lab.a.run("ip", "-d", "link", "show", lab.a.ifname).stdout
         assert "numrxqueues 4" in out or "numtxqueues 4" in out
+
+
+def test_lab_veth_finish_their_checksums(lab: Lab) -> None:
+    # The lab turns TX checksum offload off itself (no ethtool binary needed);
+    # ethtool's own view of the features is the witness.
+    for host in lab.hosts:
+        features = host.run("ethtool", "-k", host.ifname).stdout
+        assert re.search(r"^tx-checksumming: off", features, re.M), features
+        assert re.search(r"^\s+tx-checksum-ip-generic: off", features, re.M), features

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -28,8 +29,11 @@ import logging
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -213,6 +217,8 @@ class Lab:
                 os.close(fd)
         for host in self.hosts:
             self._configure(host)
+        for host in self.hosts:
+            _wait_operstate_up(host)
 
     def _configure(self, host: Host) -> None:
         # IPv6 off: no router solicitations or DAD in captures and counters.
@@ -228,16 +234,47 @@ class Lab:
             ipr.link("set", index=idx, state="up")
         # veth would leave TCP/UDP checksums for a NIC to finish (CHECKSUM_PARTIAL),
         # and XDP sees frames before that: make the kernel finish them, as a real NIC's peer would
-        proc = subprocess.run(
-            host.command("ethtool", "-K", host.ifname, "tx", "off"), capture_output=True, text=True
-        )
-        if proc.returncode != 0:
+        try:
+            _set_tx_checksum_offload(host.netns, host.ifname, enabled=False)
+        except OSError as exc:
             raise LabError(
-                errno.EIO,
-                f"turning off TX checksum offload on {host.ifname}",
-                "apt-get install ethtool",
-                detail=proc.stderr.strip(),
-            )
+                exc.errno or errno.EIO, f"turning off TX checksum offload on {host.ifname}"
+            ) from exc
+
+
+def _wait_operstate_up(host: Host, timeout: float = 5.0) -> None:
+    # Until the kernel's link watch marks the carrier up, the veth's qdisc
+    # drops every frame; a lab is ready only once both ends are UP.
+    deadline = time.monotonic() + timeout
+    with IPRoute(netns=host.netns) as ipr:
+        while True:
+            (link,) = ipr.get_links(host.ifindex)
+            state = link.get_attr("IFLA_OPERSTATE")
+            if state == "UP":
+                return
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    errno.ETIMEDOUT,
+                    f"waiting for {host.ifname} to come up",
+                    detail=f"operstate {state}",
+                )
+            time.sleep(0.005)
+
+
+# <linux/sockios.h>, <linux/ethtool.h>: the legacy ioctl that `ethtool -K tx`
+# maps to, so that a lab needs no ethtool binary (a wheel-only machine has none).
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x17
+
+
+def _set_tx_checksum_offload(netns_name: str, ifname: str, *, enabled: bool) -> None:
+    with entered(netns_name):
+        # a socket stays in the namespace it was made in
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        value = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_STXCSUM, int(enabled)))
+        ifreq = struct.pack("16sP16x", ifname.encode(), ctypes.addressof(value))
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
 
 def _outside_event_loop(fn: Callable[[], None]) -> None:

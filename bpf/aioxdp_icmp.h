@@ -1,0 +1,25 @@
+/* The ICMP echo header and the message types the BPF programs test.
+ *
+ * Ours, not <linux/icmp.h>: that header pulls <linux/if.h> and through it
+ * glibc's <sys/socket.h>, and clang -target bpf (no __x86_64__) then wants
+ * the 32-bit glibc stubs of libc6-dev-i386. The BPF sources include only
+ * UAPI headers that stay clear of glibc; tests/test_bpf_build.py checks it.
+ */
+#ifndef AIOXDP_ICMP_H
+#define AIOXDP_ICMP_H
+
+#include <linux/types.h>
+
+#define AIOXDP_ICMP_ECHOREPLY 0
+#define AIOXDP_ICMP_ECHO 8
+
+/* RFC 792 echo / echo reply; other types share the first four bytes. */
+struct aioxdp_icmp_echo {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 id;
+	__be16 seq;
+};
+
+#endif
