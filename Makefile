@@ -2,6 +2,9 @@
 #   make demo   install what is needed, then run the main job (aioxdp demo)
 #   make test   install what is needed, then ruff, mypy and pytest
 # Both are idempotent and print nothing for steps that have nothing to do.
+#   make wheel  an sdist and a manylinux wheel in dist/: the wheel carries the
+#               BPF objects and vendors libbpf, libxdp, libelf and zlib, so a
+#               user installs it with pip and needs no compiler
 
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
@@ -17,7 +20,7 @@ APT_PACKAGES := clang llvm libbpf-dev libxdp-dev libelf-dev zlib1g-dev pkg-confi
 BUILD_INPUTS := setup.py pyproject.toml aioxdp/_ffi_build.py aioxdp/_bpf_build.py \
 	$(wildcard bpf/*.c bpf/*.h aioxdp/_cffi/*.py aioxdp/_native/*.c aioxdp/_native/*.h)
 
-.PHONY: demo test lint typecheck pytest apt clean
+.PHONY: demo test wheel apt clean
 
 demo: apt $(VENV)/.built
 	$(BIN)/aioxdp demo
@@ -27,6 +30,19 @@ test: apt $(VENV)/.built
 	@mkdir -p .mypy-path/aioxdp && ln -sfn ../../protocols .mypy-path/aioxdp/protocols
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The wheel is built from the sdist (so a missing source in the sdist fails
+# here), then auditwheel copies in the shared libraries it links and tags it
+# with the oldest manylinux policy that its symbols allow.
+wheel: apt $(VENV)/.deps
+	$(BIN)/pip install -q --disable-pip-version-check $$($(BIN)/python -c 'import tomllib; \
+		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dist"]))')
+	rm -rf build/dist dist
+	$(BIN)/python -m build --no-isolation --outdir build/dist .
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/auditwheel repair --wheel-dir dist build/dist/*.whl
+	cp build/dist/*.tar.gz dist/
+	$(BIN)/auditwheel show dist/*.whl
+	@ls -l dist
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -51,4 +67,4 @@ $(VENV)/.built: $(VENV)/.deps $(BUILD_INPUTS)
 	@touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info aioxdp/_ffi.* aioxdp/bpf/*.o .mypy-path bench/_build
+	rm -rf $(VENV) build dist *.egg-info aioxdp/_ffi.* aioxdp/bpf/*.o .mypy-path bench/_build

@@ -37,4 +37,6 @@ class BuildExtWithBPF(build_ext):
 setup(
     cffi_modules=["aioxdp/_ffi_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExtWithBPF},
+    # the cffi module is built for the stable ABI (py_limited_api in _ffi_build.py)
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

@@ -43,6 +43,8 @@ ffibuilder.set_source(
     include_dirs=[str(ROOT / "bpf"), str(HERE / "_native")],
     libraries=["xdp", "bpf"],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
+    # cffi's module needs only the stable ABI: one wheel for CPython 3.11 and later
+    py_limited_api=True,
 )
 
 if __name__ == "__main__":

@@ -221,6 +221,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _version_text() -> str:
+    """aioxdp's version and the libbpf and libxdp it runs on (vendored or system)."""
+    from aioxdp._libs import linked_libraries
+
+    lines = [f"aioxdp {__version__}"]
+    lines += [library.describe() for library in linked_libraries().values()]
+    return "\n".join(lines)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line, exit status 2, as for every other error."""
 
@@ -230,8 +239,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aioxdp", description="asyncio packet I/O on AF_XDP sockets")
-    parser.add_argument("--version", action="version", version=f"aioxdp {__version__}")
+    parser = _Parser(
+        prog="aioxdp",
+        description="asyncio packet I/O on AF_XDP sockets",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version keeps its lines
+    )
+    parser.add_argument("--version", action="version", version=_version_text())
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log what libbpf and aioxdp do"
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aioxdp import privileges
+from aioxdp._libs import MIN_LIBBPF, MIN_LIBXDP, LinkedLibrary, linked_libraries
 from aioxdp.errors import XDPError
 
 AF_XDP = 44
@@ -35,9 +36,14 @@ class Check:
         )
 
 
-def _kernel() -> Check:
-    release = os.uname().release
-    major, minor = (int(x) for x in re.findall(r"\d+", release)[:2])
+def check_kernel(release: str | None = None) -> Check:
+    release = release or os.uname().release
+    numbers = [int(x) for x in re.findall(r"\d+", release)[:2]]
+    if len(numbers) < 2:
+        return Check(
+            "kernel", "warn", f"cannot read a version from {release!r}", "Linux 5.9+ is needed"
+        )
+    major, minor = numbers
     if (major, minor) >= (5, 9):
         return Check("kernel", "ok", f"{release}: XDP links (5.9+), AF_XDP with need_wakeup (5.4+)")
     if (major, minor) >= (5, 4):
@@ -107,24 +113,30 @@ def _bpffs() -> Check:
     )
 
 
-def _libraries() -> Check:
-    from aioxdp._libs import lib
-
-    libbpf = f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
-    libxdp = "unknown"
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        if "libxdp.so" in line:
-            real = os.path.realpath(line.split()[-1])
-            libxdp = real.rsplit(".so.", 1)[-1]
-            break
-    if (lib.libbpf_major_version(), lib.libbpf_minor_version()) < (1, 0):
+def check_libraries(linked: dict[str, LinkedLibrary] | None = None) -> Check:
+    """libbpf and libxdp as mapped into this process, against the oldest that work."""
+    if linked is None:
+        linked = linked_libraries()
+    problems = []
+    for name, oldest in (("libbpf", MIN_LIBBPF), ("libxdp", MIN_LIBXDP)):
+        found = linked.get(name)
+        needed = ".".join(map(str, oldest))
+        if found is None:
+            problems.append(f"{name} is not loaded (aioxdp needs {needed} or later)")
+        elif found.version and found.version[: len(oldest)] < oldest:
+            problems.append(
+                f"{name} {found.version_text} is older than {needed}, which aioxdp needs"
+            )
+    detail = "; ".join(library.describe() for library in linked.values())
+    if problems:
         return Check(
             "libraries",
             "fail",
-            f"libbpf {libbpf} is older than 1.0",
-            "apt-get install libbpf-dev (1.0+)",
+            "; ".join(problems) + (f" (found: {detail})" if detail else ""),
+            f"install aioxdp's wheel (it carries both), or libbpf {MIN_LIBBPF[0]}.{MIN_LIBBPF[1]}+ "
+            f"and libxdp {MIN_LIBXDP[0]}.{MIN_LIBXDP[1]}+ and rebuild",
         )
-    return Check("libraries", "ok", f"libbpf {libbpf}, libxdp {libxdp}")
+    return Check("libraries", "ok", detail)
 
 
 def _af_xdp() -> Check:
@@ -197,7 +209,7 @@ def _interface(ifname: str) -> Check:
 
 
 def run_checks(ifname: str | None = None) -> list[Check]:
-    checks = [_kernel(), _privileges(), _jit(), _bpffs(), _libraries(), _af_xdp()]
+    checks = [check_kernel(), _privileges(), _jit(), _bpffs(), check_libraries(), _af_xdp()]
     if checks[1].status == "ok":
         checks.append(_bpf_load())
         if ifname is not None:
