@@ -46,11 +46,13 @@ async def _demo(lab: Lab, say: TextIO) -> int:
     rate = flood.received / flood.elapsed if flood.elapsed else 0.0
     line(f"{rate:,.0f} round trips/s through AF_XDP")
     kernel = a.run("ping", "-c", "2", "-i", "0.2", "-W", "1", b.ip, check=False)
-    line(
-        f"the kernel's own ping on the same interface still works: "
-        f"{(kernel.stdout.strip().splitlines() or ['no output'])[-2]}"
-    )
-    return 0 if paced.received and flood.received else 1
+    summary = [text for text in kernel.stdout.splitlines() if "packets transmitted" in text]
+    if kernel.returncode == 0 and summary:
+        line(f"the kernel's own ping on the same interface still works: {summary[0]}")
+    else:
+        said = (kernel.stderr or kernel.stdout).strip() or "no output"
+        line(f"the kernel's own ping FAILED beside aioxdp (exit {kernel.returncode}): {said}")
+    return 0 if paced.received and flood.received and kernel.returncode == 0 else 1
 
 
 def run_demo(out: TextIO, loop: str = "asyncio") -> int:
