@@ -107,6 +107,7 @@ class AnyioPinger(PingerBase):
             xskmap.update(q, xsk.fd.to_bytes(4, "little"))
             self._xsks.append(xsk)
         stack.callback(link.detach)  # program off before the sockets close
+        self._check_frame_fits(self._xsks[0].config.frame_size)
         self.routes = [await _resolve_neighbour(r, forwarder, self._xsks[0]) for r in routes]
         ident = pick_ident()
         self._session = EchoSession(

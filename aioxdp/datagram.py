@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from aioxdp._libs import ffi, lib
-from aioxdp.errors import XDPError
+from aioxdp.errors import FrameOwnershipError, XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.interface import Endpoint
 from aioxdp.packet import PacketBatch
@@ -74,7 +74,9 @@ class DatagramBatch:
         return self.valid
 
     def __iter__(self) -> Iterator[tuple[bytes, tuple[str, int]]]:
-        view = self._batch._rx.xsk.view
+        rx = self._batch._rx
+        rx.check("reading received datagrams")
+        view = rx.xsk.view
         ok = lib.AIOXDP_UDP_OK
         for i in range(len(self._batch)):
             d = self._dgrams[i]
@@ -82,19 +84,30 @@ class DatagramBatch:
                 yield view[d.off : d.off + d.len].tobytes(), (_ntoa(d.saddr), d.sport)
 
     def views(self) -> Iterator[tuple[memoryview, tuple[str, int]]]:
-        """Like iterating, but payloads are memoryviews into the frames (valid until return)."""
-        view = self._batch._rx.xsk.view
+        """Like iterating, but payloads are memoryviews into the frames.
+
+        They are released (reading raises ``ValueError``) when the batch's
+        callback returns.
+        """
+        rx = self._batch._rx
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == lib.AIOXDP_UDP_OK:
-                yield view[d.off : d.off + d.len], (_ntoa(d.saddr), d.sport)
+                yield rx.view(d.off, d.len), (_ntoa(d.saddr), d.sport)
 
     def echo(self) -> int:
         """Send each valid datagram back to where it came from, in place; returns how many."""
         rx = self._batch._rx
+        rx.check("echoing received datagrams")
         n = lib.aioxdp_udp_echo(
             rx.xsk._handle(), rx.descs + self._batch._start, self._dgrams, len(self._batch)
         )
+        if n < 0:
+            raise FrameOwnershipError(
+                -n,
+                "echoing received datagrams",
+                "a batch is echoed once, and not after its packets were kept or sent back",
+            )
         self._transport._nic._transports[rx.xsk.queue].note_queued(n)
         return int(n)
 
@@ -171,10 +184,12 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         host, port = addr
         if not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValueError(f"addr: port must be 1..65535, got {port!r}")
-        limit = self._nic.mtu - 28
+        # one unfragmented datagram, built in one UMEM frame with its headers
+        limit = min(self._nic.mtu, self._nic.frame_size - 14) - 28
         if len(data) > limit:
             raise ValueError(
-                f"data: {len(data)} bytes exceed what one unfragmented datagram carries here ({limit})"
+                f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
+                f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
         header = self._headers.get((host, port))
         if header is None:

@@ -84,6 +84,11 @@ class MapError(XDPError):
     """A BPF map operation failed (full map, wrong key or value size...)."""
 
 
+class FrameOwnershipError(XDPError):
+    """A call on a frame its caller does not own: a packet already released or
+    sent, a batch already handed back, an address that is not a frame."""
+
+
 class LabError(XDPError):
     """The test lab (network namespaces and veth) could not be built or removed."""
 

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aioxdp import _netlink, privileges
-from aioxdp._libs import lib
 from aioxdp.bpf import BPFObject, Mode, XDPLink, ifindex_of
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Forwarder, Rule
@@ -85,27 +84,23 @@ class _Dispatcher(PacketProtocol):
     def packets_received(self, batch: PacketBatch) -> None:
         endpoints = self._nic._by_tag
         rx = batch._rx
-        descs = rx.descs
         if rx.count == 0:
             return
         self._nic.received += rx.count
-        # fast path: one endpoint's packets only (C sorts and counts tags)
-        if lib.aioxdp_sort_by_tag(descs, rx.count) == 1:
-            endpoint = endpoints.get(descs[0].tag)
+        runs = rx.tag_runs()  # sorted and grouped in C
+        if len(runs) == 1:  # fast path: one endpoint's packets only
+            endpoint = endpoints.get(runs[0][0])
             if endpoint is None:
                 self._nic.unclaimed += rx.count
             else:
                 endpoint._dispatch(batch)
             return
-        start = 0
-        for i in range(1, rx.count + 1):
-            if i == rx.count or descs[i].tag != descs[start].tag:
-                endpoint = endpoints.get(descs[start].tag)
-                if endpoint is None:
-                    self._nic.unclaimed += i - start
-                else:
-                    endpoint._dispatch(PacketBatch(rx, start, i))
-                start = i
+        for tag, start, stop in runs:
+            endpoint = endpoints.get(tag)
+            if endpoint is None:
+                self._nic.unclaimed += stop - start
+            else:
+                endpoint._dispatch(PacketBatch(rx, start, stop))
 
     def pause_writing(self) -> None:
         for endpoint in list(self._nic._endpoints):
@@ -265,6 +260,7 @@ class Interface:
         self.mtu = 1500
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
+        self.frame_size = self._config.frame_size  # bytes of one UMEM frame: the largest frame
         self._batch_size = batch_size
         self._obj: BPFObject | None = None
         self._link: XDPLink | None = None

@@ -4,7 +4,11 @@ A :class:`PacketBatch` wraps the descriptors of one RX drain; a
 :class:`Packet` is made only when a protocol iterates the batch. A packet's
 frame is the application's until the protocol returns from
 ``packets_received``; to hold it longer, call :meth:`Packet.keep` and later
-:meth:`Packet.release`.
+:meth:`Packet.release`. Once a frame goes back, ``packet.data`` and
+``packet.payload`` (and the views a batch gave out) are released
+memoryviews: reading them raises ``ValueError`` instead of showing a later
+packet's bytes. Slices a protocol cut from them stay readable but may show
+another packet: copy what must outlive the frame (``bytes(view)``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import errno
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from aioxdp._libs import lib
-from aioxdp.errors import XDPError
+from aioxdp.errors import FrameOwnershipError
+from aioxdp.xsk import RxBatch, release_view
 
 if TYPE_CHECKING:
     from aioxdp.protocols.ethernet import Ethernet
@@ -23,7 +27,6 @@ if TYPE_CHECKING:
     from aioxdp.protocols.ipv4 import IPv4
     from aioxdp.protocols.tcp import Tcp
     from aioxdp.protocols.udp import Udp
-    from aioxdp.xsk import XSK, RxBatch
 
 __all__ = ["Packet", "PacketBatch", "PacketProtocol"]
 
@@ -36,18 +39,42 @@ class Packet:
     ``queue`` the RX queue it came in on.
     """
 
-    __slots__ = ("_addr", "_desc", "_eth", "_ip", "_l4", "_xsk", "data", "queue", "tag")
+    __slots__ = (
+        "_addr",
+        "_batch",
+        "_eth",
+        "_index",
+        "_ip",
+        "_kept",
+        "_l4",
+        "_views",
+        "data",
+        "queue",
+        "tag",
+    )
 
-    def __init__(self, xsk: XSK, desc: Any) -> None:
+    def __init__(self, batch: RxBatch, index: int) -> None:
+        batch.check("reading a received packet")
+        desc = batch.descs[index]
         self._eth: Any = None
         self._ip: Any = None
         self._l4: Any = None
-        self._xsk: XSK | None = xsk
-        self._desc = desc
+        self._batch: RxBatch | None = batch
+        self._index = index
+        self._kept = False
         self._addr = int(desc.addr)
-        self.data = xsk.view[self._addr : self._addr + desc.len]
+        self.data = batch.xsk.view[self._addr : self._addr + desc.len]
+        self._views = [self.data]
         self.tag = int(desc.tag)
-        self.queue = xsk.queue
+        self.queue = batch.xsk.queue
+        batch.hold(self)
+
+    def _retire(self) -> None:
+        # the frame went back (with its batch, or by release()): views go dead
+        if not self._kept:
+            self._batch = None
+            for view in self._views:
+                release_view(view)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -114,27 +141,50 @@ class Packet:
 
         l4 = self.l4
         start = self.l4_offset + (l4.header_len if isinstance(l4, Tcp) else 8)
-        return self.data[start : self.eth.header_len + self.ip.total_length]
+        payload = self.data[start : self.eth.header_len + self.ip.total_length]
+        self._views.append(payload)
+        return payload
+
+    @property
+    def kept(self) -> bool:
+        return self._kept
 
     def keep(self) -> Packet:
-        """Keep the frame after ``packets_received`` returns; :meth:`release` it later."""
-        if self._desc is None:
-            raise XDPError(errno.EINVAL, "keeping a packet", "it is already kept or released")
-        self._desc.flags |= lib.AIOXDP_DESC_KEEP
-        self._desc = None  # the descriptor array is reused by the next drain
+        """Keep the frame after ``packets_received`` returns; :meth:`release` it later.
+
+        Only inside the callback that received it, and once: otherwise
+        :class:`~aioxdp.errors.FrameOwnershipError`.
+        """
+        batch = self._batch
+        if batch is None or self._kept:
+            raise FrameOwnershipError(
+                errno.EINVAL,
+                "keeping a packet",
+                "it is already kept, or its frame went back when its callback returned",
+            )
+        batch.xsk.keep(batch, self._index)
+        self._kept = True
         return self
 
     def release(self) -> None:
         """Give a kept frame back to the pool (idempotent)."""
-        if self._xsk is None:
-            return
-        if self._desc is not None:
-            raise XDPError(
-                errno.EINVAL, "releasing a packet", "only kept packets are released by hand"
+        if not self._kept:
+            if self._batch is None:
+                return  # went back with its batch
+            raise FrameOwnershipError(
+                errno.EINVAL,
+                "releasing a packet",
+                "only kept packets are released by hand; the others go with their batch",
             )
-        xsk, self._xsk = self._xsk, None
-        self.data.release()
-        xsk.release_frame(self._addr)
+        batch = self._batch
+        if batch is None:
+            return
+        self._batch = None
+        self._kept = False
+        for view in self._views:
+            release_view(view)
+        if not batch.xsk.closed:
+            batch.xsk.release_frame(self._addr)
 
 
 class PacketBatch:
@@ -143,24 +193,30 @@ class PacketBatch:
     __slots__ = ("_rx", "_start", "_stop")
 
     def __init__(self, rx: RxBatch, start: int = 0, stop: int | None = None) -> None:
+        stop = rx.count if stop is None else stop
+        rx.check_range(start, stop - start, "taking part of a batch")
         self._rx = rx
         self._start = start
-        self._stop = rx.count if stop is None else stop
+        self._stop = stop
 
     def __len__(self) -> int:
         return self._stop - self._start
 
+    @property
+    def live(self) -> bool:
+        """False once the batch's frames went back (its callback returned)."""
+        return self._rx.live
+
     def __iter__(self) -> Iterator[Packet]:
-        xsk, descs = self._rx.xsk, self._rx.descs
+        rx = self._rx
         for i in range(self._start, self._stop):
-            yield Packet(xsk, descs[i])
+            yield Packet(rx, i)
 
     def frames(self) -> Iterator[memoryview]:
         """Just the frame bytes, without making Packet objects."""
-        view, descs = self._rx.xsk.view, self._rx.descs
+        rx = self._rx
         for i in range(self._start, self._stop):
-            d = descs[i]
-            yield view[d.addr : d.addr + d.len]
+            yield rx.frame(i)
 
     def send_back(self) -> int:
         """Transmit these frames (rewritten in place by the caller) without a copy."""

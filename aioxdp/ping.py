@@ -505,6 +505,15 @@ class PingerBase:
             "on_reply": self._on_reply,
         }
 
+    def _check_frame_fits(self, frame_size: int) -> None:
+        """A probe is built in one UMEM frame: refuse a size that cannot be."""
+        limit = frame_size - HEADERS
+        if self.size > limit:
+            raise ValueError(
+                f"size: {self.size} bytes do not fit one {frame_size}-byte UMEM frame "
+                f"with their headers: at most {limit}"
+            )
+
     async def _find_routes(self) -> list[Route]:
         """Routes to every host: one interface for all, and room for ``size``."""
         from aioxdp.route import route_to
@@ -518,7 +527,7 @@ class PingerBase:
                 f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
             )
         route = routes[0]
-        limit = min(route.mtu - 28, 4096 - HEADERS)
+        limit = route.mtu - 28
         if self.size > limit:
             raise ValueError(
                 f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
@@ -582,6 +591,7 @@ class Pinger(PingerBase):
 
         routes = await self._find_routes()
         nic = await self._stack.enter_async_context(shared_interface(routes[0].ifname))
+        self._check_frame_fits(nic.frame_size)
         self.routes = [await resolve_neighbour(r, nic) for r in routes]
         self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
         self._session = EchoSession(

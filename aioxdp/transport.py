@@ -139,8 +139,10 @@ class XDPTransport(asyncio.Transport):
 
     def send_back(self, batch: PacketBatch) -> None:
         """Transmit a received batch, rewritten in place, without copying it."""
-        self._waiting += batch.send_back()
-        self._schedule_flush()
+        try:
+            self._waiting += batch.send_back()
+        finally:
+            self._schedule_flush()  # whatever was queued goes, even if some were refused
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

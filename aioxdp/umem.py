@@ -4,8 +4,9 @@ The UMEM is one mmap'd area cut into equal frames. The C core
 (``_native/xsk_core.c``) keeps the free frames on a stack and counts, for
 every frame, which party owns it; :class:`FrameCounts` is that ledger as
 Python sees it. A frame is in exactly one place at a time, so
-``pool + fill + app + txq + tx == nframes`` always holds; tests check it
-at every close.
+``pool + fill + rx + app + txq + tx == nframes`` always holds; tests check
+it at every close. C checks each frame's owner at every move and refuses a
+move by a party that does not own the frame (``refused`` counts those).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class FrameCounts:
     nframes: int
     pool: int  # free
     fill: int  # lent to the kernel for RX (fill ring, or received but not drained)
-    app: int  # held by the application (received, or allocated for TX)
+    rx: int  # drained from RX, in the batch being delivered
+    app: int  # held by the application (kept, or allocated for TX)
     txq: int  # queued for TX, waiting for room on the TX ring
     tx: int  # on the TX ring or being sent, until completed
     rx_packets: int
@@ -65,10 +67,12 @@ class FrameCounts:
     tx_wakeups: int
     tx_ring_full: int  # flushes that found the TX ring full
     tx_no_frame: int  # sends refused because the pool was empty
+    refused: int  # calls on a frame that the caller did not own
+    kernel_invalid: int  # RX or completion descriptors naming no frame we lent
 
     @property
     def balanced(self) -> bool:
-        return self.pool + self.fill + self.app + self.txq + self.tx == self.nframes
+        return self.pool + self.fill + self.rx + self.app + self.txq + self.tx == self.nframes
 
     @property
     def leaked(self) -> int:

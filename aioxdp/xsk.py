@@ -7,7 +7,9 @@ one call into C over a whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import mmap
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,10 +17,10 @@ from typing import Any
 
 from aioxdp import privileges
 from aioxdp._libs import ffi, lib
-from aioxdp.errors import XDPError, error_for_errno
+from aioxdp.errors import FrameOwnershipError, XDPError, error_for_errno
 from aioxdp.umem import FrameCounts, UmemConfig
 
-__all__ = ["XSK", "RxBatch", "XDPStatistics"]
+__all__ = ["XSK", "RxBatch", "XDPStatistics", "release_view"]
 
 XDP_USE_NEED_WAKEUP = lib.XDP_USE_NEED_WAKEUP
 BUSY_RETRIES, BUSY_WAIT = 50, 0.01  # up to half a second for a just-closed socket's queue
@@ -36,27 +38,108 @@ class XDPStatistics:
     tx_ring_empty_descs: int
 
 
+_OWNER_NAMES = {
+    lib.AIOXDP_OWN_POOL: "free in the pool",
+    lib.AIOXDP_OWN_FILL: "lent to the kernel for receiving",
+    lib.AIOXDP_OWN_RX: "in a batch being delivered",
+    lib.AIOXDP_OWN_APP: "held by the application",
+    lib.AIOXDP_OWN_TXQ: "queued for sending",
+    lib.AIOXDP_OWN_TX: "being sent by the kernel",
+}
+
+
 class RxBatch:
     """Descriptors drained from the RX ring in one go.
 
     ``descs`` is a C array of ``struct aioxdp_desc``; ``count`` entries are
-    valid. Frames stay the application's until :meth:`XSK.release` hands
-    them back (frames marked kept are skipped then).
+    valid. The batch is live until :meth:`XSK.release` hands its frames back;
+    after that every use of it, and every view it gave out, fails loudly.
     """
 
-    __slots__ = ("count", "descs", "xsk")
+    __slots__ = ("_holders", "_live", "_views", "count", "descs", "xsk")
 
     def __init__(self, xsk: XSK, descs: Any, count: int) -> None:
         self.xsk = xsk
         self.descs = descs
         self.count = count
+        self._live = True
+        self._views: list[memoryview] = []  # views given out, released with the batch
+        self._holders: list[Any] = []  # objects with _retire(), told when the batch goes
 
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def check(self, doing: str) -> None:
+        if not self._live:
+            raise FrameOwnershipError(
+                errno.EINVAL,
+                doing,
+                "its batch was already handed back to the kernel once its callback returned; "
+                "keep() a packet inside the callback to hold it longer",
+            )
+
+    def check_range(self, start: int, count: int, doing: str) -> None:
+        self.check(doing)
+        if not (
+            isinstance(start, int)
+            and isinstance(count, int)
+            and 0 <= start <= start + count <= self.count
+        ):
+            raise ValueError(
+                f"start, count: ({start!r}, {count!r}) is not a range of this batch of {self.count}"
+            )
+
+    def view(self, addr: int, length: int) -> memoryview:
+        """A view of UMEM bytes of this batch, released when the batch is."""
+        self.check("reading a received frame")
+        view = self.xsk.view[addr : addr + length]
+        self._views.append(view)
+        return view
+
     def frame(self, i: int) -> memoryview:
         d = self.descs[i]
-        return self.xsk.view[d.addr : d.addr + d.len]
+        return self.view(d.addr, d.len)
+
+    def tag_runs(self) -> list[tuple[int, int, int]]:
+        """Group the batch by forwarder tag, in C; returns ``(tag, start, stop)`` runs.
+
+        Reorders the descriptors, so only before any packet is looked at.
+        """
+        self.check("sorting a batch")
+        if self._holders or self._views:
+            raise RuntimeError("tag_runs: the batch was already read; sort it first")
+        xsk = self.xsk
+        n = lib.aioxdp_sort_by_tag(self.descs, self.count, xsk._sort_scratch, xsk._run_ends)
+        runs, start = [], 0
+        for i in range(n):
+            stop = xsk._run_ends[i]
+            runs.append((int(self.descs[start].tag), start, stop))
+            start = stop
+        return runs
+
+    def hold(self, holder: Any) -> None:
+        """Call ``holder._retire()`` when the batch is released."""
+        self._holders.append(holder)
+
+    def _retire(self) -> None:
+        self._live = False
+        for holder in self._holders:
+            holder._retire()
+        for view in self._views:
+            release_view(view)
+        self._holders.clear()
+        self._views.clear()
+
+
+def release_view(view: memoryview) -> None:
+    # BufferError: someone exported a buffer from it (memoryview(view), numpy):
+    # it stays readable, and the UMEM stays mapped until it goes (see XSK.close)
+    with contextlib.suppress(BufferError):
+        view.release()
 
 
 class XSK:
@@ -84,44 +167,109 @@ class XSK:
         self.config = config or UmemConfig()
         self.batch_size = batch_size
         self._ptr: Any = None
+        self._current: RxBatch | None = None
         doing = f"opening an AF_XDP socket on {ifname} queue {queue}"
         privileges.require(doing, need_raw=True)
         out = ffi.new("struct aioxdp_xsk **")
         flags = XDP_USE_NEED_WAKEUP if need_wakeup else 0
         c_config = self.config.to_c(flags)
+        size = self.config.nframes * self.config.frame_size
+        # The UMEM is a Python mmap: it refuses to unmap while a view into it
+        # exists, so a packet kept past close() can never touch freed memory.
+        self._area = mmap.mmap(
+            -1,
+            size,
+            flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+        )
+        self._area_ptr = ffi.from_buffer(self._area)
         for _ in range(BUSY_RETRIES):
-            ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, c_config)
+            ret = lib.aioxdp_xsk_open(out, ifname.encode(), queue, c_config, self._area_ptr, size)
             if ret != -errno.EBUSY:
                 break
             # a socket closed a moment ago releases its queue asynchronously
             time.sleep(BUSY_WAIT)
         if ret < 0:
+            self._free_area()
             raise _open_error(-ret, doing, ifname)
         self._ptr = ffi.gc(out[0], lib.aioxdp_xsk_close)
         self.fd: int = lib.aioxdp_xsk_fd(self._ptr)
-        area = lib.aioxdp_xsk_area(self._ptr)
-        self.view = memoryview(ffi.buffer(area, self.config.nframes * self.config.frame_size))
+        self.view = memoryview(self._area)
         self._descs = ffi.new("struct aioxdp_desc[]", batch_size)
+        self._sort_scratch = ffi.new("struct aioxdp_desc[]", batch_size)
+        self._run_ends = ffi.new("uint32_t[]", batch_size)
         self.zero_copy = bool(lib.aioxdp_xsk_options(self._ptr) & lib.XDP_OPTIONS_ZEROCOPY)
 
     # -- receive ------------------------------------------------------------
 
     def receive(self) -> RxBatch:
-        """Drain up to ``batch_size`` packets and top up the fill ring."""
-        n = lib.aioxdp_xsk_rx(self._handle(), self._descs, self.batch_size)
-        lib.aioxdp_xsk_refill(self._ptr)
-        return RxBatch(self, self._descs, n)
+        """Drain up to ``batch_size`` packets and top up the fill ring.
+
+        The batch must be handed back with :meth:`release` before the next
+        receive (its descriptor array is reused).
+        """
+        handle = self._handle()
+        if self._current is not None and self._current.live and self._current.count:
+            raise FrameOwnershipError(
+                errno.EBUSY,
+                f"receiving on {self.ifname} queue {self.queue}",
+                "the previous batch was not released",
+            )
+        n = lib.aioxdp_xsk_rx(handle, self._descs, self.batch_size)
+        lib.aioxdp_xsk_refill(handle)
+        self._current = RxBatch(self, self._descs, n)
+        return self._current
 
     def release(self, batch: RxBatch) -> int:
-        """Return a batch's frames to the pool (skipping kept ones); refill."""
-        n = lib.aioxdp_xsk_release(self._handle(), batch.descs, batch.count)
-        lib.aioxdp_xsk_refill(self._ptr)
-        return int(n)
+        """Return a batch's frames to the pool (skipping kept and sent ones); refill.
+
+        Returns how many frames went back to the pool.
+        """
+        handle = self._handle()
+        if batch.xsk is not self:
+            raise ValueError("batch: it was received on another socket")
+        batch.check("releasing a batch")
+        batch._retire()
+        ret = lib.aioxdp_xsk_release(handle, batch.descs, batch.count)
+        lib.aioxdp_xsk_refill(handle)
+        if ret < 0:
+            raise self._refused(ret, "releasing a batch")
+        return int(ret)
+
+    def keep(self, batch: RxBatch, index: int) -> int:
+        """Take frame ``index`` of a live batch out of it; returns its address."""
+        handle = self._handle()
+        batch.check_range(index, 1, "keeping a packet")
+        ret = lib.aioxdp_xsk_keep(handle, batch.descs + index)
+        if ret < 0:
+            raise self._refused(ret, "keeping a packet", int(batch.descs[index].addr))
+        return int(batch.descs[index].addr)
 
     def release_frame(self, addr: int) -> None:
-        """Return one kept frame to the pool."""
-        lib.aioxdp_xsk_release_one(self._handle(), addr)
-        lib.aioxdp_xsk_refill(self._ptr)
+        """Return one kept (or allocated) frame to the pool."""
+        handle = self._handle()
+        if not isinstance(addr, int) or addr < 0:
+            raise TypeError(f"addr: expected a UMEM offset (int >= 0), got {addr!r}")
+        ret = lib.aioxdp_xsk_release_one(handle, addr)
+        if ret < 0:
+            raise self._refused(ret, "releasing a frame", addr)
+        lib.aioxdp_xsk_refill(handle)
+
+    def owner(self, addr: int) -> str:
+        """Who owns the frame at ``addr``, in words (for messages and tests)."""
+        ret = lib.aioxdp_xsk_owner(self._handle(), addr)
+        return _OWNER_NAMES.get(ret, "not a frame of this UMEM")
+
+    def _refused(self, ret: int, doing: str, addr: int | None = None) -> FrameOwnershipError:
+        if ret == -errno.EFAULT or addr is None:
+            detail = "" if addr is None else f"{addr:#x} is not a frame of this UMEM"
+            return FrameOwnershipError(-ret, doing, "the frame is not the caller's", detail=detail)
+        return FrameOwnershipError(
+            -ret,
+            doing,
+            "each frame has one owner: a packet is released or sent once, by whoever holds it",
+            detail=f"frame {addr:#x} is {self.owner(addr)}",
+        )
 
     # -- send -----------------------------------------------------------------
 
@@ -138,8 +286,17 @@ class XSK:
 
     def send_batch(self, batch: RxBatch, start: int = 0, count: int | None = None) -> int:
         """Queue received frames (possibly rewritten in place) for TX, without copying."""
+        handle = self._handle()
+        if batch.xsk is not self:
+            raise ValueError("batch: it was received on another socket")
         count = batch.count - start if count is None else count
-        return int(lib.aioxdp_xsk_send_descs(self._handle(), batch.descs + start, count))
+        batch.check_range(start, count, "sending received frames back")
+        ret = lib.aioxdp_xsk_send_descs(handle, batch.descs + start, count)
+        if ret < 0:
+            raise self._refused(
+                ret, "sending received frames back", _first_refused(batch, start, count)
+            )
+        return int(ret)
 
     def flush(self) -> int:
         """Move queued frames to the TX ring and wake the kernel if it asks.
@@ -191,10 +348,20 @@ class XSK:
                 errno.EBADF, f"closing the AF_XDP socket on {self.ifname}", "it is closed"
             )
         counts = self.counts()
-        self.view.release()
-        ffi.release(self._ptr)
+        if self._current is not None and self._current.live:
+            self._current._retire()
+        ffi.release(self._ptr)  # the socket and the kernel's hold on the UMEM go
         self._ptr = None
+        self.view.release()
+        self._free_area()
         return counts
+
+    def _free_area(self) -> None:
+        ffi.release(self._area_ptr)
+        # BufferError: a view into the UMEM is still alive (a kept packet, a
+        # slice of one): the mapping goes when the last of them does
+        with contextlib.suppress(BufferError):
+            self._area.close()
 
     def __del__(self) -> None:
         if getattr(self, "_ptr", None) is not None:
@@ -203,6 +370,15 @@ class XSK:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"fd={self.fd}"
         return f"<XSK {self.ifname} queue {self.queue} {state}>"
+
+
+def _first_refused(batch: RxBatch, start: int, count: int) -> int | None:
+    # the descriptors the C call refused are those it did not mark as sent
+    for i in range(start, start + count):
+        d = batch.descs[i]
+        if batch.xsk.owner(int(d.addr)) != _OWNER_NAMES[lib.AIOXDP_OWN_TXQ]:
+            return int(d.addr)
+    return int(batch.descs[start].addr) if count else None
 
 
 def _open_error(err: int, doing: str, ifname: str) -> XDPError:

@@ -304,6 +304,8 @@ async def test_sendto_bursts_past_a_tiny_pool_lose_nothing(lab_a: Lab) -> None:
         sys.executable,
         "-c",
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7100))\n"
+        # room for the whole burst: a receiver slowed by a busy machine must not drop it
+        "s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE\n"
         "s.settimeout(3); print('up', flush=True); got = set()\n"
         "try:\n    while len(got) < 500: got.add(s.recv(2048))\nexcept TimeoutError: pass\nprint(len(got))\n",
         stdout=subprocess.PIPE,

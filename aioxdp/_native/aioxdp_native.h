@@ -16,7 +16,7 @@ void aioxdp_capture_libbpf_log(void);
 
 /* ---- the AF_XDP core (xsk_core.c) ---- */
 
-#define AIOXDP_DESC_KEEP 1u       /* the application keeps this frame */
+#define AIOXDP_DESC_KEEP 1u       /* the frame left the batch (kept, or sent back) */
 #define AIOXDP_MAX_KICK_ROUNDS 256
 
 struct aioxdp_xsk_config {
@@ -38,27 +38,44 @@ struct aioxdp_desc {
 	uint32_t _pad;
 };
 
+/* Who owns a frame. Each frame has exactly one owner; every call that moves
+ * a frame checks the owner it expects and refuses (-EINVAL) otherwise. */
+enum aioxdp_frame_owner {
+	AIOXDP_OWN_POOL = 0,  /* free */
+	AIOXDP_OWN_FILL,      /* lent to the kernel for RX (fill ring, or RX ring) */
+	AIOXDP_OWN_RX,        /* drained from RX, in the batch being delivered */
+	AIOXDP_OWN_APP,       /* kept by the application, or allocated for TX */
+	AIOXDP_OWN_TXQ,       /* queued here for TX */
+	AIOXDP_OWN_TX,        /* on the TX ring or being sent, until completed */
+	AIOXDP_OWN_MAX,
+};
+
 /* Who owns the frames, and what happened. */
 struct aioxdp_xsk_counts {
-	uint32_t nframes, pool, fill, app, txq, tx;
+	uint32_t nframes, pool, fill, rx, app, txq, tx;
 	uint64_t rx_packets, rx_batches, rx_wakeups;
 	uint64_t tx_packets, tx_completed, tx_wakeups, tx_ring_full, tx_no_frame;
+	uint64_t refused;        /* calls refused: a frame not owned as the call expects */
+	uint64_t kernel_invalid; /* RX or completion descriptors naming no frame we lent */
 };
 
 struct aioxdp_xsk;
 
 int aioxdp_xsk_open(struct aioxdp_xsk **out, const char *ifname, uint32_t queue,
-		    const struct aioxdp_xsk_config *cfg);
+		    const struct aioxdp_xsk_config *cfg, void *area, uint64_t area_size);
 void aioxdp_xsk_close(struct aioxdp_xsk *x);
 int aioxdp_xsk_fd(const struct aioxdp_xsk *x);
 void *aioxdp_xsk_area(const struct aioxdp_xsk *x);
+uint32_t aioxdp_xsk_frame_size(const struct aioxdp_xsk *x);
+int aioxdp_xsk_owner(const struct aioxdp_xsk *x, uint64_t addr);
 uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
-uint32_t aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);
-void aioxdp_xsk_release_one(struct aioxdp_xsk *x, uint64_t addr);
+int aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);
+int aioxdp_xsk_keep(struct aioxdp_xsk *x, struct aioxdp_desc *desc);
+int aioxdp_xsk_release_one(struct aioxdp_xsk *x, uint64_t addr);
 int aioxdp_xsk_send_copy(struct aioxdp_xsk *x, const void *data, uint32_t len);
 int aioxdp_xsk_send_frame(struct aioxdp_xsk *x, uint64_t addr, uint32_t len);
-uint32_t aioxdp_xsk_send_descs(struct aioxdp_xsk *x, struct aioxdp_desc *descs, uint32_t n);
+int aioxdp_xsk_send_descs(struct aioxdp_xsk *x, struct aioxdp_desc *descs, uint32_t n);
 int aioxdp_xsk_kick(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_complete(struct aioxdp_xsk *x);
 int aioxdp_xsk_flush(struct aioxdp_xsk *x);
@@ -67,7 +84,10 @@ void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out
 int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);
 int aioxdp_xsk_options(const struct aioxdp_xsk *x);
 int aioxdp_xsk_error(const struct aioxdp_xsk *x);
-uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n);
+/* Group a batch by tag (stable) and write where each run of one tag ends
+ * into run_ends; returns the number of runs. scratch holds n descriptors. */
+uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n, struct aioxdp_desc *scratch,
+			    uint32_t *run_ends);
 
 /* ---- ICMP echo and checksums (echo.c) ---- */
 
@@ -167,8 +187,8 @@ struct aioxdp_udp_dgram {
 
 uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			  struct aioxdp_udp_dgram *out);
-uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
-			 const struct aioxdp_udp_dgram *d, uint32_t n);
+int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
+		    const struct aioxdp_udp_dgram *d, uint32_t n);
 int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
 		    uint32_t len);
 

@@ -37,7 +37,9 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 	uint64_t addrs[256];
 	uint32_t done = 0;
 
-	if (len < ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN)
+	/* the template must hold the stamp and fit one frame: checked before
+	 * any frame is taken or anything copied */
+	if (len < ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN || len > aioxdp_xsk_frame_size(x))
 		return 0;
 	while (done < count) {
 		uint32_t want = count - done, got;
@@ -62,7 +64,12 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
 			if (sent_ns)
 				sent_ns[done + i] = now;
-			aioxdp_xsk_send_frame(x, addrs[i], len);
+			if (aioxdp_xsk_send_frame(x, addrs[i], len) < 0) {
+				/* cannot happen after the checks above; never leak or count it */
+				for (uint32_t j = i; j < got; j++)
+					aioxdp_xsk_release_one(x, addrs[j]);
+				return done + i;
+			}
 		}
 		done += got;
 		if (got < want)

@@ -63,10 +63,12 @@ uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs,
 	return ok;
 }
 
-uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
-			 const struct aioxdp_udp_dgram *d, uint32_t n)
+int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
+		    const struct aioxdp_udp_dgram *d, uint32_t n)
 {
-	uint32_t echoed = 0;
+	/* returns how many were echoed, or -EINVAL when a frame was no longer
+	 * the batch's to send (echoed twice, kept, sent back) */
+	int echoed = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
@@ -75,6 +77,9 @@ uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
+		if (descs[i].flags & AIOXDP_DESC_KEEP ||
+		    aioxdp_xsk_owner(x, descs[i].addr) != AIOXDP_OWN_RX)
+			return -EINVAL; /* before touching a frame that is not ours */
 		ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
 		udp = ip + 20;
 		if (f[ip] != 0x45 || udp + 8 != d[i].off - descs[i].addr)
@@ -93,8 +98,8 @@ uint32_t aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		f[ip + 8] = 64;
 		aioxdp_put16(f + ip + 10, 0);
 		aioxdp_put16(f + ip + 10, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + ip, 20, 0)));
-		aioxdp_xsk_send_descs(x, &descs[i], 1);
-		echoed++;
+		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)
+			echoed++;
 	}
 	return echoed;
 }
@@ -106,8 +111,8 @@ int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, co
 	uint8_t *f;
 	uint32_t sum;
 
-	if (len > 0xffff - 28)
-		return -EMSGSIZE;
+	if (len > 0xffff - 28 || len > aioxdp_xsk_frame_size(x) - 42)
+		return -EMSGSIZE; /* checked before anything is copied */
 	if (!aioxdp_xsk_alloc(x, &addr, 1))
 		return -ENOBUFS;
 	f = (uint8_t *)aioxdp_xsk_area(x) + addr;
