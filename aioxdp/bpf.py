@@ -420,6 +420,14 @@ def _attach_error(err: int, prog: Program, ifname: str, mode: str) -> XDPError:
             doing,
             f"the driver of {ifname} cannot run XDP in {mode} mode; use mode={other!r} or 'auto'",
         )
+    if err == errno.ERANGE and mode == "native":
+        # veth and many drivers: the MTU is larger than one page of native XDP
+        return ModeUnsupportedError(
+            err,
+            doing,
+            f"the MTU of {ifname} is too large for native XDP on its driver; "
+            "lower the MTU, or use mode='generic' or 'auto'",
+        )
     if err in (errno.EBUSY, errno.EEXIST):
         prog_id, held = attached_program(ifname)
         return AlreadyAttachedError(

@@ -57,6 +57,7 @@ __all__ = ["EchoSession", "PingReply", "PingResult", "Pinger", "multiping", "pin
 MAX_COUNT = 2_000_000  # 26 bytes of state per probe
 DEFAULT_WINDOW = 256
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
+RX_HEADROOM = 256  # XDP_PACKET_HEADROOM: where the kernel puts a received frame in its UMEM frame
 STATUS_NAMES = {
     lib.AIOXDP_ECHO_TRUNCATED: "truncated",
     lib.AIOXDP_ECHO_NOT_IPV4: "not_ipv4",
@@ -506,8 +507,8 @@ class PingerBase:
         }
 
     def _check_frame_fits(self, frame_size: int) -> None:
-        """A probe is built in one UMEM frame: refuse a size that cannot be."""
-        limit = frame_size - HEADERS
+        """A probe and its reply each fit one UMEM frame: refuse a size that cannot."""
+        limit = frame_size - RX_HEADROOM - HEADERS
         if self.size > limit:
             raise ValueError(
                 f"size: {self.size} bytes do not fit one {frame_size}-byte UMEM frame "

@@ -88,7 +88,8 @@ class XDPTransport(asyncio.Transport):
             xsk.release(rx)
             if rx.count < xsk.batch_size or self._closing:
                 break
-        if self._waiting or self._backlog:
+        # protocols may have queued frames from C (send_back, echo) without us
+        if self._waiting or self._backlog or xsk.tx_pending():
             self._flush()
 
     def is_reading(self) -> bool:

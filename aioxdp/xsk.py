@@ -310,6 +310,10 @@ class XSK:
             )
         return int(ret)
 
+    def tx_pending(self) -> int:
+        """Frames queued here or on the TX ring that the kernel has not taken yet."""
+        return int(lib.aioxdp_xsk_tx_pending(self._handle()))
+
     def complete(self) -> int:
         """Reclaim frames the kernel has finished sending."""
         return int(lib.aioxdp_xsk_complete(self._handle()))

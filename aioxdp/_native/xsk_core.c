@@ -470,6 +470,11 @@ static uint32_t tx_ring_unconsumed(struct aioxdp_xsk *x)
 	return x->cfg.tx_size - xsk_prod_nb_free(&x->tx, x->cfg.tx_size);
 }
 
+uint32_t aioxdp_xsk_tx_pending(struct aioxdp_xsk *x)
+{
+	return x->txq_count + tx_ring_unconsumed(x);
+}
+
 int aioxdp_xsk_flush(struct aioxdp_xsk *x)
 {
 	/* In copy mode the kernel transmits only inside sendto(), a bounded

@@ -1,0 +1,427 @@
+"""Frame safety (issue 11, items 1-6): no write past a frame, no view that
+outlives its memory, every frame move checked in C, no stalled rings.
+
+Witnesses: the UMEM's bytes before and after a refused call, the kernel's
+own UDP sockets and interface counters in the peer namespace, a separate
+process for what used to crash, and the C ledger's balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from conftest import PYTHON, read_line
+
+import aioxdp
+from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
+from aioxdp._libs import ffi, lib
+from aioxdp.errors import FrameOwnershipError
+from aioxdp.testing import Lab
+from aioxdp.xsk import XSK
+
+PORT = 7300
+
+
+@pytest.fixture
+def lab_a() -> Iterator[Lab]:
+    with Lab() as lab, lab.a.enter():
+        yield lab
+
+
+def assert_balanced(nic: Interface) -> None:
+    for counts in nic.final_counts.values():
+        assert counts.balanced, counts
+        assert counts.leaked == 0, counts
+
+
+def udp_sender(lab: Lab, count: int, *, port: int = PORT, gap: float = 0.0) -> list[str]:
+    """Arguments for a process in b that sends ``count`` datagrams to a."""
+    code = textwrap.dedent(
+        f"""
+        import socket, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range({count}):
+            s.sendto(b"datagram %d" % i, ({lab.a.ip!r}, {port}))
+            if {gap}: time.sleep({gap})
+        """
+    )
+    return [PYTHON, "-c", code]
+
+
+# -- 1, 2: lengths are checked against the real frame before any copy ---------
+
+
+def test_c_senders_refuse_what_does_not_fit_a_frame_without_writing(lab_a: Lab) -> None:
+    config = UmemConfig(nframes=16, frame_size=2048, fill_size=8, comp_size=8, rx_size=8, tx_size=8)
+    xsk = XSK(lab_a.a.ifname, config=config)
+    try:
+        before = bytes(xsk.view)
+        pool = xsk.counts().pool
+        header = ffi.new("uint8_t[]", 42)
+        payload = b"x" * 2100  # fits 9000-MTU, not a 2048-byte frame
+        ret = lib.aioxdp_udp_send(xsk._handle(), header, 1, ffi.from_buffer(payload), len(payload))
+        assert ret == -errno.EMSGSIZE
+        template = ffi.new("uint8_t[]", 2100)
+        sent = lib.aioxdp_echo_send(xsk._handle(), template, 2100, 1, 4, ffi.NULL)
+        assert sent == 0
+        assert bytes(xsk.view) == before, "a refused send wrote into the UMEM"
+        counts = xsk.counts()
+        assert counts.pool == pool and counts.app == 0 and counts.txq == 0, counts
+    finally:
+        xsk.close()
+
+
+class Echo(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.errors: list[Exception] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)
+
+
+async def test_sendto_is_bounded_by_the_frame_not_only_the_mtu() -> None:
+    with Lab(mtu=9000) as lab, lab.a.enter():
+        async with Interface(lab.a.ifname, mode="generic") as nic:
+            transport, _ = await nic.create_datagram_endpoint(Echo, local_addr=(lab.a.ip, PORT))
+            with pytest.raises(
+                ValueError, match=r"8972 bytes exceed .*\(4054: MTU 9000, 4096-byte"
+            ):
+                transport.sendto(b"x" * 8972, (lab.b.ip, PORT))
+            transport.sendto(b"x" * 4054, (lab.b.ip, PORT))  # the largest that fits goes
+            transport.close()
+        assert_balanced(nic)
+
+
+async def test_ping_size_is_bounded_by_the_frame_of_a_borrowed_interface() -> None:
+    small = UmemConfig(frame_size=2048)
+    with Lab(mtu=9000) as lab, lab.a.enter():
+        async with Interface(lab.a.ifname, config=small) as nic:
+            # the reply lands 256 bytes (XDP_PACKET_HEADROOM) into its frame
+            with pytest.raises(ValueError, match=r"size: 1751 bytes do not fit one 2048-byte"):
+                await aioxdp.ping(lab.b.ip, count=1, size=1751, interval=0)
+            result = await aioxdp.ping(lab.b.ip, count=2, size=1750, interval=0.01)
+            assert result.received == 2
+        assert_balanced(nic)
+
+
+# -- 3: views never outlive their memory ---------------------------------------
+
+
+def test_kept_packet_read_after_close_shows_its_bytes_and_never_crashes(lab_a: Lab) -> None:
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from aioxdp import Interface, PacketProtocol, Rule
+        from aioxdp.testing.netns import entered
+
+        kept = []
+        class Keep(PacketProtocol):
+            def packet_received(self, packet):
+                kept.append(packet.keep())
+
+        async def main():
+            nic = Interface({lab_a.a.ifname!r})
+            await nic.__aenter__()
+            await nic.create_packet_endpoint(Keep, rules=[Rule("udp", dst_port={PORT})])
+            print("up", flush=True)
+            while not kept:
+                await asyncio.sleep(0.01)
+            await nic.__aexit__(None, None, None)
+            data = kept[0].data
+            print(bytes(data[42:]).decode(), len(data), flush=True)
+            kept[0].release()
+            try:
+                kept[0].data[0]
+            except ValueError as exc:
+                print("released:", exc, flush=True)
+
+        with entered({lab_a.a.netns!r}):
+            asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert read_line(proc) == "up"
+        lab_a.b.run(*udp_sender(lab_a, 1))
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, f"exit {proc.returncode}: {err}"
+    lines = out.splitlines()
+    assert lines[0] == "datagram 0 52"
+    assert lines[1].startswith("released: operation forbidden on released memoryview")
+
+
+class Hoard(PacketProtocol):
+    """Holds on to packets it did not keep, and tries every misuse on them."""
+
+    def __init__(self) -> None:
+        self.stale: list[aioxdp.Packet] = []
+        self.batches: list[PacketBatch] = []
+        self.errors: dict[str, Exception] = {}
+        self.views: list[memoryview] = []
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        self.batches.append(batch)
+        packets = list(batch)
+        again = list(batch)  # the same frames, iterated twice
+        self.stale.extend(packets)
+        self.views.extend(batch.frames())
+        first = packets[0].keep()
+        self._try("keep twice", again[0].keep)
+        self._try("send_back a kept packet", batch.send_back)
+        self._try("release an unkept packet", again[0].release)
+        first.release()
+        self._try("release twice by address", lambda: first.release())
+
+    def _try(self, name: str, call: Any) -> None:
+        try:
+            call()
+        except Exception as exc:
+            self.errors.setdefault(name, exc)
+
+
+async def test_misuse_raises_named_errors_and_leaves_the_ledger_balanced(lab_a: Lab) -> None:
+    async with Interface(lab_a.a.ifname) as nic:
+        transport, hoard = await nic.create_packet_endpoint(
+            Hoard, rules=[Rule("udp", dst_port=PORT)]
+        )
+        await asyncio.to_thread(lab_a.b.run, *udp_sender(lab_a, 40, gap=0.001))
+        for _ in range(200):
+            if len(hoard.stale) >= 40:
+                break
+            await asyncio.sleep(0.01)
+        assert len(hoard.stale) >= 2
+        for name in ("keep twice", "send_back a kept packet", "release an unkept packet"):
+            assert isinstance(hoard.errors.get(name), FrameOwnershipError), (name, hoard.errors)
+        assert "release twice by address" not in hoard.errors  # release() is idempotent
+        # after the callbacks returned: the frames are gone, loudly
+        stale = hoard.stale[-1]
+        with pytest.raises(ValueError, match="released memoryview"):
+            stale.data[0]
+        with pytest.raises(ValueError, match="released memoryview"):
+            hoard.views[-1][0]
+        with pytest.raises(FrameOwnershipError, match="keeping a packet"):
+            stale.keep()
+        with pytest.raises(FrameOwnershipError, match="handed back"):
+            list(hoard.batches[-1])
+        with pytest.raises(FrameOwnershipError, match="handed back"):
+            hoard.batches[-1].send_back()
+        counts = nic.frame_counts()[0]
+        assert counts.balanced and counts.app == 0 and counts.rx == 0, counts
+        assert counts.refused >= 3, counts
+        transport.close()
+    assert_balanced(nic)
+
+
+def test_xsk_refuses_foreign_addresses_and_ranges(lab_a: Lab) -> None:
+    config = UmemConfig(nframes=16, frame_size=2048, fill_size=8, comp_size=8, rx_size=8, tx_size=8)
+    xsk = XSK(lab_a.a.ifname, config=config)
+    try:
+        with pytest.raises(FrameOwnershipError, match=r"0x1000000 is not a frame of this UMEM"):
+            xsk.release_frame(0x1000000)
+        with pytest.raises(FrameOwnershipError, match=r"frame 0x0 is lent to the kernel"):
+            xsk.release_frame(0)  # in the fill ring: not the caller's
+        with pytest.raises(FrameOwnershipError, match=r"is free in the pool"):
+            xsk.release_frame(15 * 2048)
+        with pytest.raises(TypeError):
+            xsk.release_frame(-1)
+        batch = xsk.receive()  # nothing was sent: empty
+        with pytest.raises(ValueError, match="is not a range of this batch"):
+            xsk.send_batch(batch, 0, 5)
+        counts = xsk.counts()
+        assert counts.balanced and counts.pool + counts.fill == 16, counts
+        assert counts.refused == 3, counts
+    finally:
+        xsk.close()
+
+
+def test_descriptor_from_the_kernel_naming_a_frame_not_lent_is_dropped(lab_a: Lab) -> None:
+    # The RX path validates what the ring says; a hand-made descriptor stands
+    # in for a buggy driver: releasing a frame still in the fill ring is refused.
+    xsk = XSK(lab_a.a.ifname)
+    try:
+        descs = ffi.new("struct aioxdp_desc[]", 1)
+        descs[0].addr = 0  # frame 0: lent to the kernel for RX
+        descs[0].len = 60
+        assert lib.aioxdp_xsk_release(xsk._handle(), descs, 1) < 0
+        assert lib.aioxdp_xsk_send_descs(xsk._handle(), descs, 1) < 0
+        descs[0].addr = 1 << 40
+        assert lib.aioxdp_xsk_keep(xsk._handle(), descs) < 0
+        counts = xsk.counts()
+        assert counts.balanced and counts.txq == 0 and counts.refused == 3, counts
+    finally:
+        xsk.close()
+
+
+# -- 5, 6: liveness ---------------------------------------------------------
+
+
+class SendBack(PacketProtocol):
+    """Swaps addresses and sends every frame back without a copy."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        for frame in batch.frames():
+            self.seen += 1
+            mac = bytes(frame[0:6])
+            frame[0:6] = frame[6:12]
+            frame[6:12] = mac
+            ip = bytes(frame[26:30])
+            frame[26:30] = frame[30:34]
+            frame[30:34] = ip
+            port = bytes(frame[34:36])
+            frame[34:36] = frame[36:38]
+            frame[36:38] = port
+        batch.send_back()
+
+
+async def test_zero_copy_echo_never_stalls_the_receive_ring(lab_a: Lab) -> None:
+    tiny = UmemConfig(nframes=64, fill_size=16, comp_size=16, rx_size=16, tx_size=16)
+    async with Interface(lab_a.a.ifname, config=tiny) as nic:
+        transport, _echo = await nic.create_packet_endpoint(
+            SendBack, rules=[Rule("udp", dst_port=PORT)]
+        )
+        # a burst far past the pool: most of it is dropped, which is fine
+        await asyncio.to_thread(lab_a.b.run, *udp_sender(lab_a, 2000))
+        await asyncio.sleep(0.2)
+        # then paced datagrams, each answered if the fill ring was refilled
+        receiver = lab_a.b.popen(
+            PYTHON,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("0.0.0.0", {PORT}))
+                s.settimeout(1.0)
+                got = 0
+                for i in range(20):
+                    s.sendto(b"paced %d" % i, ({lab_a.a.ip!r}, {PORT}))
+                    try:
+                        s.recv(2048); got += 1
+                    except TimeoutError:
+                        pass
+                print(got)
+                """
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out, _ = await asyncio.to_thread(receiver.communicate, timeout=60)
+        stats = nic.stats()
+        assert int(out) == 20, f"answered {out.strip()} of 20 after the burst; {stats}"
+        transport.close()
+    assert_balanced(nic)
+
+
+def peer_rx_packets(lab: Lab) -> int:
+    out = lab.b.run("cat", f"/sys/class/net/{lab.b.ifname}/statistics/rx_packets").stdout
+    return int(out)
+
+
+async def test_descriptors_left_on_the_tx_ring_are_sent_without_another_write(lab_a: Lab) -> None:
+    # A completion ring of 8 lets copy mode send 8 frames per kick; 4096 frames
+    # take more kick rounds than one flush makes, so some stay on the TX ring.
+    config = UmemConfig(nframes=8192, fill_size=16, comp_size=8, rx_size=16, tx_size=4096)
+    frame = (
+        bytes.fromhex(lab_a.b.mac.replace(":", ""))
+        + bytes.fromhex(lab_a.a.mac.replace(":", ""))
+        + b"\x88\xb5"
+        + b"\x00" * 46
+    )  # IEEE local experimental EtherType: the peer drops it
+    async with Interface(lab_a.a.ifname, config=config) as nic:
+        transport, _ = await nic.create_packet_endpoint(
+            PacketProtocol, rules=[Rule("udp", dst_port=PORT)]
+        )
+        before = peer_rx_packets(lab_a)
+        transport.writelines([frame] * 4096)
+        for _ in range(200):
+            if peer_rx_packets(lab_a) - before >= 4096:
+                break
+            await asyncio.sleep(0.01)
+        assert peer_rx_packets(lab_a) - before == 4096
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+    assert_balanced(nic)
+
+
+@pytest.fixture
+async def udp_echo_nic(lab_a: Lab) -> AsyncIterator[Interface]:
+    async with Interface(lab_a.a.ifname) as nic:
+        yield nic
+    assert_balanced(nic)
+
+
+class EchoTwice(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.errors: list[Exception] = []
+        self.echoed = 0
+
+    def datagrams_received(self, batch: Any) -> None:
+        self.echoed += batch.echo()
+        try:
+            batch.echo()
+        except Exception as exc:
+            self.errors.append(exc)
+
+
+async def test_echo_twice_is_refused_and_answers_once(udp_echo_nic: Interface, lab_a: Lab) -> None:
+    transport, proto = await udp_echo_nic.create_datagram_endpoint(
+        EchoTwice, local_addr=(lab_a.a.ip, PORT)
+    )
+    out = await asyncio.to_thread(
+        lab_a.b.run,
+        PYTHON,
+        "-c",
+        textwrap.dedent(
+            f"""
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(0.5)
+            s.sendto(b"once", ({lab_a.a.ip!r}, {PORT}))
+            got = []
+            try:
+                while True: got.append(s.recv(100))
+            except TimeoutError:
+                pass
+            print(got)
+            """
+        ),
+    )
+    assert out.stdout.strip() == "[b'once']"
+    assert proto.echoed == 1
+    assert proto.errors
+    assert isinstance(proto.errors[0], FrameOwnershipError)
+    transport.close()
+
+
+def test_python_side_refuses_a_stale_receive(lab_a: Lab) -> None:
+    xsk = XSK(lab_a.a.ifname)
+    try:
+        batch = xsk.receive()
+        assert xsk.release(batch) == 0
+        with pytest.raises(FrameOwnershipError, match="releasing a batch"):
+            xsk.release(batch)
+    finally:
+        xsk.close()
+    with pytest.raises(aioxdp.errors.XDPError, match="it is closed"):
+        xsk.receive()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
