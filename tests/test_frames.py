@@ -73,7 +73,8 @@ def test_c_senders_refuse_what_does_not_fit_a_frame_without_writing(lab_a: Lab) 
         assert sent == 0
         assert bytes(xsk.view) == before, "a refused send wrote into the UMEM"
         counts = xsk.counts()
-        assert counts.pool == pool and counts.app == 0 and counts.txq == 0, counts
+        assert counts.pool == pool, counts
+        assert counts.app == counts.txq == 0, counts
     finally:
         xsk.close()
 
@@ -220,7 +221,8 @@ async def test_misuse_raises_named_errors_and_leaves_the_ledger_balanced(lab_a: 
         with pytest.raises(FrameOwnershipError, match="handed back"):
             hoard.batches[-1].send_back()
         counts = nic.frame_counts()[0]
-        assert counts.balanced and counts.app == 0 and counts.rx == 0, counts
+        assert counts.balanced, counts
+        assert counts.app == counts.rx == 0, counts
         assert counts.refused >= 3, counts
         transport.close()
     assert_balanced(nic)
@@ -242,7 +244,8 @@ def test_xsk_refuses_foreign_addresses_and_ranges(lab_a: Lab) -> None:
         with pytest.raises(ValueError, match="is not a range of this batch"):
             xsk.send_batch(batch, 0, 5)
         counts = xsk.counts()
-        assert counts.balanced and counts.pool + counts.fill == 16, counts
+        assert counts.balanced, counts
+        assert counts.pool + counts.fill == 16, counts
         assert counts.refused == 3, counts
     finally:
         xsk.close()
@@ -261,7 +264,9 @@ def test_descriptor_from_the_kernel_naming_a_frame_not_lent_is_dropped(lab_a: La
         descs[0].addr = 1 << 40
         assert lib.aioxdp_xsk_keep(xsk._handle(), descs) < 0
         counts = xsk.counts()
-        assert counts.balanced and counts.txq == 0 and counts.refused == 3, counts
+        assert counts.balanced, counts
+        assert counts.txq == 0, counts
+        assert counts.refused == 3, counts
     finally:
         xsk.close()
 
