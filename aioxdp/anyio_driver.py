@@ -26,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from aioxdp._libs import ffi, lib
 from aioxdp.bpf import BPFObject
 from aioxdp.forwarder import Forwarder, Rule
-from aioxdp.interface import rx_queue_count
+from aioxdp.interface import link_info
 from aioxdp.ping import EchoSession, PingerBase, PingReply, PingResult, pick_ident
 from aioxdp.protocols.arp import REPLY, Arp
 from aioxdp.protocols.icmp import ECHO_REPLY
@@ -93,12 +93,14 @@ class AnyioPinger(PingerBase):
     async def _open(self) -> None:
         routes = await self._find_routes()
         route = routes[0]
-        queues = await rx_queue_count(route.ifname)
+        info = await link_info(route.ifname)
+        queues = info.queues
         stack = contextlib.ExitStack()
         self._stack.callback(stack.close)
         obj = stack.enter_context(BPFObject.packaged("forwarder"))
         obj.load()
         forwarder = Forwarder(obj)
+        forwarder.set_local_mac(info.mac)
         link = stack.enter_context(obj.program("aioxdp_forwarder").attach(route.ifname))
         xskmap = obj.map("aioxdp_fw_xsks")
         for q in range(queues):

@@ -17,6 +17,7 @@ destination being resolved wait for it, and a failure goes to
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import ipaddress
 import socket
@@ -24,6 +25,7 @@ import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from aioxdp import _netlink
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import FrameOwnershipError, XDPError
 from aioxdp.forwarder import Rule
@@ -50,6 +52,9 @@ STATUS_NAMES = {
     lib.AIOXDP_UDP_BAD_CHECKSUM: "bad_udp_checksum",
 }
 MAX_PENDING = 1024  # datagrams held per destination while its MAC is resolved
+MAX_RESOLVING = 64  # destinations resolved at once; more are dropped, counted
+MAX_HEADERS = 4096  # (host, port) headers cached, least recently used evicted
+MAX_ROUTES = 4096  # hosts whose route and next hop are cached, likewise
 
 
 class DatagramBatch:
@@ -112,6 +117,12 @@ class DatagramBatch:
         return int(n)
 
 
+async def local_ipv4_addresses() -> list[str]:
+    """Every IPv4 address of this host (network namespace), from netlink."""
+    replies = await _netlink.query(lambda ipr: ipr.get_addr(family=socket.AF_INET))
+    return sorted({str(reply.get_attr("IFA_ADDRESS")) for reply in replies})
+
+
 def _ntoa(addr: int) -> str:
     return socket.inet_ntoa(addr.to_bytes(4, "little"))
 
@@ -120,10 +131,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     """The transport of a UDP endpoint on an aioxdp Interface."""
 
     def __init__(
-        self, nic: Interface, protocol: asyncio.DatagramProtocol, local_addr: tuple[str, int]
+        self,
+        nic: Interface,
+        protocol: asyncio.DatagramProtocol,
+        local_addr: tuple[str, int],
+        addresses: list[str],
     ) -> None:
-        ip, port = local_addr
-        rule = Rule("udp", dst=None if ip == "0.0.0.0" else ip, dst_port=port)
+        port = local_addr[1]
+        # one rule per address of this host: never another host's traffic
+        rules = [Rule("udp", dst=address, dst_port=port) for address in addresses]
         asyncio.DatagramTransport.__init__(
             self,
             extra={
@@ -133,16 +149,29 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 "mode": nic.mode,
             },
         )
-        Endpoint.__init__(self, nic, protocol, [rule], [])
+        Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
         self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", 4096)
         self._batched = hasattr(protocol, "datagrams_received")
-        self._headers: dict[tuple[str, int], Any] = {}
+        # bounded, so that answering spoofed sources cannot grow memory; a new
+        # port of a known host needs no lookup, only a header built from its route
+        self._headers: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
+        self._routes: collections.OrderedDict[str, Route] = collections.OrderedDict()
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
         self.malformed: dict[str, int] = {}
         self.dropped_unresolved = 0
+
+    @property
+    def cached_destinations(self) -> int:
+        """(host, port) pairs whose headers are cached (at most MAX_HEADERS)."""
+        return len(self._headers)
+
+    @property
+    def resolving(self) -> int:
+        """Destinations whose next hop is being resolved now (at most MAX_RESOLVING)."""
+        return len(self._resolving)
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -191,11 +220,24 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
                 f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
-        header = self._headers.get((host, port))
+        key = (host, port)
+        header = self._headers.get(key)
         if header is None:
-            self._queue_unresolved(bytes(data), host, port)
-            return
+            route = self._routes.get(host)
+            if route is None:
+                self._queue_unresolved(bytes(data), host, port)
+                return
+            self._routes.move_to_end(host)
+            header = self._cache_header(route, host, port)
+        else:
+            self._headers.move_to_end(key)
         self._send(header, data)
+
+    def _cache_header(self, route: Route, host: str, port: int) -> Any:
+        header = self._headers[(host, port)] = self._header(route, port)
+        if len(self._headers) > MAX_HEADERS:
+            self._headers.popitem(last=False)
+        return header
 
     def _send(self, header: Any, data: bytes | bytearray | memoryview) -> None:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
@@ -223,6 +265,10 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         return bytes(frame)
 
     def _queue_unresolved(self, data: bytes, host: str, port: int) -> None:
+        if host not in self._resolving and len(self._resolving) >= MAX_RESOLVING:
+            # a flood of new destinations (spoofed sources): no ARP storm
+            self.dropped_unresolved += 1
+            return
         pending = self._pending.setdefault(host, [])
         if len(pending) >= MAX_PENDING:
             self.dropped_unresolved += 1
@@ -242,12 +288,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             return
         finally:
             self._resolving.pop(host, None)
+        self._routes[host] = route
+        if len(self._routes) > MAX_ROUTES:
+            self._routes.popitem(last=False)
         for data, port in self._pending.pop(host, []):
             if self._closing:
                 return
             header = self._headers.get((host, port))
             if header is None:
-                header = self._headers[(host, port)] = self._header(route, port)
+                header = self._cache_header(route, host, port)
             self._send(header, data)
 
     def _header(self, route: Route, port: int) -> Any:
@@ -282,8 +331,18 @@ async def create_datagram_endpoint(
         raise ValueError(f"local_addr: not an IPv4 address: {ip!r}") from None
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"local_addr: port must be 1..65535, got {port!r}")
+    if ip == "0.0.0.0":
+        addresses = await local_ipv4_addresses()
+        if not addresses:
+            raise XDPError(
+                errno.EADDRNOTAVAIL,
+                f"binding UDP port {port} on every address",
+                "this host has no IPv4 address (ip addr add ...)",
+            )
+    else:
+        addresses = [ip]
     protocol = protocol_factory()
-    transport = DatagramTransport(nic, protocol, (ip, port))
+    transport = DatagramTransport(nic, protocol, (ip, port), addresses)
     nic._install(transport, protocol)
     await asyncio.sleep(0)  # connection_made has run when we return, as with asyncio's endpoints
     return transport, protocol

@@ -9,7 +9,13 @@ Updates are ordered so that the running program never sees half a change:
 a rule is written before the mask that makes it reachable, and a mask is
 cleared only after the last rule using it is gone. When rules of different
 masks match one packet, the most specific one (the mask with most bits)
-wins; the classifier compares priorities, so slot order does not matter.
+wins, and of two equally specific ones the one installed first; the
+classifier compares priorities, so slot order does not matter.
+
+Rules see only traffic for this host: once :meth:`Forwarder.set_local_mac`
+names the interface's address (``Interface`` does), unicast frames to other
+MACs pass to the kernel, as do VLAN-tagged frames unless a rule names their
+VLAN.
 """
 
 from __future__ import annotations
@@ -74,7 +80,8 @@ class Rule:
     (``"198.18.0.0/24"``; for ARP the sender and target addresses); ports
     only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp, and
     ``icmp_id`` only for echo request (8) or reply (0); ``arp_op`` (1
-    request, 2 reply) only with arp.
+    request, 2 reply) only with arp; ``vlan`` (1..4094) to take frames
+    tagged with that VLAN id instead of untagged ones.
     """
 
     proto: str | int
@@ -86,6 +93,7 @@ class Rule:
     icmp_id: int | None = None
     action: Action = Action.REDIRECT
     arp_op: int | None = None
+    vlan: int | None = None
     _proto_number: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +140,12 @@ class Rule:
             raise ValueError(
                 f"arp_op: 1 (request) or 2 (reply), with proto 'arp'; got {self.arp_op!r}"
             )
+        if self.vlan is not None and (
+            isinstance(self.vlan, bool)
+            or not isinstance(self.vlan, int)
+            or not 1 <= self.vlan <= 4094
+        ):
+            raise ValueError(f"vlan: must be a VLAN id 1..4094, got {self.vlan!r}")
         if not isinstance(self.action, Action):
             object.__setattr__(self, "action", Action(self.action))
 
@@ -140,14 +154,19 @@ class Rule:
         return self._proto_number
 
     def key_and_mask(self) -> tuple[bytes, bytes]:
-        """The rule as (masked key, mask): 16 bytes each, network order."""
+        """The rule as (masked key, mask): 24 bytes each, network order."""
         key = ffi.new("struct aioxdp_fw_key *")
         mask = ffi.new("struct aioxdp_fw_key *")
         key.proto, mask.proto = self._proto_number, 0xFF
-        # the ARP flag tells ARP frames from IPv4 ones
-        mask.flags |= lib.AIOXDP_FW_KEY_ARP
+        # the ARP flag tells ARP frames from IPv4 ones; the VLAN flag and id
+        # keep tagged frames from every rule that does not name their VLAN
+        mask.flags |= lib.AIOXDP_FW_KEY_ARP | lib.AIOXDP_FW_KEY_VLAN
+        mask.vlan = 0xFFFF
+        if self.vlan is not None:
+            key.flags |= lib.AIOXDP_FW_KEY_VLAN
+            key.vlan = _ne16(self.vlan)
         if self._proto_number == ARP:
-            key.flags = lib.AIOXDP_FW_KEY_ARP
+            key.flags |= lib.AIOXDP_FW_KEY_ARP
             if self.arp_op is not None:
                 key.sport, mask.sport = _ne16(self.arp_op), 0xFFFF
         for name in ("src", "dst"):
@@ -175,7 +194,16 @@ class Rule:
 
     def __str__(self) -> str:
         parts = [str(self.proto)]
-        for name in ("src", "dst", "src_port", "dst_port", "icmp_type", "icmp_id", "arp_op"):
+        for name in (
+            "src",
+            "dst",
+            "src_port",
+            "dst_port",
+            "icmp_type",
+            "icmp_id",
+            "arp_op",
+            "vlan",
+        ):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")
@@ -202,6 +230,9 @@ class Verdicts:
     malformed: int  # bad or truncated headers: to the kernel
     fragments: int  # non-first fragments no rule took: to the kernel
     no_socket: int  # REDIRECT rule but no XSK on that queue: to the kernel
+    not_local: int  # unicast to another host's MAC: to the kernel
+    vlan: int  # VLAN-tagged, no rule names the VLAN: to the kernel
+    no_meta: int  # matched a REDIRECT rule but could not be tagged: to the kernel
 
     @property
     def total(self) -> int:
@@ -230,18 +261,39 @@ class Forwarder:
             "aioxdp_fw_masks", key="uint32_t", value="struct aioxdp_fw_key"
         )
         self._counters_map: Map = obj.map("aioxdp_fw_counters", key="uint32_t", value="uint64_t")
+        self._config_map: Map = obj.map(
+            "aioxdp_fw_config", key="uint32_t", value="struct aioxdp_fw_config"
+        )
         self.max_rules = self._rules_map.max_entries
         self.max_masks = self._masks_map.max_entries
         self._rules: dict[Rule, tuple[bytes, bytes, int]] = {}  # rule -> (key, mask, tag)
         self._by_key: dict[bytes, Rule] = {}
         self._masks: dict[bytes, _MaskSlot] = {}
         self._tags = itertools.count(1)
+        self._installed = itertools.count()  # orders equally specific rules
         self._lock = threading.Lock()
 
     @property
     def rules(self) -> list[Rule]:
         with self._lock:
             return list(self._rules)
+
+    def set_local_mac(self, mac: str | bytes | None) -> None:
+        """Match only frames to ``mac``, broadcast or multicast (None: any frame)."""
+        if isinstance(mac, str):
+            try:
+                raw = bytes.fromhex(mac.replace(":", ""))
+            except ValueError:
+                raw = b""
+        else:
+            raw = b"" if mac is None else bytes(mac)
+        if mac is not None and (len(raw) != 6 or raw[0] & 1):
+            raise ValueError(f"mac: not a unicast Ethernet address: {mac!r}")
+        value = ffi.new("struct aioxdp_fw_config *")
+        if mac is not None:
+            value.mac = list(raw)
+            value.check_mac = 1
+        self._config_map.update(0, value)
 
     def tag(self, rule: Rule) -> int:
         return self._rules[rule][2]
@@ -278,8 +330,10 @@ class Forwarder:
                 slot = _MaskSlot(free, 0)
             hashed = _in_slot(key, slot.slot)
             tag = next(self._tags)
+            # most bits first; of equals, the earlier rule (order wraps after 2**24 adds)
+            priority = _bits(mask) << 24 | (0xFFFFFF - next(self._installed) % 0x1000000)
             value = self._rules_map.new_value(
-                action=int(rule.action), priority=_bits(mask), tag=tag, hits=0
+                action=int(rule.action), priority=priority, tag=tag, hits=0
             )
             # rule first: unreachable until its mask is in the mask array
             self._rules_map.update(ffi.from_buffer(hashed), value, flags=1)  # BPF_NOEXIST
@@ -299,11 +353,13 @@ class Forwarder:
         """Uninstall ``rule``; KeyError if it is not installed."""
         with self._lock:
             try:
-                key, mask, _tag = self._rules.pop(rule)
+                key, mask, _tag = self._rules[rule]
             except KeyError:
                 raise KeyError(f"rule: {rule} is not installed") from None
-            del self._by_key[key]
+            # the map first: if the kernel refuses, Python still says what it holds
             self._rules_map.delete(ffi.from_buffer(key))
+            del self._rules[rule]
+            del self._by_key[key]
             slot = self._masks[mask]
             slot.users -= 1
             if slot.users == 0:
@@ -324,7 +380,7 @@ class Forwarder:
     @property
     def counters(self) -> Verdicts:
         values = []
-        for index in range(lib.AIOXDP_FW_CNT_REDIRECT, lib.AIOXDP_FW_CNT_NO_XSK + 1):
+        for index in range(lib.AIOXDP_FW_CNT_REDIRECT, lib.AIOXDP_FW_CNT_MAX):
             per_cpu: list[Any] = self._counters_map.lookup(index)
             values.append(sum(int(v[0]) for v in per_cpu))
         return Verdicts(*values)

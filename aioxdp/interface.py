@@ -21,6 +21,7 @@ import socket
 import struct
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aioxdp import _netlink, privileges
@@ -64,15 +65,27 @@ def _link_trouble(ifname: str) -> tuple[int, str] | None:
     return None
 
 
-async def link_info(ifname: str) -> tuple[int, int]:
-    """(RX queues, MTU) of ``ifname``, from netlink (sysfs may show another namespace)."""
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    queues: int  # RX queues
+    mtu: int
+    mac: str | None  # the link's address, None for links without one (lo, tun)
+
+
+async def link_info(ifname: str) -> LinkInfo:
+    """RX queues, MTU and MAC of ``ifname``, from netlink (sysfs may show another namespace)."""
     index = ifindex_of(ifname)
     (link,) = await _netlink.query(lambda ipr: ipr.link("get", index=index))
-    return int(link.get("IFLA_NUM_RX_QUEUES") or 1), int(link.get("IFLA_MTU") or 1500)
+    mac = link.get("IFLA_ADDRESS")
+    return LinkInfo(
+        int(link.get("IFLA_NUM_RX_QUEUES") or 1),
+        int(link.get("IFLA_MTU") or 1500),
+        mac if mac and mac != "00:00:00:00:00:00" else None,
+    )
 
 
 async def rx_queue_count(ifname: str) -> int:
-    return (await link_info(ifname))[0]
+    return (await link_info(ifname)).queues
 
 
 class _Dispatcher(PacketProtocol):
@@ -258,6 +271,7 @@ class Interface:
         self.requested_mode = mode
         self.mode: str | None = None
         self.mtu = 1500
+        self.mac: str | None = None
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
         self.frame_size = self._config.frame_size  # bytes of one UMEM frame: the largest frame
@@ -303,7 +317,8 @@ class Interface:
         self._loop = asyncio.get_running_loop()
         doing = f"opening {self.ifname} for AF_XDP"
         privileges.require(doing, need_raw=True)
-        available, self.mtu = await link_info(self.ifname)
+        info = await link_info(self.ifname)
+        available, self.mtu, self.mac = info.queues, info.mtu, info.mac
         queues = self._queues if self._queues is not None else list(range(available))
         bad = [q for q in queues if not 0 <= q < available]
         if bad:
@@ -312,6 +327,7 @@ class Interface:
             self._obj = BPFObject.packaged("forwarder")
             self._obj.load()
             self.forwarder = Forwarder(self._obj)
+            self.forwarder.set_local_mac(self.mac)  # rules see only traffic for this host
             self._link = self._obj.program("aioxdp_forwarder").attach(
                 self.ifname, mode=self.requested_mode
             )

@@ -58,8 +58,7 @@ class XDPTransport(asyncio.Transport):
         self._high_water = xsk.config.tx_size
         self._low_water = xsk.config.tx_size // 4
         self.dropped_on_abort = 0
-        loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(self._start_reading)
+        loop.call_soon(self._begin)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("closing" if self._closing else "open")
@@ -68,6 +67,12 @@ class XDPTransport(asyncio.Transport):
         )
 
     # -- reading ------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._xsk.closed:
+            return  # the Interface failed to open and closed the socket: stay silent
+        self._protocol.connection_made(self)
+        self._start_reading()
 
     def _start_reading(self) -> None:
         if not self._closing and not self._paused_reading:
@@ -306,7 +311,8 @@ class XDPTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            self._xsk.complete()
+            if not self._xsk.closed:
+                self._xsk.complete()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if not getattr(self, "_closed", True):

@@ -52,6 +52,14 @@ struct {
 	__type(value, __u32);
 } aioxdp_fw_xsks SEC(".maps");
 
+/* The interface's own MAC (struct aioxdp_fw_config), set by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct aioxdp_fw_config);
+} aioxdp_fw_config SEC(".maps");
+
 /* Verdict counters, per CPU so the hot path never contends. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -65,6 +73,7 @@ enum parse_result {
 	PARSE_NOT_IPV4,
 	PARSE_MALFORMED,
 	PARSE_FRAGMENT,    /* key has addresses and protocol only */
+	PARSE_NOT_LOCAL,   /* unicast to another host's MAC */
 };
 
 static __always_inline void count(__u32 which)
@@ -75,8 +84,26 @@ static __always_inline void count(__u32 which)
 		*slot += 1;
 }
 
+/* A unicast frame to another MAC was not sent to this host: it reached us
+ * through a bridge, a router's promiscuous port or a capture. */
+static __always_inline int for_this_host(const struct ethhdr *eth)
+{
+	__u32 zero = 0;
+	struct aioxdp_fw_config *cfg = bpf_map_lookup_elem(&aioxdp_fw_config, &zero);
+
+	if (!cfg || !cfg->check_mac)
+		return 1;
+	if (eth->h_dest[0] & 1)
+		return 1; /* broadcast or multicast */
+	for (int i = 0; i < 6; i++)
+		if (eth->h_dest[i] != cfg->mac[i])
+			return 0;
+	return 1;
+}
+
 /* Ethernet with at most one VLAN tag; returns the L3 header or NULL. */
-static __always_inline void *parse_ethernet(void *data, void *data_end, __u16 *proto)
+static __always_inline void *parse_ethernet(void *data, void *data_end, __u16 *proto,
+					    struct aioxdp_fw_key *key)
 {
 	struct ethhdr *eth = data;
 	struct vlan {
@@ -93,33 +120,38 @@ static __always_inline void *parse_ethernet(void *data, void *data_end, __u16 *p
 		if ((void *)(vlan + 1) > data_end)
 			return NULL;
 		*proto = vlan->proto;
+		key->flags |= AIOXDP_FW_KEY_VLAN;
+		key->vlan = vlan->tci & bpf_htons(0x0fff);
 		data = vlan + 1;
 	}
 	return data;
 }
 
-static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto, struct aioxdp_fw_key *key)
+/* The transport header must lie within the IP datagram (l3_end), not just
+ * within the frame: padding after the datagram is no header. */
+static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8 proto,
+				    struct aioxdp_fw_key *key)
 {
 	if (proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 
-		if ((void *)(udp + 1) > data_end)
+		if ((void *)(udp + 1) > data_end || (void *)(udp + 1) > l3_end)
 			return PARSE_MALFORMED;
 		key->sport = udp->source;
 		key->dport = udp->dest;
 	} else if (proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 
-		if ((void *)(tcp + 1) > data_end)
+		if ((void *)(tcp + 1) > data_end || (void *)(tcp + 1) > l3_end)
 			return PARSE_MALFORMED;
-		if (tcp->doff < 5 || l4 + tcp->doff * 4 > data_end)
+		if (tcp->doff < 5 || l4 + tcp->doff * 4 > l3_end)
 			return PARSE_MALFORMED;
 		key->sport = tcp->source;
 		key->dport = tcp->dest;
 	} else if (proto == IPPROTO_ICMP) {
 		struct aioxdp_icmp_echo *icmp = l4;
 
-		if ((void *)(icmp + 1) > data_end)
+		if ((void *)(icmp + 1) > data_end || (void *)(icmp + 1) > l3_end)
 			return PARSE_MALFORMED;
 		/* type and code in wire order, as userspace writes them */
 		key->sport = *(__u16 *)icmp;
@@ -151,7 +183,7 @@ static __always_inline int parse_arp(struct arp_ipv4 *arp, void *data_end, struc
 	__builtin_memcpy(&key->saddr, arp->spa, 4);
 	__builtin_memcpy(&key->daddr, arp->tpa, 4);
 	key->sport = arp->op;
-	key->flags = AIOXDP_FW_KEY_ARP;
+	key->flags |= AIOXDP_FW_KEY_ARP;
 	return PARSE_OK;
 }
 
@@ -163,7 +195,11 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 	__u16 proto;
 	__u32 hlen;
 
-	ip = parse_ethernet(data, data_end, &proto);
+	if (data + sizeof(struct ethhdr) > data_end)
+		return PARSE_MALFORMED;
+	if (!for_this_host(data))
+		return PARSE_NOT_LOCAL;
+	ip = parse_ethernet(data, data_end, &proto, key);
 	if (!ip)
 		return PARSE_MALFORMED;
 	if (proto == bpf_htons(ETH_P_ARP))
@@ -183,12 +219,13 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 	key->saddr = ip->saddr;
 	key->daddr = ip->daddr;
 	key->proto = ip->protocol;
-	if (ip->frag_off & bpf_htons(0x1fff)) {
-		/* not the first fragment: no L4 header to match on */
-		key->flags = AIOXDP_FW_KEY_NO_L4;
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		/* a fragment, the first one too (MF set): no whole L4 datagram */
+		key->flags |= AIOXDP_FW_KEY_NO_L4;
 		return PARSE_FRAGMENT;
 	}
-	return parse_l4((void *)ip + hlen, data_end, ip->protocol, key);
+	return parse_l4((void *)ip + hlen, (void *)ip + bpf_ntohs(ip->tot_len), data_end,
+			ip->protocol, key);
 }
 
 static __always_inline void mask_key(struct aioxdp_fw_key *out, const struct aioxdp_fw_key *key,
@@ -199,6 +236,7 @@ static __always_inline void mask_key(struct aioxdp_fw_key *out, const struct aio
 
 	o[0] = k[0] & m[0];
 	o[1] = k[1] & m[1];
+	o[2] = k[2] & m[2];
 }
 
 /* The matching rule of highest priority, or NULL. */
@@ -237,16 +275,20 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
 		count(AIOXDP_FW_CNT_NO_XSK);
 		return XDP_PASS;
 	}
-	/* Tag the packet for userspace; without room for metadata it still goes,
-	 * untagged (userspace counts it as unclaimed). */
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) == 0) {
-		meta = (void *)(long)ctx->data_meta;
-		data = (void *)(long)ctx->data;
-		if ((void *)(meta + 1) <= data) {
-			meta->tag = tag;
-			meta->magic = AIOXDP_META_MAGIC;
-		}
+	/* Tag the packet for userspace; a packet that cannot be tagged could not
+	 * be told apart from another endpoint's, so the kernel gets it. */
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta))) {
+		count(AIOXDP_FW_CNT_NO_META);
+		return XDP_PASS;
 	}
+	meta = (void *)(long)ctx->data_meta;
+	data = (void *)(long)ctx->data;
+	if ((void *)(meta + 1) > data) {
+		count(AIOXDP_FW_CNT_NO_META);
+		return XDP_PASS;
+	}
+	meta->tag = tag;
+	meta->magic = AIOXDP_META_MAGIC;
 	count(AIOXDP_FW_CNT_REDIRECT);
 	return bpf_redirect_map(&aioxdp_fw_xsks, queue, XDP_PASS);
 }
@@ -266,9 +308,16 @@ int aioxdp_forwarder(struct xdp_md *ctx)
 		count(AIOXDP_FW_CNT_MALFORMED);
 		return XDP_PASS;
 	}
+	if (parsed == PARSE_NOT_LOCAL) {
+		count(AIOXDP_FW_CNT_NOT_LOCAL);
+		return XDP_PASS;
+	}
 	rule = classify(&key);
 	if (!rule) {
-		count(parsed == PARSE_FRAGMENT ? AIOXDP_FW_CNT_FRAGMENT : AIOXDP_FW_CNT_UNMATCHED);
+		if (key.flags & AIOXDP_FW_KEY_VLAN)
+			count(AIOXDP_FW_CNT_VLAN);
+		else
+			count(parsed == PARSE_FRAGMENT ? AIOXDP_FW_CNT_FRAGMENT : AIOXDP_FW_CNT_UNMATCHED);
 		return XDP_PASS;
 	}
 	__sync_fetch_and_add(&rule->hits, 1);

@@ -15,7 +15,7 @@
 #define AIOXDP_FW_MAX_RULES 4096
 #define AIOXDP_FW_MAX_QUEUES 64
 
-/* 16 bytes, so that masking is two 64-bit ANDs. All fields in network order. */
+/* 24 bytes, so that masking is three 64-bit ANDs. All fields in network order. */
 struct aioxdp_fw_key {
 	__u32 saddr;      /* IPv4 source */
 	__u32 daddr;      /* IPv4 destination */
@@ -24,15 +24,28 @@ struct aioxdp_fw_key {
 	__u8 proto;       /* IP protocol number */
 	__u8 flags;       /* AIOXDP_FW_KEY_* */
 	__u8 pad[2];      /* in the rule hash, pad[0] is the rule's mask slot */
+	__u16 vlan;       /* VLAN id of a tagged frame (12 bits), 0 if untagged */
+	__u8 pad2[6];
 };
 
-/* Set in a packet's key when it has no L4 header to match (an IPv4 fragment
- * other than the first). Masks of rules that name L4 fields include this
- * bit, so such packets can only match rules on addresses and protocol. */
+/* Set in a packet's key when it has no L4 header to match: an IPv4 fragment
+ * (the first one too: a rule on ports must not see part of a datagram).
+ * Masks of rules that name L4 fields include this bit, so such packets can
+ * only match rules on addresses and protocol. */
 #define AIOXDP_FW_KEY_NO_L4 0x01
 /* Set for ARP (Ethernet/IPv4) frames: proto is 0, saddr/daddr are the sender
  * and target protocol addresses, sport the operation (network order). */
 #define AIOXDP_FW_KEY_ARP 0x02
+/* Set for VLAN-tagged frames. Every mask includes this bit and the vlan
+ * field, so a rule matches tagged frames only if it names their VLAN. */
+#define AIOXDP_FW_KEY_VLAN 0x04
+
+/* What the forwarder knows of its interface, written by userspace once. */
+struct aioxdp_fw_config {
+	__u8 mac[6];      /* the interface's own address */
+	__u8 check_mac;   /* 1: only frames to mac, broadcast or multicast match */
+	__u8 pad;
+};
 
 enum aioxdp_fw_action {
 	AIOXDP_FW_REDIRECT = 0, /* to the XSK bound to the packet's RX queue */
@@ -41,12 +54,16 @@ enum aioxdp_fw_action {
 };
 
 /* Value of the rule hash. hits is bumped atomically by the program. When
- * rules of several masks match a packet, the highest priority wins (userspace
- * sets it to the number of bits of the rule's mask: the most specific rule). */
+ * rules of several masks match a packet, the highest priority wins. Userspace
+ * makes it the number of bits of the rule's mask (the most specific rule) in
+ * the top byte, and the rule's place in installation order below it (of two
+ * equally specific rules, the one installed first), so no two are equal. */
 struct aioxdp_fw_rule {
 	__u16 action;     /* enum aioxdp_fw_action */
-	__u16 priority;
+	__u16 pad;
+	__u32 priority;
 	__u32 tag;        /* userspace's handle, handed to the XSK in the metadata */
+	__u32 pad2;
 	__u64 hits;
 };
 
@@ -68,6 +85,9 @@ enum aioxdp_fw_counter {
 	AIOXDP_FW_CNT_MALFORMED,     /* truncated or inconsistent headers: passed */
 	AIOXDP_FW_CNT_FRAGMENT,      /* non-first IPv4 fragment: L4 unknown, passed */
 	AIOXDP_FW_CNT_NO_XSK,        /* REDIRECT rule but no XSK on this queue: passed */
+	AIOXDP_FW_CNT_NOT_LOCAL,     /* to another host's MAC (bridge, promiscuous): passed */
+	AIOXDP_FW_CNT_VLAN,          /* VLAN-tagged, no rule names the VLAN: passed */
+	AIOXDP_FW_CNT_NO_META,       /* no room to tag it for userspace: passed */
 	AIOXDP_FW_CNT_MAX,
 };
 

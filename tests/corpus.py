@@ -108,10 +108,18 @@ def corpus(n: int, seed: int, bases: list[bytes]) -> list[bytes]:
 # -- the reference model --------------------------------------------------------
 
 
-def key_of(frame: bytes) -> tuple[str, tuple[int, ...]] | tuple[str, None]:
+def key_of(frame: bytes) -> tuple[str, tuple[int, ...] | None]:
     """What the forwarder can see in a frame: ("ok"|"arp"|"fragment", fields) or a reason."""
     if len(frame) < 14:
         return "malformed", None
+    kind, fields = _key_of_untagged(frame)
+    (etype,) = struct.unpack_from("!H", frame, 12)
+    if etype in (0x8100, 0x88A8) and kind in ("ok", "arp", "fragment"):
+        return "vlan", None  # no rule names a VLAN: tagged frames go to the kernel
+    return kind, fields
+
+
+def _key_of_untagged(frame: bytes) -> tuple[str, tuple[int, ...] | None]:
     off = 14
     (etype,) = struct.unpack_from("!H", frame, 12)
     if etype in (0x8100, 0x88A8):
@@ -147,24 +155,25 @@ def key_of(frame: bytes) -> tuple[str, tuple[int, ...]] | tuple[str, None]:
     proto = frame[off + 9]
     src = int.from_bytes(frame[off + 12 : off + 16], "big")
     dst = int.from_bytes(frame[off + 16 : off + 20], "big")
-    if frag & 0x1FFF:
+    if frag & 0x3FFF:  # MF or an offset: no whole datagram to read ports from
         return "fragment", (proto, src, dst)
     l4 = off + hlen
+    end = off + total  # the transport header lies within the datagram
     if proto == 17:
-        if l4 + 8 > len(frame):
+        if l4 + 8 > end:
             return "malformed", None
         sport, dport = struct.unpack_from("!HH", frame, l4)
         return "ok", (proto, src, dst, sport, dport, -1, -1)
     if proto == 6:
-        if l4 + 20 > len(frame):
+        if l4 + 20 > end:
             return "malformed", None
         doff = frame[l4 + 12] >> 4
-        if doff < 5 or l4 + doff * 4 > len(frame):
+        if doff < 5 or l4 + doff * 4 > end:
             return "malformed", None
         sport, dport = struct.unpack_from("!HH", frame, l4)
         return "ok", (proto, src, dst, sport, dport, -1, -1)
     if proto == 1:
-        if l4 + 8 > len(frame):
+        if l4 + 8 > end:
             return "malformed", None
         icmp_type = frame[l4]
         ident = struct.unpack_from("!H", frame, l4 + 4)[0] if icmp_type in (0, 8) else 0

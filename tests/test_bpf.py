@@ -152,8 +152,8 @@ def test_typed_maps_round_trip(forwarder: BPFObject) -> None:
         "aioxdp_fw_rules", key="struct aioxdp_fw_key", value="struct aioxdp_fw_rule"
     )
     assert (rules.key_size, rules.value_size, rules.max_entries) == (
-        16,
-        16,
+        24,
+        24,
         lib.AIOXDP_FW_MAX_RULES,
     )
     key = rules.new_key(proto=1, dport=0x3412)
@@ -174,7 +174,7 @@ def test_typed_maps_round_trip(forwarder: BPFObject) -> None:
 
 
 def test_map_types_must_match_the_object(forwarder: BPFObject) -> None:
-    with pytest.raises(MapError, match="key type uint32_t is 4 bytes, the map's key is 16"):
+    with pytest.raises(MapError, match="key type uint32_t is 4 bytes, the map's key is 24"):
         forwarder.map("aioxdp_fw_rules", key="uint32_t")
     with pytest.raises(KeyError, match="aioxdp_fw_rules"):
         forwarder.map("no_such_map")
@@ -182,9 +182,11 @@ def test_map_types_must_match_the_object(forwarder: BPFObject) -> None:
 
 def test_cffi_layout_matches_forwarder_h() -> None:
     # The BPF object's BTF-derived sizes are the truth; the cdef must agree.
-    assert ffi.sizeof("struct aioxdp_fw_key") == 16
+    assert ffi.sizeof("struct aioxdp_fw_key") == 24
     assert ffi.offsetof("struct aioxdp_fw_key", "proto") == 12
-    assert ffi.sizeof("struct aioxdp_fw_rule") == 16
+    assert ffi.offsetof("struct aioxdp_fw_key", "vlan") == 16
+    assert ffi.sizeof("struct aioxdp_fw_rule") == 24
+    assert ffi.offsetof("struct aioxdp_fw_rule", "priority") == 4
 
 
 def test_missing_interface_is_named(forwarder: BPFObject) -> None:

@@ -73,14 +73,27 @@ MATCH_TABLE = [
         False,
     ),
     (
-        "vlan tagged",
+        "vlan tagged, rule names no vlan",
         Rule("udp", dst_port=53),
+        f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53)),
+        False,
+    ),
+    (
+        "vlan tagged, rule names its vlan",
+        Rule("udp", dst_port=53, vlan=7),
         f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53)),
         True,
     ),
     (
-        "802.1ad tagged",
-        Rule("udp", dst_port=53),
+        "vlan tagged, rule names another vlan",
+        Rule("udp", dst_port=53, vlan=8),
+        f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53)),
+        False,
+    ),
+    ("untagged, rule names a vlan", Rule("udp", dst_port=53, vlan=7), f.udp(53), False),
+    (
+        "802.1ad tagged, rule names its vlan",
+        Rule("udp", dst_port=53, vlan=7),
         f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53), 0x88A8),
         True,
     ),
@@ -93,8 +106,14 @@ MATCH_TABLE = [
         True,
     ),
     (
-        "first fragment",
+        "first fragment, L4 rule",
         Rule("udp", dst_port=53),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, flags="MF") / UDP(dport=53) / Raw(b"a" * 16)),
+        False,
+    ),
+    (
+        "first fragment, L3 rule",
+        Rule("udp", src=f.B_IP),
         bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, flags="MF") / UDP(dport=53) / Raw(b"a" * 16)),
         True,
     ),
@@ -132,7 +151,7 @@ def test_rule_matches_what_it_names_and_nothing_else(
         assert moved == {"dropped": 1}
     else:
         assert sum(moved.values()) == 1
-        assert set(moved) <= {"unmatched", "fragments"}
+        assert set(moved) <= {"unmatched", "fragments", "vlan"}
 
 
 BAD_FRAMES = [
@@ -263,8 +282,23 @@ def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: s
 
 def test_layout_of_a_rule_key() -> None:
     key, mask = Rule("udp", src="198.18.0.2", dst_port=53).key_and_mask()
-    assert key == bytes([198, 18, 0, 2]) + bytes(4) + bytes(2) + b"\x00\x35" + b"\x11\x00\x00\x00"
-    assert mask == b"\xff" * 4 + bytes(4) + bytes(2) + b"\xff\xff" + b"\xff\x03\x00\x00"
+    untagged = bytes(8)  # no VLAN flag, VLAN id 0
+    assert (
+        key
+        == bytes([198, 18, 0, 2])
+        + bytes(4)
+        + bytes(2)
+        + b"\x00\x35"
+        + b"\x11\x00\x00\x00"
+        + untagged
+    )
+    # flags: NO_L4 | ARP | VLAN; the whole VLAN id
+    assert mask == b"\xff" * 4 + bytes(4) + bytes(
+        2
+    ) + b"\xff\xff" + b"\xff\x07\x00\x00" + b"\xff\xff" + bytes(6)
+    key, _ = Rule("udp", dst_port=53, vlan=100).key_and_mask()
+    assert key[13] == 0x04  # the VLAN flag
+    assert key[16:18] == b"\x00\x64"
     key, mask = Rule("icmp", icmp_type=0, icmp_id=0x1234).key_and_mask()
     assert key[8:10] == b"\x00\x00"
     assert key[10:12] == b"\x12\x34"
@@ -273,3 +307,91 @@ def test_layout_of_a_rule_key() -> None:
 
 def test_parse_of_our_template_frames() -> None:
     assert Ether(f.udp(53))[UDP].dport == 53
+
+
+# -- issue 11: the forwarder redirects exactly what was asked -----------------
+
+
+def test_unicast_to_another_mac_is_not_for_us(fw: tuple[BPFObject, Forwarder]) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", dst_port=53, action=Action.DROP))
+    forwarder.set_local_mac(f.A_MAC)
+    transit = bytes(Ether(src=f.B_MAC, dst="02:a0:00:00:00:99") / IP(dst=f.A_IP) / UDP(dport=53))
+    broadcast = bytes(Ether(src=f.B_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(dst=f.A_IP) / UDP(dport=53))
+    multicast = bytes(Ether(src=f.B_MAC, dst="01:00:5e:00:00:fb") / IP(dst=f.A_IP) / UDP(dport=53))
+    before = forwarder.counters
+    assert run(obj, transit) is XDPVerdict.PASS
+    assert delta(before, forwarder.counters) == {"not_local": 1}
+    assert run(obj, f.udp(53)) is XDPVerdict.DROP  # to our own MAC
+    assert run(obj, broadcast) is XDPVerdict.DROP
+    assert run(obj, multicast) is XDPVerdict.DROP
+    forwarder.set_local_mac(None)  # no interface named: every frame is looked at
+    assert run(obj, transit) is XDPVerdict.DROP
+    with pytest.raises(ValueError, match="not a unicast Ethernet address"):
+        forwarder.set_local_mac("01:00:5e:00:00:01")
+    with pytest.raises(ValueError, match="not a unicast Ethernet address"):
+        forwarder.set_local_mac("zz")
+
+
+def test_vlan_frames_without_a_rule_for_their_vlan_are_counted(
+    fw: tuple[BPFObject, Forwarder],
+) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", action=Action.DROP))
+    before = forwarder.counters
+    assert run(obj, f.vlan(IP(src=f.B_IP, dst=f.A_IP) / UDP(dport=53))) is XDPVerdict.PASS
+    assert delta(before, forwarder.counters) == {"vlan": 1}
+
+
+def test_ports_are_read_within_the_ip_datagram_not_its_padding(
+    fw: tuple[BPFObject, Forwarder],
+) -> None:
+    obj, forwarder = fw
+    forwarder.add(Rule("udp", dst_port=53, action=Action.DROP))
+    # IP total length 20: no UDP header in the datagram; the bytes after it
+    # are Ethernet padding crafted to look like one (dport 53)
+    ip = bytes(IP(src=f.B_IP, dst=f.A_IP, proto=17, len=20))
+    padding = b"\x9c\x40\x00\x35\x00\x1a\x00\x00" + bytes(18)
+    frame = bytes(Ether(src=f.B_MAC, dst=f.A_MAC, type=0x0800)) + ip + padding
+    before = forwarder.counters
+    assert run(obj, frame) is XDPVerdict.PASS
+    assert delta(before, forwarder.counters) == {"malformed": 1}
+
+
+def test_equally_specific_rules_are_ordered_by_installation(
+    fw: tuple[BPFObject, Forwarder],
+) -> None:
+    obj, forwarder = fw
+    # two masks of the same number of bits, both matching the frame
+    first = Rule("udp", dst_port=53, action=Action.DROP)
+    second = Rule("udp", src_port=40000, action=Action.PASS)
+    for _ in range(3):  # whatever slots they land in, the first installed wins
+        forwarder.add(first)
+        forwarder.add(second)
+        assert run(obj, f.udp(53, sport=40000)) is XDPVerdict.DROP
+        forwarder.clear()
+        forwarder.add(second)
+        forwarder.add(first)
+        assert run(obj, f.udp(53, sport=40000)) is XDPVerdict.PASS
+        forwarder.clear()
+
+
+def test_failed_map_delete_leaves_python_and_the_map_in_step(
+    fw: tuple[BPFObject, Forwarder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    obj, forwarder = fw
+    rule = Rule("udp", dst_port=53, action=Action.DROP)
+    forwarder.add(rule)
+
+    def refuse(*args: object) -> bool:
+        raise MapError(1, "deleting from aioxdp_fw_rules")
+
+    monkeypatch.setattr(forwarder._rules_map, "delete", refuse)
+    with pytest.raises(MapError):
+        forwarder.remove(rule)
+    assert forwarder.rules == [rule]  # still installed, as the map says
+    assert run(obj, f.udp(53)) is XDPVerdict.DROP
+    monkeypatch.undo()
+    forwarder.remove(rule)
+    assert forwarder.rules == []
+    assert run(obj, f.udp(53)) is XDPVerdict.PASS

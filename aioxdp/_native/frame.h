@@ -4,6 +4,7 @@
 #ifndef AIOXDP_FRAME_H
 #define AIOXDP_FRAME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum aioxdp_l3_status {
@@ -31,16 +32,23 @@ static inline void aioxdp_put16(uint8_t *p, uint16_t v)
 	p[1] = v & 0xff;
 }
 
-static inline uint32_t aioxdp_sum16(const uint8_t *p, uint32_t len, uint32_t sum)
+/* One's complement sum of 16-bit big-endian words, added to sum. The result
+ * is folded to 16 bits, so callers can keep adding to it and any
+ * length (and any number of calls) is safe. */
+static inline uint32_t aioxdp_sum16(const uint8_t *p, size_t len, uint32_t sum)
 {
+	uint64_t acc = sum;
+
 	while (len > 1) {
-		sum += (uint32_t)p[0] << 8 | p[1];
+		acc += (uint32_t)p[0] << 8 | p[1];
 		p += 2;
 		len -= 2;
 	}
 	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
+		acc += (uint32_t)p[0] << 8;
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	return (uint32_t)acc;
 }
 
 static inline uint16_t aioxdp_fold(uint32_t sum)

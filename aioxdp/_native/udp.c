@@ -66,26 +66,33 @@ uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs,
 int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		    const struct aioxdp_udp_dgram *d, uint32_t n)
 {
-	/* returns how many were echoed, or -EINVAL when a frame was no longer
-	 * the batch's to send (echoed twice, kept, sent back) */
+	/* Every valid datagram is answered, as the per-datagram path would:
+	 * IP options are dropped (the header moves forward over them), bytes
+	 * after the UDP datagram are cut, a UDP checksum of 0 is computed.
+	 * Returns how many were echoed, or -EINVAL when a frame was no longer
+	 * the batch's to send (echoed twice, kept, sent back). */
 	int echoed = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
+		uint32_t udp, ip, hlen, ulen, cut;
 		uint8_t tmp[6];
-		uint32_t ip, udp;
+		uint32_t sum;
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
 		if (descs[i].flags & AIOXDP_DESC_KEEP ||
 		    aioxdp_xsk_owner(x, descs[i].addr) != AIOXDP_OWN_RX)
 			return -EINVAL; /* before touching a frame that is not ours */
+		/* aioxdp_udp_parse located it: payload at d->off, UDP header 8 before */
+		udp = (uint32_t)(d[i].off - descs[i].addr) - 8;
 		ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
-		udp = ip + 20;
-		if (f[ip] != 0x45 || udp + 8 != d[i].off - descs[i].addr)
-			continue; /* IP options: left alone (the caller sees it was not echoed) */
-		/* Swapping source and destination leaves both checksums valid
-		 * (one's complement sums do not care about order); TTL is reset. */
+		hlen = (uint32_t)(f[ip] & 0xf) * 4;
+		ulen = d[i].len + 8;
+		if (udp != ip + hlen || udp + ulen > descs[i].len)
+			continue; /* cannot happen after parse; never write out of bounds */
+		/* Swapping source and destination leaves the UDP checksum valid
+		 * (one's complement sums do not care about order). */
 		memcpy(tmp, f, 6);
 		memcpy(f, f + 6, 6);
 		memcpy(f + 6, tmp, 6);
@@ -95,7 +102,22 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		memcpy(tmp, f + udp, 2);
 		memcpy(f + udp, f + udp + 2, 2);
 		memcpy(f + udp + 2, tmp, 2);
-		f[ip + 8] = 64;
+		if (!aioxdp_get16(f + udp + 6)) {
+			sum = aioxdp_sum16(f + ip + 12, 8, 17 + ulen);
+			sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
+			aioxdp_put16(f + udp + 6, sum ? (uint16_t)sum : 0xffff);
+		}
+		cut = hlen - 20;
+		if (cut) {
+			/* drop the options: the Ethernet and fixed IP headers move up */
+			memmove(f + cut, f, ip + 20);
+			f += cut;
+			descs[i].addr += cut;
+			f[ip] = 0x45;
+		}
+		descs[i].len = ip + 20 + ulen;
+		aioxdp_put16(f + ip + 2, (uint16_t)(20 + ulen));
+		f[ip + 8] = 64; /* TTL */
 		aioxdp_put16(f + ip + 10, 0);
 		aioxdp_put16(f + ip + 10, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + ip, 20, 0)));
 		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)

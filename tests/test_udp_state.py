@@ -1,0 +1,162 @@
+"""UDP endpoints under growth and odd input (issue 11, items 11-13): the batch
+echo answers what the per-datagram path would, per-destination state is
+bounded, checksums hold at any length, a failed open stays silent.
+
+Witnesses: tcpdump captures decoded by scapy (which computes checksums on its
+own), RFC 1071's worked example, and hand-computed bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from test_datapath import Capture, scapy_send
+
+import aioxdp
+from aioxdp import Interface
+from aioxdp._libs import ffi, lib
+from aioxdp.datagram import MAX_HEADERS, MAX_RESOLVING
+from aioxdp.testing import Lab
+from aioxdp.xsk import XSK
+
+PORT = 7400
+
+
+@pytest.fixture
+def lab_a() -> Iterator[Lab]:
+    with Lab() as lab, lab.a.enter():
+        yield lab
+
+
+class BatchEcho(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.echoed = 0
+
+    def datagrams_received(self, batch: Any) -> None:
+        self.echoed += batch.echo()
+
+
+def scapy_checksums_hold(frame: bytes) -> bool:
+    pkt = Ether(frame)
+    fresh = Ether(frame)
+    del fresh[IP].chksum
+    del fresh[UDP].chksum
+    fresh = Ether(bytes(fresh))
+    return bool(pkt[IP].chksum == fresh[IP].chksum and pkt[UDP].chksum == fresh[UDP].chksum)
+
+
+async def test_batch_echo_answers_options_short_udp_and_zero_checksum(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    a, b = lab_a.a, lab_a.b
+    base = Ether(src=b.mac, dst=a.mac)
+    with_options = bytes(
+        base
+        / IP(src=b.ip, dst=a.ip, options=[b"\x01\x01\x01\x00"])
+        / UDP(sport=5001, dport=PORT)
+        / Raw(b"options")
+    )
+    # IP payload longer than the UDP datagram: 6 trailing bytes inside the datagram
+    short = base / IP(src=b.ip, dst=a.ip) / UDP(sport=5002, dport=PORT) / Raw(b"short")
+    short_bytes = bytearray(bytes(short) + b"TRAIL!")
+    short_bytes[16:18] = (len(short_bytes) - 14).to_bytes(2, "big")
+    short_bytes[24:26] = b"\x00\x00"
+    ip_fixed = Ether(bytes(short_bytes))
+    del ip_fixed[IP].chksum
+    short_frame = bytes(Ether(bytes(ip_fixed)))
+    no_sum = bytearray(
+        bytes(base / IP(src=b.ip, dst=a.ip) / UDP(sport=5003, dport=PORT) / Raw(b"nosum"))
+    )
+    no_sum[40:42] = b"\x00\x00"  # UDP checksum 0: none computed by the sender
+    async with Interface(a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(BatchEcho, local_addr=(a.ip, PORT))
+        capture = Capture(b, f"udp and src host {a.ip} and src port {PORT}", 3, tmp_path)
+        await asyncio.to_thread(scapy_send, b, [with_options, short_frame, bytes(no_sum)], tmp_path)
+        frames = await asyncio.to_thread(capture.frames)
+        assert echo.echoed == 3
+        assert transport.malformed == {}
+        transport.close()
+    replies = {Ether(f)[UDP].dport: Ether(f) for f in frames}
+    assert sorted(replies) == [5001, 5002, 5003]
+    for port, reply in replies.items():
+        assert reply[IP].ihl == 5, port  # options are not echoed (as per-datagram sends)
+        assert reply[IP].len == 20 + reply[UDP].len, port
+        assert reply[UDP].chksum != 0, port
+        assert scapy_checksums_hold(bytes(reply)), port
+    assert bytes(replies[5001][Raw].load) == b"options"
+    assert bytes(replies[5002][Raw].load) == b"short"  # the trailing bytes are not echoed
+    assert bytes(replies[5003][Raw].load) == b"nosum"
+
+
+async def test_per_destination_state_is_bounded(lab_a: Lab) -> None:
+    a, b = lab_a.a, lab_a.b
+    async with Interface(a.ifname) as nic:
+        transport, _ = await nic.create_datagram_endpoint(BatchEcho, local_addr=(a.ip, PORT))
+        # 10 000 ports of one peer: at most MAX_HEADERS headers stay cached
+        transport.sendto(b"warm", (b.ip, 9))
+        for _ in range(200):
+            if transport.cached_destinations:
+                break
+            await asyncio.sleep(0.01)
+        for port in range(1, 10_001):
+            transport.sendto(b"x", (b.ip, port))
+        await asyncio.sleep(0.5)
+        assert transport.cached_destinations <= MAX_HEADERS
+        # 200 on-link addresses nobody answers: at most MAX_RESOLVING asked at once
+        assert transport.dropped_unresolved == 0  # a new port of a known host waits for nothing
+        net = lab_a.subnet
+        silent = [str(net[i]) for i in range(10, 210)]
+        for host in silent:
+            transport.sendto(b"spoofed?", (host, 53))
+        assert transport.resolving == MAX_RESOLVING
+        assert transport.dropped_unresolved == len(silent) - MAX_RESOLVING
+        transport.close()
+
+
+def test_checksum_helpers_hold_past_128_kib() -> None:
+    # RFC 1071 section 3's example: the words 0001 f203 f4f5 f6f7 sum to ddf2
+    words = bytes.fromhex("0001f203f4f5f6f7")
+    assert lib.aioxdp_ones_sum(words, len(words), 0) == 0xDDF2
+    # 256 KiB of 0xff: every word is 0xffff, whose one's complement sum is 0xffff
+    big = b"\xff" * (256 * 1024)
+    assert lib.aioxdp_ones_sum(big, len(big), 0) == 0xFFFF
+    # 192 KiB of 0x01 bytes: 98 304 words of 0x0101, folded by hand
+    total = 98_304 * 0x0101
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    ones = b"\x01" * (192 * 1024)
+    assert lib.aioxdp_ones_sum(ones, len(ones), 0) == total
+
+
+async def test_a_failed_open_leaves_no_callbacks_behind() -> None:
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    with Lab(queues=2) as lab, lab.a.enter():
+        # queue 1 is taken: the Interface's second socket fails after the
+        # first transport was made and scheduled its start
+        squatter = XSK(lab.a.ifname, 1)
+        try:
+            with pytest.raises(aioxdp.errors.XDPError) as info:
+                async with Interface(lab.a.ifname):
+                    pass
+            assert info.value.errno == errno.EBUSY, info.value
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert errors == []
+        finally:
+            squatter.close()
+        async with Interface(lab.a.ifname) as nic:  # the interface is free again
+            assert sorted(nic.frame_counts()) == [0, 1]
+
+
+def test_checksum_cdata_is_not_a_leak() -> None:
+    buf = ffi.new("uint8_t[]", 70_000)
+    assert lib.aioxdp_checksum(buf, 70_000, 0) == 0xFFFF
