@@ -6,6 +6,7 @@ frame it was handed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ from aioxdp.testing import Lab
 
 A_MAC, B_MAC, A_IP, B_IP = "02:a0:00:00:00:0a", "02:a0:00:00:00:0b", "198.18.0.1", "198.18.0.2"
 IDENT, PORT = 0x5151, 7000
-N = 100_000
+# fewer under AddressSanitizer (make asan), where every frame costs several times more
+N = int(os.environ.get("AIOXDP_FUZZ_FRAMES", "100000"))
 
 
 def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
@@ -70,8 +72,8 @@ def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
         assert got.total == N
         for reason, count in expected_reasons.items():
             assert getattr(got, reason) == count, reason
-    assert expected_reasons["dropped"] > 10_000, "the corpus hardly exercised the rules"
-    assert expected_reasons["malformed"] > 10_000, "the corpus hardly exercised bad headers"
+    assert expected_reasons["dropped"] > N // 10, "the corpus hardly exercised the rules"
+    assert expected_reasons["malformed"] > N // 10, "the corpus hardly exercised bad headers"
 
 
 SENDER = """
@@ -141,7 +143,7 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
             assert ping_endpoint.frames == result.received + ping_faults
             assert sum(udp.malformed.values()) > 100, udp.malformed
             assert sum(result.malformed.values()) > 100, result.malformed
-            assert after.malformed - before.malformed > 10_000
+            assert after.malformed - before.malformed > N // 10
             assert echo.errors == []
         for counts in nic.final_counts.values():
             assert counts.leaked == 0
