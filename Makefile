@@ -35,13 +35,14 @@ test: apt $(VENV)/.built
 
 # The sanitized build is a complete copy of the package in build/asan, put
 # first on PYTHONPATH; libasan and libubsan are preloaded into the (plain)
-# interpreter. Leaks are not checked: CPython itself keeps memory at exit.
+# interpreter; PYTHONSAFEPATH keeps the source tree (and its plain build) off
+# sys.path. Leaks are not checked: CPython itself keeps memory at exit.
 ASAN_TESTS := tests/test_codecs.py tests/test_frames.py tests/test_frame_states.py \
 	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	AIOXDP_FUZZ_FRAMES=20000 PYTHONPATH=build/asan
+	AIOXDP_FUZZ_FRAMES=20000 PYTHONPATH=build/asan PYTHONSAFEPATH=1
 asan: apt $(VENV)/.built
 	rm -rf build/asan build/asan-tmp
 	CC=gcc LDSHARED="gcc -shared -fsanitize=address,undefined" \
