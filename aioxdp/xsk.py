@@ -281,7 +281,8 @@ class XSK:
         if ret == -errno.ENOBUFS:
             return False
         raise ValueError(
-            f"frame: {len(frame)} bytes do not fit a {self.config.frame_size}-byte UMEM frame"
+            f"frame: a frame is {lib.AIOXDP_MIN_FRAME}..{self.config.frame_size} bytes "
+            f"(an Ethernet header, within one UMEM frame), got {len(frame)}"
         )
 
     def send_batch(self, batch: RxBatch, start: int = 0, count: int | None = None) -> int:

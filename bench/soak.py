@@ -63,10 +63,19 @@ def link_drops(host: Host) -> int:
     return int(stats["rx"]["dropped"]) + int(stats["tx"]["dropped"])
 
 
+def ip_out_discards(host: Host) -> int:
+    """The host kernel's IP OutDiscards: what it failed to transmit. A veth
+    whose peer runs XDP refuses frames while the peer's 256-slot ring is
+    full, and the peer's echo replies to a burst of probes end here."""
+    lines = host.run("cat", "/proc/net/snmp").stdout.splitlines()
+    names, values = (line.split()[1:] for line in lines if line.startswith("Ip:"))
+    return int(dict(zip(names, values, strict=True))["OutDiscards"])
+
+
 async def soak(lab: Lab, seconds: float) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     warmed = time.monotonic() + seconds * 0.2
-    drops_before = link_drops(lab.a) + link_drops(lab.b)
+    drops_before = link_drops(lab.a) + link_drops(lab.b) + ip_out_discards(lab.b)
     async with Interface(lab.a.ifname) as nic:
         await nic.create_datagram_endpoint(Echo, local_addr=(lab.a.ip, 7000))
         churn, _ = await nic.create_packet_endpoint(
@@ -103,9 +112,16 @@ async def soak(lab: Lab, seconds: float) -> dict[str, Any]:
         out, _ = await client.communicate()
         udp_sent, udp_good = (int(x) for x in out.split())
         stats = nic.stats()["queues"][0]["xdp"]
+        frames = nic.frame_counts()[0]
+        verdicts = nic.forwarder.counters
     rss_end = rss_kib()
     kernel_drops = (
-        stats.rx_dropped + stats.rx_ring_full + link_drops(lab.a) + link_drops(lab.b) - drops_before
+        stats.rx_dropped
+        + stats.rx_ring_full
+        + link_drops(lab.a)
+        + link_drops(lab.b)
+        + ip_out_discards(lab.b)
+        - drops_before
     )
     leaked = sum(c.leaked for c in nic.final_counts.values())
     return {
@@ -118,6 +134,9 @@ async def soak(lab: Lab, seconds: float) -> dict[str, Any]:
         "udp_sent": udp_sent,
         "udp_good": udp_good,
         "rule_changes": changes,
+        "fill_ring_empty": stats.rx_fill_ring_empty_descs,
+        "invalid_descs": frames.kernel_invalid,
+        "passed_untagged": verdicts.no_meta,
         "rss_warm_kib": rss_warm or rss_end,
         "rss_end_kib": rss_end,
         "rss_growth": (rss_end - (rss_warm or rss_end)) / (rss_warm or rss_end),

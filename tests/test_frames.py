@@ -430,3 +430,25 @@ def test_python_side_refuses_a_stale_receive(lab_a: Lab) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_a_frame_shorter_than_an_ethernet_header_is_refused(lab_a: Lab) -> None:
+    # the kernel consumes an empty TX descriptor without ever completing it
+    xsk = XSK(lab_a.a.ifname)
+    try:
+        pool = xsk.counts().pool
+        for short in (b"", b"x" * 13):
+            with pytest.raises(ValueError, match=r"a frame is 14\.\.4096 bytes"):
+                xsk.send(short)
+        assert xsk.counts().pool == pool
+        assert xsk.send(b"\xff" * 14)
+        xsk.flush()
+        for _ in range(100):
+            if xsk.counts().tx == 0:
+                break
+            xsk.complete()
+        counts = xsk.counts()
+        assert counts.tx == counts.txq == 0, counts
+        assert xsk.statistics().tx_invalid_descs == 0
+    finally:
+        xsk.close()

@@ -18,6 +18,7 @@ void aioxdp_capture_libbpf_log(void);
 
 #define AIOXDP_DESC_KEEP 1u       /* the frame left the batch (kept, or sent back) */
 #define AIOXDP_MAX_KICK_ROUNDS 256
+#define AIOXDP_MIN_FRAME 14       /* an Ethernet header: nothing shorter is sent */
 
 struct aioxdp_xsk_config {
 	uint32_t nframes;
@@ -68,6 +69,8 @@ int aioxdp_xsk_fd(const struct aioxdp_xsk *x);
 void *aioxdp_xsk_area(const struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_frame_size(const struct aioxdp_xsk *x);
 int aioxdp_xsk_owner(const struct aioxdp_xsk *x, uint64_t addr);
+/* 1 if [addr, addr + len) lies inside one frame of the UMEM */
+int aioxdp_xsk_holds(const struct aioxdp_xsk *x, uint64_t addr, uint32_t len);
 uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
 int aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);

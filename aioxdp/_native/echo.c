@@ -121,6 +121,10 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 
 		memset(&out[i], 0, sizeof(out[i]));
 		out[i].recv_ns = now;
+		if (!aioxdp_xsk_holds(x, descs[i].addr, descs[i].len)) {
+			out[i].status = AIOXDP_ECHO_TRUNCATED; /* never read outside a frame */
+			continue;
+		}
 		out[i].status = check_reply(f, descs[i].len, ident, &out[i]);
 		ok += out[i].status == AIOXDP_ECHO_OK;
 	}
@@ -181,8 +185,10 @@ uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, ui
 			continue;
 		}
 		p->state[probe] = AIOXDP_PROBE_ANSWERED;
-		p->done++;
-		freed++;
+		if (!state) { /* an expired probe already left flight */
+			p->done++;
+			freed++;
+		}
 		p->rtts[p->nrec] = rtt / 1e9;
 		p->seqs[p->nrec] = r->seq;
 		p->ttls[p->nrec] = r->ttl;

@@ -19,6 +19,10 @@ uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs,
 		int status;
 
 		memset(d, 0, sizeof(*d));
+		if (!aioxdp_xsk_holds(x, descs[i].addr, descs[i].len)) {
+			d->status = AIOXDP_UDP_TRUNCATED; /* never read outside a frame */
+			continue;
+		}
 		status = aioxdp_locate_ipv4(f, descs[i].len, &l3);
 		if (status != AIOXDP_L3_OK) {
 			d->status = (uint8_t)status;
@@ -55,12 +59,31 @@ uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs,
 		memcpy(&d->daddr, f + l3.ip + 16, 4);
 		d->sport = aioxdp_get16(f + udp);
 		d->dport = aioxdp_get16(f + udp + 2);
-		d->off = (uint32_t)descs[i].addr + udp + 8;
+		d->off = descs[i].addr + udp + 8;
 		d->len = ulen - 8;
 		d->status = AIOXDP_UDP_OK;
 		ok++;
 	}
 	return ok;
+}
+
+/* Where datagram i's UDP header and IP header are, after checking that the
+ * descriptor and the parse result still describe one frame of ours. */
+static int echo_layout(struct aioxdp_xsk *x, const struct aioxdp_desc *desc,
+		       const struct aioxdp_udp_dgram *d, uint32_t *ip, uint32_t *udp)
+{
+	const uint8_t *f = (const uint8_t *)aioxdp_xsk_area(x) + desc->addr;
+	uint32_t hlen;
+
+	if (desc->flags & AIOXDP_DESC_KEEP || aioxdp_xsk_owner(x, desc->addr) != AIOXDP_OWN_RX ||
+	    !aioxdp_xsk_holds(x, desc->addr, desc->len))
+		return -EINVAL;
+	if (d->off < desc->addr + 8 || d->off - desc->addr + d->len > desc->len)
+		return -EINVAL;
+	*udp = (uint32_t)(d->off - desc->addr) - 8;
+	*ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
+	hlen = (uint32_t)(f[*ip] & 0xf) * 4;
+	return *udp == *ip + hlen && hlen >= 20 ? 0 : -EINVAL;
 }
 
 int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
@@ -69,28 +92,25 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 	/* Every valid datagram is answered, as the per-datagram path would:
 	 * IP options are dropped (the header moves forward over them), bytes
 	 * after the UDP datagram are cut, a UDP checksum of 0 is computed.
-	 * Returns how many were echoed, or -EINVAL when a frame was no longer
-	 * the batch's to send (echoed twice, kept, sent back). */
+	 * All frames are checked first: if any is no longer the batch's to send
+	 * (echoed twice, kept, sent back), nothing is touched and -EINVAL comes
+	 * back; otherwise the number echoed. */
 	int echoed = 0;
+	uint32_t ip, udp;
 
+	for (uint32_t i = 0; i < n; i++)
+		if (d[i].status == AIOXDP_UDP_OK && echo_layout(x, &descs[i], &d[i], &ip, &udp))
+			return -EINVAL;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
-		uint32_t udp, ip, hlen, ulen, cut;
+		uint32_t hlen, ulen, cut, sum;
 		uint8_t tmp[6];
-		uint32_t sum;
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
-		if (descs[i].flags & AIOXDP_DESC_KEEP ||
-		    aioxdp_xsk_owner(x, descs[i].addr) != AIOXDP_OWN_RX)
-			return -EINVAL; /* before touching a frame that is not ours */
-		/* aioxdp_udp_parse located it: payload at d->off, UDP header 8 before */
-		udp = (uint32_t)(d[i].off - descs[i].addr) - 8;
-		ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
-		hlen = (uint32_t)(f[ip] & 0xf) * 4;
+		echo_layout(x, &descs[i], &d[i], &ip, &udp);
+		hlen = udp - ip;
 		ulen = d[i].len + 8;
-		if (udp != ip + hlen || udp + ulen > descs[i].len)
-			continue; /* cannot happen after parse; never write out of bounds */
 		/* Swapping source and destination leaves the UDP checksum valid
 		 * (one's complement sums do not care about order). */
 		memcpy(tmp, f, 6);

@@ -219,6 +219,11 @@ uint32_t aioxdp_xsk_frame_size(const struct aioxdp_xsk *x)
 	return x->cfg.frame_size;
 }
 
+int aioxdp_xsk_holds(const struct aioxdp_xsk *x, uint64_t addr, uint32_t len)
+{
+	return frame_of(x, addr, len) >= 0;
+}
+
 int aioxdp_xsk_owner(const struct aioxdp_xsk *x, uint64_t addr)
 {
 	int64_t i = frame_of(x, addr, 0);
@@ -267,7 +272,19 @@ uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t m
 		struct aioxdp_meta *meta;
 		struct aioxdp_desc *o = &out[got];
 
-		if (frame < 0 || x->owner[frame] != AIOXDP_OWN_FILL) {
+		if (frame < 0) {
+			int64_t lent = frame_of(x, d->addr, 0);
+
+			x->n.kernel_invalid++;
+			/* a frame we lent, with a length past its end: take it back
+			 * unread; an address we never lent: never touch it */
+			if (lent >= 0 && x->owner[lent] == AIOXDP_OWN_FILL) {
+				transfer(x, lent, AIOXDP_OWN_FILL, AIOXDP_OWN_POOL);
+				pool_push(x, d->addr);
+			}
+			continue;
+		}
+		if (x->owner[frame] != AIOXDP_OWN_FILL) {
 			x->n.kernel_invalid++; /* not a frame we lent: never touch it */
 			continue;
 		}
@@ -352,8 +369,8 @@ int aioxdp_xsk_send_copy(struct aioxdp_xsk *x, const void *data, uint32_t len)
 {
 	uint64_t addr;
 
-	if (len > x->cfg.frame_size)
-		return -EMSGSIZE;
+	if (len < AIOXDP_MIN_FRAME || len > x->cfg.frame_size)
+		return -EMSGSIZE; /* the kernel drops an empty descriptor without completing it */
 	if (!tx_available(x)) {
 		x->n.tx_no_frame++;
 		return -ENOBUFS;
@@ -371,7 +388,7 @@ int aioxdp_xsk_send_frame(struct aioxdp_xsk *x, uint64_t addr, uint32_t len)
 	int64_t frame = frame_of(x, addr, 0);
 	int err;
 
-	if (frame >= 0 && frame_of(x, addr, len) < 0)
+	if (frame >= 0 && (len < AIOXDP_MIN_FRAME || frame_of(x, addr, len) < 0))
 		return -EMSGSIZE;
 	err = transfer(x, frame, AIOXDP_OWN_APP, AIOXDP_OWN_TXQ);
 	if (!err)
@@ -392,6 +409,11 @@ int aioxdp_xsk_send_descs(struct aioxdp_xsk *x, struct aioxdp_desc *descs, uint3
 		if (descs[i].flags & AIOXDP_DESC_KEEP) {
 			x->n.refused++;
 			bad = -EINVAL;
+			continue;
+		}
+		if (descs[i].len < AIOXDP_MIN_FRAME) {
+			x->n.refused++;
+			bad = -EMSGSIZE;
 			continue;
 		}
 		err = transfer(x, frame, AIOXDP_OWN_RX, AIOXDP_OWN_TXQ);
