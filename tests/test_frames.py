@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 import subprocess
 import sys
 import textwrap
@@ -452,3 +453,38 @@ def test_a_frame_shorter_than_an_ethernet_header_is_refused(lab_a: Lab) -> None:
         assert xsk.statistics().tx_invalid_descs == 0
     finally:
         xsk.close()
+
+
+def test_parsers_never_read_outside_a_frame(lab_a: Lab) -> None:
+    config = UmemConfig(nframes=16, frame_size=2048, fill_size=8, comp_size=8, rx_size=8, tx_size=8)
+    xsk = XSK(lab_a.a.ifname, config=config)
+    try:
+        descs = ffi.new("struct aioxdp_desc[]", 3)
+        for i, (addr, length) in enumerate([(16 * 2048, 60), (2000, 100), (1 << 40, 60)]):
+            descs[i].addr, descs[i].len = addr, length  # past the UMEM, across a frame end
+        dgrams = ffi.new("struct aioxdp_udp_dgram[]", 3)
+        assert lib.aioxdp_udp_parse(xsk._handle(), descs, 3, dgrams) == 0
+        assert [d.status for d in dgrams] == [lib.AIOXDP_UDP_TRUNCATED] * 3
+        replies = ffi.new("struct aioxdp_echo_reply[]", 3)
+        assert lib.aioxdp_echo_parse(xsk._handle(), descs, 3, 1, replies) == 0
+        assert [r.status for r in replies] == [lib.AIOXDP_ECHO_TRUNCATED] * 3
+    finally:
+        xsk.close()
+
+
+def test_sort_by_tag_is_stable_and_groups_runs() -> None:
+    rng = random.Random(11)
+    n = 4096
+    tags = [rng.choice([3, 1, 7, 2, 9]) for _ in range(n)]
+    descs = ffi.new("struct aioxdp_desc[]", n)
+    for i, tag in enumerate(tags):
+        descs[i].tag, descs[i].addr = tag, i
+    scratch = ffi.new("struct aioxdp_desc[]", n)
+    ends = ffi.new("uint32_t[]", n)
+    runs = lib.aioxdp_sort_by_tag(descs, n, scratch, ends)
+    # the witness: Python's sort, stable by definition
+    expected = sorted(range(n), key=lambda i: tags[i])
+    assert [int(descs[i].addr) for i in range(n)] == expected
+    assert runs == 5
+    counts = [tags.count(t) for t in sorted(set(tags))]
+    assert [int(ends[i]) for i in range(runs)] == [sum(counts[: k + 1]) for k in range(5)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,14 @@ async def test_a_failed_open_leaves_no_callbacks_behind() -> None:
 def test_checksum_cdata_is_not_a_leak() -> None:
     buf = ffi.new("uint8_t[]", 70_000)
     assert lib.aioxdp_checksum(buf, 70_000, 0) == 0xFFFF
+
+
+async def test_any_address_means_this_hosts_addresses(lab_a: Lab) -> None:
+    # the witness: the addresses iproute2 lists in the namespace
+    out = await asyncio.to_thread(lab_a.a.run, "ip", "-j", "-4", "addr", "show")
+    listed = sorted(a["local"] for link in json.loads(out.stdout) for a in link["addr_info"])
+    async with Interface(lab_a.a.ifname) as nic:
+        transport, _ = await nic.create_datagram_endpoint(BatchEcho, local_addr=("0.0.0.0", PORT))
+        assert sorted(str(rule.dst) for rule in transport.rules) == listed
+        assert all(rule.dst_port == PORT for rule in transport.rules)
+        transport.close()
