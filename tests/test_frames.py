@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,7 +24,9 @@ from conftest import PYTHON, read_line
 import aioxdp
 from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
 from aioxdp._libs import ffi, lib
+from aioxdp.bpf import BPFObject
 from aioxdp.errors import FrameOwnershipError
+from aioxdp.forwarder import Forwarder
 from aioxdp.testing import Lab
 from aioxdp.xsk import XSK
 
@@ -488,3 +491,32 @@ def test_sort_by_tag_is_stable_and_groups_runs() -> None:
     assert runs == 5
     counts = [tags.count(t) for t in sorted(set(tags))]
     assert [int(ends[i]) for i in range(runs)] == [sum(counts[: k + 1]) for k in range(5)]
+
+
+def test_the_tag_in_front_of_a_frame_is_read_once_and_cleared(lab_a: Lab) -> None:
+    # A frame's metadata bytes survive in the UMEM; left there, they could
+    # dispatch a later packet that arrived untagged into the same frame.
+    with BPFObject.packaged("forwarder") as obj:
+        obj.load()
+        forwarder = Forwarder(obj)
+        forwarder.set_local_mac(lab_a.a.mac)
+        tag = forwarder.add(Rule("udp", dst_port=PORT))
+        link = obj.program("aioxdp_forwarder").attach(lab_a.a.ifname)
+        xsk = XSK(lab_a.a.ifname)
+        try:
+            obj.map("aioxdp_fw_xsks").update(0, xsk.fd.to_bytes(4, "little"))
+            lab_a.b.run(*udp_sender(lab_a, 1))
+            for _ in range(200):
+                batch = xsk.receive()
+                if batch.count:
+                    break
+                time.sleep(0.005)
+            assert batch.count == 1
+            desc = batch.descs[0]
+            assert desc.tag == tag
+            meta = bytes(xsk.view[desc.addr - 8 : desc.addr])
+            assert int.from_bytes(meta[4:], "little") != lib.AIOXDP_META_MAGIC, meta.hex()
+            xsk.release(batch)
+        finally:
+            xsk.close()
+            link.detach()
