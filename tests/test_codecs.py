@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.utils import checksum as scapy_checksum
 
 from aioxdp._libs import lib
 
@@ -29,15 +30,31 @@ payloads = st.binary(max_size=600)
 
 
 @given(st.binary(max_size=2000), st.integers(0, 0xFFFF))
-def test_c_checksum_equals_python(data: bytes, initial: int) -> None:
-    assert lib.aioxdp_checksum(data, len(data), initial) == internet_checksum(data, initial)
+def test_c_and_python_checksums_equal_scapys(data: bytes, initial: int) -> None:
+    # the witness is scapy's own RFC 1071 code; an initial sum is one more
+    # 16-bit word in front (it keeps the data's word alignment)
+    expected = scapy_checksum(initial.to_bytes(2, "big") + data)
+    assert lib.aioxdp_checksum(data, len(data), initial) == expected
+    assert internet_checksum(data, initial) == expected
     assert lib.aioxdp_ones_sum(data, len(data), initial) == ones_sum(data, initial)
+    assert (~lib.aioxdp_ones_sum(data, len(data), initial)) & 0xFFFF == expected
+
+
+def test_checksums_on_rfc_1071_vectors() -> None:
+    # RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to dd f2, checksum 22 0d
+    words = bytes.fromhex("0001f203f4f5f6f7")
+    assert lib.aioxdp_ones_sum(words, len(words), 0) == 0xDDF2
+    assert lib.aioxdp_checksum(words, len(words), 0) == 0x220D
+    assert internet_checksum(words) == 0x220D
+    # a datagram with its checksum in place sums to all ones (checksum 0)
+    whole = words + (0x220D).to_bytes(2, "big")
+    assert lib.aioxdp_checksum(whole, len(whole), 0) == 0
 
 
 @pytest.mark.parametrize("length", [1, 3, 7, 63, 1499])
 def test_c_checksum_odd_lengths(length: int) -> None:
     data = bytes(range(256)) * 8
-    assert lib.aioxdp_checksum(data[:length], length, 0) == internet_checksum(data[:length])
+    assert lib.aioxdp_checksum(data[:length], length, 0) == scapy_checksum(data[:length])
 
 
 @given(
@@ -162,6 +179,9 @@ def test_tcp_round_trip_with_options(
     seg = Tcp(sport, dport, seq, ack, SYN | ACK, 29200, 0, opts)
     buf = bytearray(60 + len(payload))
     n = seg.build_into(buf, 0, payload, src, dst)
+    # the checksum, verified by scapy over the pseudo-header, not by our own code
+    pseudo = src[:4] + dst[:4] + b"\x00\x06" + n.to_bytes(2, "big")
+    assert scapy_checksum(pseudo + bytes(buf[:n])) == 0
     parsed = Tcp.parse(buf[:n], src=src, dst=dst)
     assert (parsed.sport, parsed.dport, parsed.seq, parsed.ack, parsed.flags) == (
         sport,

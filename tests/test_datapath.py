@@ -75,6 +75,7 @@ def lab_a() -> Iterator[Lab]:
 async def nic(lab_a: Lab) -> AsyncIterator[Interface]:
     async with Interface(lab_a.a.ifname) as opened:
         yield opened
+    assert opened.final_counts, "no socket was checked"
     for counts in opened.final_counts.values():
         assert counts.balanced, counts
         assert counts.leaked == 0, f"frames leaked: {counts}"

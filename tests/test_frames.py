@@ -40,6 +40,7 @@ def lab_a() -> Iterator[Lab]:
 
 
 def assert_balanced(nic: Interface) -> None:
+    assert nic.final_counts, "no socket was checked"
     for counts in nic.final_counts.values():
         assert counts.balanced, counts
         assert counts.leaked == 0, counts

@@ -19,7 +19,7 @@ import aioxdp
 from aioxdp import Action, Rule
 from aioxdp.bpf import BPFObject, XDPVerdict
 from aioxdp.forwarder import Forwarder
-from aioxdp.testing import Lab
+from aioxdp.testing import Host, Lab
 
 A_MAC, B_MAC, A_IP, B_IP = "02:a0:00:00:00:0a", "02:a0:00:00:00:0b", "198.18.0.1", "198.18.0.2"
 IDENT, PORT = 0x5151, 7000
@@ -76,6 +76,11 @@ def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
     assert expected_reasons["malformed"] > N // 10, "the corpus hardly exercised bad headers"
 
 
+def tx_packets(host: Host) -> int:
+    """Frames ``host``'s kernel transmitted on its veth (its own counter)."""
+    return int(host.run("cat", f"/sys/class/net/{host.ifname}/statistics/tx_packets").stdout)
+
+
 SENDER = """
 import socket, struct, sys, time
 path, ifname = sys.argv[1], sys.argv[2]
@@ -117,6 +122,9 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
         )
         async with aioxdp.Interface(lab.a.ifname) as nic:
             udp, echo = await nic.create_datagram_endpoint(Echo, local_addr=(lab.a.ip, PORT))
+            # quiet now: what b's kernel transmits from here on, a's forwarder must see
+            sent_before = tx_packets(lab.b)
+            seen_before = nic.forwarder.counters.total
             async with aioxdp.Pinger(lab.b.ip, count=3000, interval=0.002, timeout=1.0) as pinger:
                 bases = cp.templates(lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, pinger._ident, PORT)
                 frames = cp.corpus(N, 2, bases)
@@ -131,11 +139,19 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
                 good = await asyncio.to_thread(udp_client, lab.b, lab.a.ip, PORT, 1000)
                 out, _ = await proc.communicate()
                 result = await pinger.result()
-                await asyncio.sleep(0.2)
                 after = nic.forwarder.counters
+                sent_by_b = tx_packets(lab.b) - sent_before
+                for _ in range(100):  # the last frames may still be crossing the veth
+                    if after.total - seen_before >= sent_by_b:
+                        break
+                    await asyncio.sleep(0.01)
+                    after = nic.forwarder.counters
                 ping_endpoint = next(e for e in nic._endpoints if e is not udp)
             # every valid probe in the mix was answered
             assert int(out) == N
+            # the witness for the forwarder's totals: b's kernel's own count of what it sent
+            assert after.total - seen_before == sent_by_b
+            assert sent_by_b >= N + 3000 + 1000
             assert good == 1000
             assert (result.sent, result.received) == (3000, 3000)
             # every frame the forwarder redirected reached us, or the kernel says why not
@@ -151,5 +167,6 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
             assert sum(result.malformed.values()) > 100, result.malformed
             assert after.malformed - before.malformed > N // 10
             assert echo.errors == []
+        assert nic.final_counts, "no socket was checked"
         for counts in nic.final_counts.values():
             assert counts.leaked == 0

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 
 import pytest
 from conftest import read_line, start_python, wait_until
@@ -59,10 +60,21 @@ def test_two_labs_coexist_on_distinct_subnets() -> None:
 
 def test_enter_moves_this_thread_and_restores_it_even_on_error(lab: Lab) -> None:
     outside = current_netns_inode()
+    # a thread that was already running stays where it was: only ours moves
+    go, seen = threading.Event(), []
+
+    def look() -> None:
+        go.wait(5)
+        seen.append(current_netns_inode())
+
+    other = threading.Thread(target=look)
+    other.start()
     with lab.a.enter():
         inside = current_netns_inode()
         assert inside != outside
-        assert os.listdir("/proc/self/task")  # still the same process
+        go.set()
+        other.join()
+        assert seen == [outside]
     assert current_netns_inode() == outside
     with pytest.raises(RuntimeError, match="boom"), lab.b.enter():
         raise RuntimeError("boom")

@@ -94,6 +94,7 @@ async def test_ten_thousand_datagrams_come_back_byte_identical(
         assert echo.errors == []
         transport.close()
         assert aioxdp.Rule("udp", dst=lab_a.a.ip, dst_port=7000) not in nic.forwarder.rules
+    assert nic.final_counts, "no socket was checked"
     for counts in nic.final_counts.values():
         assert counts.leaked == 0
 
