@@ -12,6 +12,7 @@ import errno
 import mmap
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from aioxdp._libs import ffi, lib
 from aioxdp.errors import FrameOwnershipError, XDPError, error_for_errno
 from aioxdp.umem import FrameCounts, UmemConfig
 
-__all__ = ["XSK", "RxBatch", "XDPStatistics", "release_view"]
+__all__ = ["XSK", "RxBatch", "SocketObserver", "XDPStatistics", "release_view", "socket_observers"]
 
 XDP_USE_NEED_WAKEUP = lib.XDP_USE_NEED_WAKEUP
 BUSY_RETRIES, BUSY_WAIT = 50, 0.01  # up to half a second for a just-closed socket's queue
@@ -36,6 +37,17 @@ class XDPStatistics:
     rx_ring_full: int  # dropped: our RX ring was full
     rx_fill_ring_empty_descs: int  # the fill ring was empty when a packet came
     tx_ring_empty_descs: int
+
+
+# Told of every socket opened and closed in this process: ("open", xsk, None)
+# and ("close", xsk, final counts). aioxdp.testing's leak check listens here.
+SocketObserver = Callable[[str, "XSK", "FrameCounts | None"], None]
+socket_observers: list[SocketObserver] = []
+
+
+def _tell(event: str, xsk: XSK, counts: FrameCounts | None) -> None:
+    for observer in list(socket_observers):
+        observer(event, xsk, counts)
 
 
 _OWNER_NAMES = {
@@ -199,6 +211,7 @@ class XSK:
         self._sort_scratch = ffi.new("struct aioxdp_desc[]", batch_size)
         self._run_ends = ffi.new("uint32_t[]", batch_size)
         self.zero_copy = bool(lib.aioxdp_xsk_options(self._ptr) & lib.XDP_OPTIONS_ZEROCOPY)
+        _tell("open", self, None)
 
     # -- receive ------------------------------------------------------------
 
@@ -359,6 +372,7 @@ class XSK:
         self._ptr = None
         self.view.release()
         self._free_area()
+        _tell("close", self, counts)
         return counts
 
     def _free_area(self) -> None:

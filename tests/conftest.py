@@ -63,3 +63,8 @@ def read_line(proc: subprocess.Popen[str], *, timeout: float = 30.0) -> str:
         assert proc.stderr is not None
         pytest.fail(f"child exited {proc.returncode}: {proc.stderr.read()}")
     return line.strip()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(xdp_leak_check: object) -> None:
+    """Every test: what it opened (sockets, labs) it closed, with no frame out."""

@@ -46,7 +46,7 @@ from pyroute2 import IPRoute, netns
 from aioxdp.errors import LabError
 from aioxdp.testing.netns import NETNS_RUN_DIR, entered
 
-__all__ = ["LAB_NETWORK", "Host", "Lab", "remove_stale_labs"]
+__all__ = ["LAB_NETWORK", "Host", "Lab", "open_labs", "remove_stale_labs"]
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +328,13 @@ def _require_root() -> None:
 # -- leases and stale labs ------------------------------------------------
 
 _open_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
+
+
+def open_labs() -> list[Lab]:
+    """The labs this process has open."""
+    return list(_open_labs)
+
+
 _cleanup_lock = threading.Lock()
 _cleanup_installed = False
 

@@ -7,6 +7,10 @@ Fixtures:
     A fresh :class:`~aioxdp.testing.Lab`, removed after the test.
 ``loop_name``
     ``"asyncio"`` or ``"uvloop"``: which loop the current async test runs on.
+``xdp_leak_check``
+    Fails the test if an AF_XDP socket it opened is left open or closed with
+    frames out of the pool, or a lab it made is left (make it autouse in a
+    conftest.py: ``pytestmark`` or a fixture that requests it).
 
 Loops come from pytest-asyncio's ``pytest_asyncio_loop_factories`` hook; a
 test narrows them with ``@pytest.mark.asyncio(loop_factories=["asyncio"])``.
@@ -23,6 +27,7 @@ import pytest
 import pytest_asyncio
 
 from aioxdp.testing.lab import Lab
+from aioxdp.testing.leaks import LeakTracker
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -54,6 +59,19 @@ def pytest_asyncio_loop_factories(
             f"aioxdp_loops: unknown or unavailable loop(s) {unknown}; have {sorted(LOOP_FACTORIES)}"
         )
     return {name: LOOP_FACTORIES[name] for name in wanted}
+
+
+@pytest.fixture
+def xdp_leak_check() -> Iterator[LeakTracker]:
+    tracker = LeakTracker()
+    tracker.start()
+    yield tracker
+    report = tracker.finish()
+    if report.problems:
+        pytest.fail(
+            "leaked by this test: " + "; ".join(report.problems) + f" (checked: {report.checked})",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
