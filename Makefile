@@ -4,9 +4,10 @@
 # Both are idempotent and print nothing for steps that have nothing to do.
 #   make asan   the C helpers built with AddressSanitizer and UBSan (build/asan),
 #               and the codec, frame, datapath and fuzz tests run against them
+#   make coverage  line coverage: coverage.py for aioxdp/, gcov for _native/
 #   make wheel  an sdist and a manylinux wheel in dist/: the wheel carries the
-#               BPF objects and vendors libbpf, libxdp, libelf and zlib, so a
-#               user installs it with pip and needs no compiler
+#               BPF objects and vendors libbpf, libxdp and libelf (zlib is a
+#               manylinux system library), so a user needs no compiler
 
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
@@ -22,7 +23,7 @@ APT_PACKAGES := clang llvm libbpf-dev libxdp-dev libelf-dev zlib1g-dev pkg-confi
 BUILD_INPUTS := setup.py pyproject.toml aioxdp/_ffi_build.py aioxdp/_bpf_build.py \
 	$(wildcard bpf/*.c bpf/*.h aioxdp/_cffi/*.py aioxdp/_native/*.c aioxdp/_native/*.h)
 
-.PHONY: demo test asan wheel apt clean
+.PHONY: demo test asan coverage wheel apt clean
 
 demo: apt $(VENV)/.built
 	$(BIN)/aioxdp demo
@@ -52,6 +53,20 @@ asan: apt $(VENV)/.built
 		sys.exit(0 if "build/asan" in m.__file__ else "the sanitized build is not the one imported: " + m.__file__)'
 	@ldd build/asan/aioxdp/_ffi*.so | grep -q libasan || { echo "build/asan is not sanitized"; exit 1; }
 	$(ASAN_ENV) $(BIN)/pytest -q -p no:cacheprovider $(ASAN_TESTS)
+
+# Coverage of the C helpers comes from a --coverage build in build/cov (as for
+# asan); the Python side from coverage.py over the same run, started before
+# pytest loads aioxdp's plugin. Child processes (CLI and example tests) are
+# not counted; the as-nobody test is left out (nobody cannot write .gcda files).
+coverage: apt $(VENV)/.built
+	rm -rf build/cov build/cov-tmp .coverage
+	CC=gcc LDSHARED="gcc -shared --coverage" CFLAGS="--coverage -O0 -g" \
+		$(BIN)/python setup.py -q build --build-base build/cov-tmp --build-lib build/cov >/dev/null
+	-PYTHONPATH=build/cov PYTHONSAFEPATH=1 $(BIN)/coverage run \
+		-m pytest -q -p no:cacheprovider -k "not unprivileged" $(PYTEST_ARGS)
+	PYTHONPATH=build/cov PYTHONSAFEPATH=1 $(BIN)/coverage report --skip-covered | tail -n 25
+	@cd build/cov-tmp && gcov -n -o $$(dirname $$(find . -name xsk_core.o)) \
+		$(CURDIR)/aioxdp/_native/*.c | grep -A1 "^File '.*_native"
 
 # The wheel is built from the sdist (so a missing source in the sdist fails
 # here), then auditwheel copies in the shared libraries it links and tags it
