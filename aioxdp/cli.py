@@ -140,7 +140,7 @@ async def run_tcping(args: argparse.Namespace, out: TextIO) -> int:
     from aioxdp.tcping import TcpProbeReply, tcp_ping
 
     def on_reply(reply: TcpProbeReply) -> None:
-        if not args.quiet:
+        if not args.quiet and not args.json:  # --json: stdout is one JSON document
             state = "open (SYN-ACK)" if reply.open else "closed (RST)"
             print(
                 f"from {args.host}:{args.port}: seq={reply.seq} {state} time={format_ms(reply.rtt)} ms",

@@ -152,6 +152,7 @@ class PingResult:
             "foreign": self.foreign,
             "malformed": dict(self.malformed),
             "elapsed_s": self.elapsed,
+            "open": self.open,  # TCP probes: True SYN-ACK, False RST, None silence
             "error": self.error,
             "rtt_ms": {
                 "min": ms(self.min),
