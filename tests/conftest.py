@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,11 @@ def wait_until(
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def link_stat(host: Any, name: str) -> int:
+    """A counter of ``host``'s veth as its kernel keeps it (rx_packets, tx_packets...)."""
+    return int(host.run("cat", f"/sys/class/net/{host.ifname}/statistics/{name}").stdout)
 
 
 def start_python(code: str, *, prefix: list[str] | None = None) -> subprocess.Popen[str]:

@@ -122,30 +122,19 @@ class FrameOwnership(RuleBasedStateMachine):
             self.xsk.receive()
 
     @precondition(lambda self: not self.closed and self.batch is not None)
-    @rule(data=st.data())
-    def keep(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), twin=st.booleans())
+    def keep(self, data: st.DataObject, twin: bool) -> None:
         index = data.draw(st.integers(0, len(self.packets) - 1))
-        packet = self.packets[index]
+        assert self.batch is not None
+        # twin: the same frame through a second Packet, as iterating the batch again gives
+        packet = Packet(self.batch, index) if twin else self.packets[index]
         if index in self.left or self.sent_back:
             with pytest.raises(FrameOwnershipError):
                 packet.keep()
         else:
             self.kept.append(packet.keep())
             self.left.add(index)
-
-    @precondition(lambda self: not self.closed and self.batch is not None)
-    @rule(data=st.data())
-    def keep_same_frame_through_a_second_packet(self, data: st.DataObject) -> None:
-        index = data.draw(st.integers(0, len(self.packets) - 1))
-        assert self.batch is not None
-        twin = Packet(self.batch, index)  # iterating the batch again
-        if index in self.left or self.sent_back:
-            with pytest.raises(FrameOwnershipError):
-                twin.keep()
-        else:
-            self.kept.append(twin.keep())
-            self.left.add(index)
-            self.packets[index] = twin
+            self.packets[index] = packet
 
     @precondition(lambda self: not self.closed and self.batch is not None)
     @rule()

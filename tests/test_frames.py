@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from conftest import PYTHON, read_line
+from conftest import PYTHON, link_stat, read_line
 
 import aioxdp
 from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
@@ -339,11 +339,6 @@ async def test_zero_copy_echo_never_stalls_the_receive_ring(lab_a: Lab) -> None:
     assert_balanced(nic)
 
 
-def peer_rx_packets(lab: Lab) -> int:
-    out = lab.b.run("cat", f"/sys/class/net/{lab.b.ifname}/statistics/rx_packets").stdout
-    return int(out)
-
-
 async def test_descriptors_left_on_the_tx_ring_are_sent_without_another_write(lab_a: Lab) -> None:
     # A completion ring of 8 lets copy mode send 8 frames per kick; 4096 frames
     # take more kick rounds than one flush makes, so some stay on the TX ring.
@@ -358,13 +353,13 @@ async def test_descriptors_left_on_the_tx_ring_are_sent_without_another_write(la
         transport, _ = await nic.create_packet_endpoint(
             PacketProtocol, rules=[Rule("udp", dst_port=PORT)]
         )
-        before = peer_rx_packets(lab_a)
+        before = link_stat(lab_a.b, "rx_packets")
         transport.writelines([frame] * 4096)
         for _ in range(200):
-            if peer_rx_packets(lab_a) - before >= 4096:
+            if link_stat(lab_a.b, "rx_packets") - before >= 4096:
                 break
             await asyncio.sleep(0.01)
-        assert peer_rx_packets(lab_a) - before == 4096
+        assert link_stat(lab_a.b, "rx_packets") - before == 4096
         assert transport.get_write_buffer_size() == 0
         transport.close()
     assert_balanced(nic)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import corpus as cp
 import pytest
+from conftest import link_stat
 from test_udp_tcp import Echo, udp_client
 
 import aioxdp
 from aioxdp import Action, Rule
 from aioxdp.bpf import BPFObject, XDPVerdict
 from aioxdp.forwarder import Forwarder
-from aioxdp.testing import Host, Lab
+from aioxdp.testing import Lab
 
 A_MAC, B_MAC, A_IP, B_IP = "02:a0:00:00:00:0a", "02:a0:00:00:00:0b", "198.18.0.1", "198.18.0.2"
 IDENT, PORT = 0x5151, 7000
@@ -76,11 +77,6 @@ def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
     assert expected_reasons["malformed"] > N // 10, "the corpus hardly exercised bad headers"
 
 
-def tx_packets(host: Host) -> int:
-    """Frames ``host``'s kernel transmitted on its veth (its own counter)."""
-    return int(host.run("cat", f"/sys/class/net/{host.ifname}/statistics/tx_packets").stdout)
-
-
 SENDER = """
 import socket, struct, sys, time
 path, ifname = sys.argv[1], sys.argv[2]
@@ -123,7 +119,7 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
         async with aioxdp.Interface(lab.a.ifname) as nic:
             udp, echo = await nic.create_datagram_endpoint(Echo, local_addr=(lab.a.ip, PORT))
             # quiet now: what b's kernel transmits from here on, a's forwarder must see
-            sent_before = tx_packets(lab.b)
+            sent_before = link_stat(lab.b, "tx_packets")
             seen_before = nic.forwarder.counters.total
             async with aioxdp.Pinger(lab.b.ip, count=3000, interval=0.002, timeout=1.0) as pinger:
                 bases = cp.templates(lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, pinger._ident, PORT)
@@ -140,7 +136,7 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
                 out, _ = await proc.communicate()
                 result = await pinger.result()
                 after = nic.forwarder.counters
-                sent_by_b = tx_packets(lab.b) - sent_before
+                sent_by_b = link_stat(lab.b, "tx_packets") - sent_before
                 for _ in range(100):  # the last frames may still be crossing the veth
                     if after.total - seen_before >= sent_by_b:
                         break

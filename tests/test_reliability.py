@@ -27,6 +27,16 @@ def namespaces() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def link_details(netns: str) -> str:
+    """``ip -d link show veth-a`` in ``netns`` (a checked call: empty output is no answer)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "ip", "-d", "link", "show", "veth-a"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_sigkill_mid_flood_leaves_no_program_no_namespace_no_pin() -> None:
     child = start_python(
         "import asyncio, aioxdp\n"
@@ -41,23 +51,13 @@ def test_sigkill_mid_flood_leaves_no_program_no_namespace_no_pin() -> None:
     )
     try:
         index, ns_a, ns_b = read_line(child).split()
-        attached = subprocess.run(
-            ["ip", "netns", "exec", ns_a, "ip", "-d", "link", "show", "veth-a"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        attached = link_details(ns_a)
         assert "prog/xdp" in attached, attached  # the kill below lands mid-flood
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     # the bpf_link died with the process: the veth has no program even before cleanup
-    shown = subprocess.run(
-        ["ip", "netns", "exec", ns_a, "ip", "-d", "link", "show", "veth-a"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = link_details(ns_a)
     assert "veth-a" in shown  # the link is still there to be looked at
     assert "prog/xdp" not in shown
     assert not list(Path("/sys/fs/bpf").glob("aioxdp*"))  # nothing pinned, ever
