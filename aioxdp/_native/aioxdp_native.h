@@ -162,6 +162,9 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
 			     struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t);
 uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
+/* One frame's bytes (parse.c): the status, and the fields when it is OK. */
+uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
+			  struct aioxdp_echo_reply *r);
 
 /* ---- UDP (udp.c) ---- */
 
@@ -195,5 +198,16 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		    const struct aioxdp_udp_dgram *d, uint32_t n);
 int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
 		    uint32_t len);
+/* One frame's bytes (parse.c). aioxdp_udp_check sets off to the payload's
+ * offset in the frame. aioxdp_udp_echo_layout checks that a checked
+ * datagram (payload offset and length) still lies where its headers say, and
+ * gives the IP and UDP header offsets: 0, or -1. aioxdp_udp_echo_frame turns
+ * it into its answer in place (addresses and ports swapped, IP options
+ * dropped, TTL 64, checksums valid) and returns how far the frame's start
+ * moved: the answer is ip + 20 + ulen bytes from f + that. */
+uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d);
+int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uint32_t plen,
+			   uint32_t *ip, uint32_t *udp);
+uint32_t aioxdp_udp_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen);
 
 #endif

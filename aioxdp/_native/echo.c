@@ -78,38 +78,6 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 	return done;
 }
 
-static uint8_t check_reply(const uint8_t *f, uint32_t len, uint16_t ident,
-			   struct aioxdp_echo_reply *r)
-{
-	struct aioxdp_l3 l3;
-	uint32_t off;
-	int status = aioxdp_locate_ipv4(f, len, &l3);
-
-	if (status != AIOXDP_L3_OK)
-		return (uint8_t)status; /* the first statuses mean the same in both enums */
-	if (f[l3.ip + 9] != 1)
-		return AIOXDP_ECHO_NOT_ICMP;
-	if (aioxdp_get16(f + l3.ip + 6) & 0x3fff)
-		return AIOXDP_ECHO_FRAGMENT;
-	memcpy(&r->saddr, f + l3.ip + 12, 4);
-	r->ttl = f[l3.ip + 8];
-	r->size = l3.total - l3.hlen;
-	off = l3.ip + l3.hlen;
-	if (r->size < 8)
-		return AIOXDP_ECHO_TRUNCATED;
-	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, 0)) != 0xffff)
-		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
-	if (f[off] != 0 || f[off + 1] != 0)
-		return AIOXDP_ECHO_NOT_REPLY;
-	r->seq = aioxdp_get16(f + off + 6);
-	if (aioxdp_get16(f + off + 4) != ident)
-		return AIOXDP_ECHO_FOREIGN;
-	if (r->size < 8 + AIOXDP_ECHO_STAMP_LEN)
-		return AIOXDP_ECHO_NO_STAMP;
-	memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
-	return AIOXDP_ECHO_OK;
-}
-
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out)
 {
@@ -125,7 +93,7 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 			out[i].status = AIOXDP_ECHO_TRUNCATED; /* never read outside a frame */
 			continue;
 		}
-		out[i].status = check_reply(f, descs[i].len, ident, &out[i]);
+		out[i].status = aioxdp_echo_check(f, descs[i].len, ident, &out[i]);
 		ok += out[i].status == AIOXDP_ECHO_OK;
 	}
 	return ok;

@@ -14,54 +14,16 @@ uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs,
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *f = (const uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
 		struct aioxdp_udp_dgram *d = &out[i];
-		struct aioxdp_l3 l3;
-		uint32_t udp, ulen;
-		int status;
 
 		memset(d, 0, sizeof(*d));
 		if (!aioxdp_xsk_holds(x, descs[i].addr, descs[i].len)) {
 			d->status = AIOXDP_UDP_TRUNCATED; /* never read outside a frame */
 			continue;
 		}
-		status = aioxdp_locate_ipv4(f, descs[i].len, &l3);
-		if (status != AIOXDP_L3_OK) {
-			d->status = (uint8_t)status;
+		d->status = aioxdp_udp_check(f, descs[i].len, d);
+		if (d->status != AIOXDP_UDP_OK)
 			continue;
-		}
-		if (f[l3.ip + 9] != 17) {
-			d->status = AIOXDP_UDP_NOT_UDP;
-			continue;
-		}
-		if (aioxdp_get16(f + l3.ip + 6) & 0x3fff) {
-			d->status = AIOXDP_UDP_FRAGMENT; /* we never deliver part of a datagram */
-			continue;
-		}
-		udp = l3.ip + l3.hlen;
-		if (l3.total - l3.hlen < 8) {
-			d->status = AIOXDP_UDP_TRUNCATED;
-			continue;
-		}
-		ulen = aioxdp_get16(f + udp + 4);
-		if (ulen < 8 || ulen > l3.total - l3.hlen) {
-			d->status = AIOXDP_UDP_BAD_LENGTH;
-			continue;
-		}
-		if (aioxdp_get16(f + udp + 6)) {
-			/* pseudo-header: addresses, protocol, UDP length */
-			uint32_t sum = aioxdp_sum16(f + l3.ip + 12, 8, 17 + ulen);
-
-			if (aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum)) != 0xffff) {
-				d->status = AIOXDP_UDP_BAD_CHECKSUM;
-				continue;
-			}
-		}
-		memcpy(&d->saddr, f + l3.ip + 12, 4);
-		memcpy(&d->daddr, f + l3.ip + 16, 4);
-		d->sport = aioxdp_get16(f + udp);
-		d->dport = aioxdp_get16(f + udp + 2);
-		d->off = descs[i].addr + udp + 8;
-		d->len = ulen - 8;
-		d->status = AIOXDP_UDP_OK;
+		d->off += descs[i].addr; /* from an offset in the frame to one in the UMEM */
 		ok++;
 	}
 	return ok;
@@ -73,17 +35,13 @@ static int echo_layout(struct aioxdp_xsk *x, const struct aioxdp_desc *desc,
 		       const struct aioxdp_udp_dgram *d, uint32_t *ip, uint32_t *udp)
 {
 	const uint8_t *f = (const uint8_t *)aioxdp_xsk_area(x) + desc->addr;
-	uint32_t hlen;
 
 	if (desc->flags & AIOXDP_DESC_KEEP || aioxdp_xsk_owner(x, desc->addr) != AIOXDP_OWN_RX ||
-	    !aioxdp_xsk_holds(x, desc->addr, desc->len))
+	    !aioxdp_xsk_holds(x, desc->addr, desc->len) || d->off < desc->addr)
 		return -EINVAL;
-	if (d->off < desc->addr + 8 || d->off - desc->addr + d->len > desc->len)
+	if (aioxdp_udp_echo_layout(f, desc->len, d->off - desc->addr, d->len, ip, udp))
 		return -EINVAL;
-	*udp = (uint32_t)(d->off - desc->addr) - 8;
-	*ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
-	hlen = (uint32_t)(f[*ip] & 0xf) * 4;
-	return *udp == *ip + hlen && hlen >= 20 ? 0 : -EINVAL;
+	return 0;
 }
 
 int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
@@ -103,43 +61,12 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 			return -EINVAL;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
-		uint32_t hlen, ulen, cut, sum;
-		uint8_t tmp[6];
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
 		echo_layout(x, &descs[i], &d[i], &ip, &udp);
-		hlen = udp - ip;
-		ulen = d[i].len + 8;
-		/* Swapping source and destination leaves the UDP checksum valid
-		 * (one's complement sums do not care about order). */
-		memcpy(tmp, f, 6);
-		memcpy(f, f + 6, 6);
-		memcpy(f + 6, tmp, 6);
-		memcpy(tmp, f + ip + 12, 4);
-		memcpy(f + ip + 12, f + ip + 16, 4);
-		memcpy(f + ip + 16, tmp, 4);
-		memcpy(tmp, f + udp, 2);
-		memcpy(f + udp, f + udp + 2, 2);
-		memcpy(f + udp + 2, tmp, 2);
-		if (!aioxdp_get16(f + udp + 6)) {
-			sum = aioxdp_sum16(f + ip + 12, 8, 17 + ulen);
-			sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
-			aioxdp_put16(f + udp + 6, sum ? (uint16_t)sum : 0xffff);
-		}
-		cut = hlen - 20;
-		if (cut) {
-			/* drop the options: the Ethernet and fixed IP headers move up */
-			memmove(f + cut, f, ip + 20);
-			f += cut;
-			descs[i].addr += cut;
-			f[ip] = 0x45;
-		}
-		descs[i].len = ip + 20 + ulen;
-		aioxdp_put16(f + ip + 2, (uint16_t)(20 + ulen));
-		f[ip + 8] = 64; /* TTL */
-		aioxdp_put16(f + ip + 10, 0);
-		aioxdp_put16(f + ip + 10, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + ip, 20, 0)));
+		descs[i].addr += aioxdp_udp_echo_frame(f, ip, udp, d[i].len + 8);
+		descs[i].len = ip + 20 + d[i].len + 8;
 		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)
 			echoed++;
 	}

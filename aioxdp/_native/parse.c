@@ -1,0 +1,124 @@
+/* Per-frame checks of received frames, and the in-place rewrite of a UDP
+ * datagram into its echo: pure functions over one frame's bytes, with no
+ * socket behind them. The batch calls in echo.c and udp.c use them on UMEM
+ * frames; tests/fuzz/native_parsers.c feeds them arbitrary bytes under
+ * AddressSanitizer. Every read is bounded by len. */
+#include <string.h>
+
+#include "aioxdp_native.h"
+#include "frame.h"
+
+uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
+			  struct aioxdp_echo_reply *r)
+{
+	struct aioxdp_l3 l3;
+	uint32_t off;
+	int status = aioxdp_locate_ipv4(f, len, &l3);
+
+	if (status != AIOXDP_L3_OK)
+		return (uint8_t)status; /* the first statuses mean the same in both enums */
+	if (f[l3.ip + 9] != 1)
+		return AIOXDP_ECHO_NOT_ICMP;
+	if (aioxdp_get16(f + l3.ip + 6) & 0x3fff)
+		return AIOXDP_ECHO_FRAGMENT;
+	memcpy(&r->saddr, f + l3.ip + 12, 4);
+	r->ttl = f[l3.ip + 8];
+	r->size = l3.total - l3.hlen;
+	off = l3.ip + l3.hlen;
+	if (r->size < 8)
+		return AIOXDP_ECHO_TRUNCATED;
+	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, 0)) != 0xffff)
+		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
+	if (f[off] != 0 || f[off + 1] != 0)
+		return AIOXDP_ECHO_NOT_REPLY;
+	r->seq = aioxdp_get16(f + off + 6);
+	if (aioxdp_get16(f + off + 4) != ident)
+		return AIOXDP_ECHO_FOREIGN;
+	if (r->size < 8 + AIOXDP_ECHO_STAMP_LEN)
+		return AIOXDP_ECHO_NO_STAMP;
+	memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
+	return AIOXDP_ECHO_OK;
+}
+
+uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d)
+{
+	struct aioxdp_l3 l3;
+	uint32_t udp, ulen;
+	int status = aioxdp_locate_ipv4(f, len, &l3);
+
+	if (status != AIOXDP_L3_OK)
+		return (uint8_t)status;
+	if (f[l3.ip + 9] != 17)
+		return AIOXDP_UDP_NOT_UDP;
+	if (aioxdp_get16(f + l3.ip + 6) & 0x3fff)
+		return AIOXDP_UDP_FRAGMENT; /* we never deliver part of a datagram */
+	udp = l3.ip + l3.hlen;
+	if (l3.total - l3.hlen < 8)
+		return AIOXDP_UDP_TRUNCATED;
+	ulen = aioxdp_get16(f + udp + 4);
+	if (ulen < 8 || ulen > l3.total - l3.hlen)
+		return AIOXDP_UDP_BAD_LENGTH;
+	if (aioxdp_get16(f + udp + 6)) {
+		/* pseudo-header: addresses, protocol, UDP length */
+		uint32_t sum = aioxdp_sum16(f + l3.ip + 12, 8, 17 + ulen);
+
+		if (aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum)) != 0xffff)
+			return AIOXDP_UDP_BAD_CHECKSUM;
+	}
+	memcpy(&d->saddr, f + l3.ip + 12, 4);
+	memcpy(&d->daddr, f + l3.ip + 16, 4);
+	d->sport = aioxdp_get16(f + udp);
+	d->dport = aioxdp_get16(f + udp + 2);
+	d->off = udp + 8;
+	d->len = ulen - 8;
+	return AIOXDP_UDP_OK;
+}
+
+int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uint32_t plen,
+			   uint32_t *ip, uint32_t *udp)
+{
+	uint32_t hlen;
+
+	if (len < 14 || payload < 8 || payload + plen > len)
+		return -1;
+	*udp = (uint32_t)payload - 8;
+	*ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
+	if (*udp < *ip + 20)
+		return -1;
+	hlen = (uint32_t)(f[*ip] & 0xf) * 4;
+	return *udp == *ip + hlen && hlen >= 20 ? 0 : -1;
+}
+
+uint32_t aioxdp_udp_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
+{
+	uint32_t hlen = udp - ip, cut = hlen - 20, sum;
+	uint8_t tmp[6];
+
+	/* Swapping source and destination leaves the UDP checksum valid
+	 * (one's complement sums do not care about order). */
+	memcpy(tmp, f, 6);
+	memcpy(f, f + 6, 6);
+	memcpy(f + 6, tmp, 6);
+	memcpy(tmp, f + ip + 12, 4);
+	memcpy(f + ip + 12, f + ip + 16, 4);
+	memcpy(f + ip + 16, tmp, 4);
+	memcpy(tmp, f + udp, 2);
+	memcpy(f + udp, f + udp + 2, 2);
+	memcpy(f + udp + 2, tmp, 2);
+	if (!aioxdp_get16(f + udp + 6)) {
+		sum = aioxdp_sum16(f + ip + 12, 8, 17 + ulen);
+		sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
+		aioxdp_put16(f + udp + 6, sum ? (uint16_t)sum : 0xffff);
+	}
+	if (cut) {
+		/* drop the options: the Ethernet and fixed IP headers move up */
+		memmove(f + cut, f, ip + 20);
+		f += cut;
+		f[ip] = 0x45;
+	}
+	aioxdp_put16(f + ip + 2, (uint16_t)(20 + ulen));
+	f[ip + 8] = 64; /* TTL */
+	aioxdp_put16(f + ip + 10, 0);
+	aioxdp_put16(f + ip + 10, (uint16_t)~aioxdp_fold(aioxdp_sum16(f + ip, 20, 0)));
+	return cut;
+}
