@@ -1,24 +1,30 @@
 """Bad input from the wire: 100 000 mutated frames through the BPF forwarder
-(BPF_PROG_TEST_RUN, against a reference model) and at a running aioxdp that
+(BPF_PROG_TEST_RUN, under random rule sets, against an oracle written from
+the specifications) and at a running aioxdp that
 pings and serves UDP echo, which must keep serving and account for every
 frame it was handed."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import ipaddress
 import os
+import random
 import struct
 import sys
 from pathlib import Path
 
 import corpus as cp
+import forwarder_spec as spec
 import pytest
 from conftest import link_stat
 from test_udp_tcp import Echo, udp_client
 
 import aioxdp
 from aioxdp import Action, Rule
-from aioxdp.bpf import BPFObject, XDPVerdict
+from aioxdp.bpf import BPFObject
+from aioxdp.errors import MapError
 from aioxdp.forwarder import Forwarder
 from aioxdp.testing import Lab
 
@@ -28,53 +34,89 @@ IDENT, PORT = 0x5151, 7000
 N = int(os.environ.get("AIOXDP_FUZZ_FRAMES", "100000"))
 
 
-def test_forwarder_verdicts_on_100k_mutated_frames_match_the_model() -> None:
-    frames = cp.corpus(
-        N, 2, cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT)
-    )  # the seed of the lab run
+def random_rule(rng: random.Random) -> Rule:
+    """A rule over the corpus's values, so that many frames match some rule."""
+    action = rng.choice(list(Action))
+    vlan = rng.choice([None] * 6 + [7, rng.randrange(1, 255)])
+
+    def prefix() -> str | None:
+        if rng.random() < 0.5:
+            return None
+        address = rng.choice([A_IP, B_IP, f"198.18.{rng.randrange(4)}.{rng.randrange(256)}"])
+        net = ipaddress.IPv4Network(
+            f"{address}/{rng.choice([8, 15, 16, 24, 30, 32])}", strict=False
+        )
+        return str(net)
+
+    proto = rng.choice(["icmp", "udp", "tcp", "arp", "udp", 47])
+    kwargs: dict[str, object] = {"src": prefix(), "dst": prefix(), "action": action, "vlan": vlan}
+    if proto in ("udp", "tcp"):
+        ports = [53, 80, 443, PORT, PORT + 1, 40000, 40001, 40002, 40003]
+        if rng.random() < 0.6:
+            kwargs["dst_port"] = rng.choice(ports)
+        if rng.random() < 0.3:
+            kwargs["src_port"] = rng.choice(ports)
+    elif proto == "icmp" and rng.random() < 0.7:
+        kwargs["icmp_type"] = rng.choice([0, 8, 3, 11])
+        if kwargs["icmp_type"] in (0, 8) and rng.random() < 0.6:
+            kwargs["icmp_id"] = rng.choice([IDENT, 0x0800, 1])
+    elif proto == "arp" and rng.random() < 0.6:
+        kwargs["arp_op"] = rng.choice([1, 2])
+    return Rule(proto, **kwargs)  # type: ignore[arg-type]
+
+
+def test_forwarder_decides_100k_mutated_frames_as_the_specification_says() -> None:
+    """Random rule sets (actions, priorities by specificity, prefixes, ports,
+    ICMP types and ids, ARP, VLANs), each over its share of the corpus; the
+    oracle (forwarder_spec) predicts each verdict, each counter and each
+    rule's hits."""
+    sets = 50
+    frames = cp.corpus(N, 2, cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT))
+    rng = random.Random(5)
+    local = bytes.fromhex(A_MAC.replace(":", ""))
+    expected: collections.Counter[str] = collections.Counter()
+    winners_by_kind: collections.Counter[str] = collections.Counter()
     with BPFObject.packaged("forwarder") as obj:
         obj.load()
         fw = Forwarder(obj)
-        for rule in (
-            Rule("icmp", icmp_type=0, icmp_id=IDENT, action=Action.DROP),
-            Rule("udp", dst_port=PORT, action=Action.DROP),
-            Rule("tcp", dst_port=443, action=Action.DROP),
-            Rule("arp", arp_op=2, action=Action.DROP),
-        ):
-            fw.add(rule)
+        fw.set_local_mac(A_MAC)
         prog = obj.program()
-        expected_reasons: dict[str, int] = {}
-        mismatches = []
-        for i, frame in enumerate(frames):
-            kind, fields = cp.key_of(frame)
-            match = False
-            if kind == "ok":
-                assert fields is not None
-                proto, _src, _dst, _sport, dport, icmp_type, ident = fields
-                match = (proto == 1 and icmp_type == 0 and ident == IDENT) or (
-                    proto in (17, 6) and dport == (PORT if proto == 17 else 443)
-                )
-            elif kind == "arp":
-                assert fields is not None
-                match = fields[0] == 2
-            reason = (
-                "dropped"
-                if match
-                else {"ok": "unmatched", "arp": "unmatched", "fragment": "fragments"}.get(
-                    kind, kind
-                )
-            )
-            expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
-            verdict, out = prog.test_run(frame)
-            if verdict is not (XDPVerdict.DROP if match else XDPVerdict.PASS) or out != frame:
-                mismatches.append((i, kind, verdict, frame.hex()))
-        assert not mismatches[:5], f"{len(mismatches)} frames got another verdict than the model's"
+        for chunk in range(sets):
+            fw.clear()
+            installed: list[Rule] = []
+            for _ in range(rng.randrange(1, 14)):
+                rule = random_rule(rng)
+                try:
+                    fw.add(rule)
+                except (ValueError, MapError):
+                    continue  # the same packets as a rule already there, or no mask left
+                installed.append(rule)
+            if installed and rng.random() < 0.3:  # a removed rule takes nothing any more
+                fw.remove(installed.pop(rng.randrange(len(installed))))
+            hits: collections.Counter[Rule] = collections.Counter()
+            mismatches = []
+            for frame in frames[chunk * N // sets : (chunk + 1) * N // sets]:
+                want = spec.decide(spec.describe(frame, local), installed)
+                verdict, out = prog.test_run(frame)
+                if verdict is not want.verdict or out != frame:
+                    mismatches.append((want, verdict, frame.hex()))
+                expected[want.counter] += 1
+                if want.rule is not None:
+                    hits[want.rule] += 1
+                    winners_by_kind[want.counter] += 1
+            assert not mismatches[:3], (len(mismatches), installed)
+            assert {r: fw.hits(r) for r in installed} == {r: hits[r] for r in installed}, installed
         got = fw.counters
-        assert got.total == N
-        for reason, count in expected_reasons.items():
-            assert getattr(got, reason) == count, reason
-    assert expected_reasons["dropped"] > N // 10, "the corpus hardly exercised the rules"
-    assert expected_reasons["malformed"] > N // 10, "the corpus hardly exercised bad headers"
+    assert got.total == N
+    for name in ("passed", "dropped", "unmatched", "not_ipv4", "malformed", "fragments"):
+        assert getattr(got, name) == expected[name], name
+    for name in ("no_socket", "not_local", "vlan", "redirected", "no_meta"):
+        assert getattr(got, name) == expected[name], name
+    # the corpus and the rules exercised every outcome
+    for name in ("passed", "dropped", "no_socket", "unmatched", "not_ipv4", "malformed"):
+        assert expected[name] > N // 100, (name, expected)
+    for name in ("fragments", "not_local", "vlan"):
+        assert expected[name] > N // 1000, (name, expected)
 
 
 SENDER = """
@@ -127,6 +169,7 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
                 path = tmp_path / "corpus.bin"
                 path.write_bytes(b"".join(struct.pack("!H", len(f)) + f for f in frames))
                 before = nic.forwarder.counters
+                rules = nic.forwarder.rules  # in installation order: the oracle's input
                 sender = asyncio.create_subprocess_exec(
                     *lab.b.command(sys.executable, "-c", SENDER, str(path), lab.b.ifname),
                     stdout=asyncio.subprocess.PIPE,
@@ -154,10 +197,23 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
             stats = nic.stats()["queues"][0]["xdp"]
             assert after.redirected == nic.received + stats.rx_dropped + stats.rx_ring_full
             assert nic.unclaimed == 0
+            assert stats.rx_dropped + stats.rx_ring_full == 0, "the oracle's counts assume none"
+            # The oracle's witness for each endpoint: which corpus frames the
+            # forwarder hands to which rule, and which of the UDP ones are valid.
+            local = bytes.fromhex(lab.a.mac.replace(":", ""))
+            taken: dict[int, list[bytes]] = {}
+            for frame in frames:
+                rule = spec.decide(spec.describe(frame, local), rules).rule
+                if rule is not None and rule.action is Action.REDIRECT:
+                    taken.setdefault(rule.proto_number, []).append(frame)
+            assert set(taken) == {1, 17}
+            assert udp.frames == len(taken[17]) + 1000
+            assert udp.received == sum(map(spec.udp_is_valid, taken[17])) + 1000
             assert udp.frames == udp.received + sum(udp.malformed.values())
             ping_faults = (
                 sum(result.malformed.values()) + result.duplicates + result.late + result.foreign
             )
+            assert ping_endpoint.frames == len(taken[1]) + 3000
             assert ping_endpoint.frames == result.received + ping_faults
             assert sum(udp.malformed.values()) > 100, udp.malformed
             assert sum(result.malformed.values()) > 100, result.malformed
