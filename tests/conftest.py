@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +41,23 @@ def wait_until(
         time.sleep(interval)
 
 
+async def eventually(
+    predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.005
+) -> bool:
+    """Await ``predicate`` true, checking every ``interval`` while the loop runs.
+
+    True as soon as it holds; False if ``timeout`` passes first (assert on the
+    result with a message that says what was awaited).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+
+
 def link_stat(host: Any, name: str) -> int:
     """A counter of ``host``'s veth as its kernel keeps it (rx_packets, tx_packets...)."""
     return int(host.run("cat", f"/sys/class/net/{host.ifname}/statistics/{name}").stdout)
@@ -69,6 +89,44 @@ def read_line(proc: subprocess.Popen[str], *, timeout: float = 30.0) -> str:
         assert proc.stderr is not None
         pytest.fail(f"child exited {proc.returncode}: {proc.stderr.read()}")
     return line.strip()
+
+
+def read_line_matching(proc: subprocess.Popen[Any], pattern: str, *, timeout: float = 30.0) -> str:
+    """The first stdout line of ``proc`` that matches ``pattern`` (``re.search``).
+
+    Reads the pipe's descriptor a byte at a time, so nothing past that line is
+    taken: ``communicate()`` still gets the rest (do not read ``proc.stdout``
+    before this). Fails, naming the pattern, if no such line comes within
+    ``timeout`` or the output ends first.
+    """
+    import selectors
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    line = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                pytest.fail(
+                    f"no line matching {pattern!r} within {timeout}s; last lines {seen[-5:]}"
+                )
+            byte = os.read(fd, 1)
+            if not byte:
+                pytest.fail(
+                    f"output ended before a line matching {pattern!r}; last lines {seen[-5:]}"
+                )
+            if byte != b"\n":
+                line += byte
+                continue
+            text = line.decode(errors="replace").rstrip("\r")
+            if re.search(pattern, text):
+                return text
+            seen.append(text)
+            line = b""
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -139,15 +140,6 @@ def udp_frames(lab: Lab, port: int, n: int, *, towards: Host) -> list[bytes]:
     ]
 
 
-async def until(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.005)
-    return bool(predicate())  # type: ignore[operator]
-
-
 async def test_frames_from_the_peer_reach_the_protocol_byte_identical(
     lab_a: Lab, nic: Interface, tmp_path: Path
 ) -> None:
@@ -156,7 +148,9 @@ async def test_frames_from_the_peer_reach_the_protocol_byte_identical(
     )
     sent = udp_frames(lab_a, 9000, 300, towards=lab_a.a)
     await asyncio.to_thread(scapy_send, lab_a.b, sent, tmp_path)
-    assert await until(lambda: len(proto.frames) >= len(sent))
+    assert await eventually(lambda: len(proto.frames) >= len(sent)), (
+        f"the protocol got {len(proto.frames)} of the {len(sent)} frames sent"
+    )
     assert proto.frames == sent
     assert transport.get_extra_info("ifname") == lab_a.a.ifname
     assert nic.forwarder.counters.redirected == len(sent)
@@ -283,14 +277,18 @@ async def test_rule_changes_in_flight_lose_and_misdirect_nothing(
     kernel_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # created inside host a
     kernel_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     kernel_sock.bind((lab_a.a.ip, port))
-    kernel_sock.settimeout(0.5)
+    kernel_sock.settimeout(0.05)
+    stop = threading.Event()
 
     def kernel_reader() -> None:
+        # reads until told to stop, then until the socket is quiet: late extras are seen
         while True:
             try:
                 data = kernel_sock.recv(2048)
             except TimeoutError:
-                return
+                if stop.is_set():
+                    return
+                continue
             got_kernel.append(int(data.split(b":")[1]))
 
     class Seqs(PacketProtocol):
@@ -316,19 +314,26 @@ async def test_rule_changes_in_flight_lose_and_misdirect_nothing(
     reader.start()
     toggles = 0
     installed = True
-    deadline = time.monotonic() + 60
-    while sender.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-        if installed:
-            transport.remove_rule(rule)
-        else:
-            transport.add_rule(rule)
-        installed = not installed
-        toggles += 1
-    assert sender.wait(5) == 0
-    await asyncio.sleep(0.3)
-    await asyncio.to_thread(reader.join)
-    kernel_sock.close()
+    try:
+        deadline = time.monotonic() + 60
+        while sender.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the pace of the rule changes
+            if installed:
+                transport.remove_rule(rule)
+            else:
+                transport.add_rule(rule)
+            installed = not installed
+            toggles += 1
+        assert sender.wait(5) == 0
+        # every datagram b's kernel sent went one way or the other
+        assert await eventually(lambda: len(proto.seqs) + len(got_kernel) >= total), (
+            f"XDP {len(proto.seqs)} + kernel {len(got_kernel)} of the {total} datagrams sent"
+        )
+    finally:
+        stop.set()
+        await asyncio.to_thread(reader.join, 10)
+        kernel_sock.close()
+    assert not reader.is_alive()
     assert toggles >= 10, "the run was too short to toggle the rule"
     assert proto.seqs, "no packet took the XDP path"
     assert got_kernel, "no packet took the kernel path"
@@ -351,7 +356,9 @@ async def test_flow_control_pauses_and_resumes_and_loses_nothing(
         transport.writelines(frames)  # far more than the 48 frames the pool can spare
         assert proto.paused == 1
         assert transport.get_write_buffer_size() > 16
-        assert await until(lambda: proto.resumed == 1 and transport.get_write_buffer_size() == 0)
+        assert await eventually(
+            lambda: proto.resumed == 1 and transport.get_write_buffer_size() == 0
+        ), f"no resume_writing with an empty buffer: {transport.get_write_buffer_size()} left"
         got = await asyncio.to_thread(capture.frames)
         assert got == frames
         counts = nic.frame_counts()[0]
@@ -377,7 +384,7 @@ async def test_transport_contract(lab_a: Lab, nic: Interface) -> None:
         transport.write("text")  # type: ignore[arg-type]
     transport.close()
     assert transport.is_closing()
-    await asyncio.sleep(0)
+    assert await eventually(lambda: proto.lost), "connection_lost never came after close()"
     assert proto.lost == [None]
     assert Rule("udp", dst_port=9003) not in nic.forwarder.rules
 
@@ -392,7 +399,7 @@ async def test_several_queues(tmp_path: Path) -> None:
             await asyncio.to_thread(
                 scapy_send, lab.b, udp_frames(lab, 9004, 100, towards=lab.a), tmp_path
             )
-            assert await until(lambda: proto.count == 100)
+            assert await eventually(lambda: proto.count == 100), f"{proto.count} of 100 frames"
         async with Interface(lab.a.ifname, queues=[1]) as nic:
             assert nic.queues == [1]
 

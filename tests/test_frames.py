@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from conftest import PYTHON, link_stat, read_line
+from conftest import PYTHON, eventually, link_stat, read_line
 
 import aioxdp
 from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
@@ -205,11 +205,9 @@ async def test_misuse_raises_named_errors_and_leaves_the_ledger_balanced(lab_a: 
             Hoard, rules=[Rule("udp", dst_port=PORT)]
         )
         await asyncio.to_thread(lab_a.b.run, *udp_sender(lab_a, 40, gap=0.001))
-        for _ in range(200):
-            if len(hoard.stale) >= 40:
-                break
-            await asyncio.sleep(0.01)
-        assert len(hoard.stale) >= 2
+        assert await eventually(lambda: len(hoard.stale) >= 40), (
+            f"the protocol saw {len(hoard.stale)} of 40 datagrams"
+        )
         for name in ("keep twice", "send_back a kept packet", "release an unkept packet"):
             assert isinstance(hoard.errors.get(name), FrameOwnershipError), (name, hoard.errors)
         assert "release twice by address" not in hoard.errors  # release() is idempotent
@@ -307,8 +305,15 @@ async def test_zero_copy_echo_never_stalls_the_receive_ring(lab_a: Lab) -> None:
             SendBack, rules=[Rule("udp", dst_port=PORT)]
         )
         # a burst far past the pool: most of it is dropped, which is fine
+        sent_before = link_stat(lab_a.b, "tx_packets")
+        seen_before = nic.forwarder.counters.total
         await asyncio.to_thread(lab_a.b.run, *udp_sender(lab_a, 2000))
-        await asyncio.sleep(0.2)
+        sent = link_stat(lab_a.b, "tx_packets") - sent_before  # what b's kernel put on the wire
+        assert sent >= 2000, f"b's veth sent {sent} frames of a 2000-datagram burst"
+        assert await eventually(lambda: nic.forwarder.counters.total - seen_before >= sent), (
+            f"a's forwarder saw {nic.forwarder.counters.total - seen_before} "
+            f"of the {sent} frames b sent"
+        )
         # then paced datagrams, each answered if the fill ring was refilled
         receiver = lab_a.b.popen(
             PYTHON,
@@ -355,10 +360,9 @@ async def test_descriptors_left_on_the_tx_ring_are_sent_without_another_write(la
         )
         before = link_stat(lab_a.b, "rx_packets")
         transport.writelines([frame] * 4096)
-        for _ in range(200):
-            if link_stat(lab_a.b, "rx_packets") - before >= 4096:
-                break
-            await asyncio.sleep(0.01)
+        assert await eventually(
+            lambda: link_stat(lab_a.b, "rx_packets") - before >= 4096, interval=0.01
+        ), f"b's veth received {link_stat(lab_a.b, 'rx_packets') - before} of 4096 frames"
         assert link_stat(lab_a.b, "rx_packets") - before == 4096
         assert transport.get_write_buffer_size() == 0
         transport.close()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, read_line
+from conftest import TESTS, eventually, read_line
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -155,7 +155,15 @@ async def test_malformed_udp_is_counted_and_dropped_and_service_goes_on(
         frames = [bytes(bad_sum), bytes(long_len), frag] * 5
         before = nic.forwarder.counters
         await asyncio.to_thread(scapy_send, lab_a.b, frames, tmp_path)
-        await asyncio.sleep(0.2)
+        assert await eventually(
+            lambda: (
+                sum(transport.malformed.values()) >= 10
+                and nic.forwarder.counters.fragments - before.fragments >= 5
+            )
+        ), (
+            f"malformed {transport.malformed} (10 expected), "
+            f"fragments {nic.forwarder.counters.fragments - before.fragments} (5 expected)"
+        )
         assert transport.malformed == {"bad_udp_checksum": 5, "bad_udp_length": 5}
         after = nic.forwarder.counters
         assert after.redirected - before.redirected == 10
@@ -168,10 +176,7 @@ async def test_sendto_an_unresolvable_host_reports_error_received(lab_a: Lab) ->
     async with aioxdp.Interface(lab_a.a.ifname) as nic:
         transport, echo = await nic.create_datagram_endpoint(Echo, local_addr=(lab_a.a.ip, 7000))
         transport.sendto(b"anyone?", (str(lab_a.subnet[9]), 9))
-        for _ in range(100):
-            if echo.errors:
-                break
-            await asyncio.sleep(0.05)
+        assert await eventually(lambda: echo.errors), "error_received never came"
         assert len(echo.errors) == 1
         assert "no ARP reply" in str(echo.errors[0])
         assert transport.dropped_unresolved == 1
