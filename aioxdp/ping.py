@@ -330,7 +330,9 @@ class EchoSession:
         return out
 
     def results(self) -> list[PingResult]:
-        elapsed = (self.end_ns - self.start_ns) / 1e9
+        # a run still going (a snapshot) has lasted until now
+        end_ns = self.end_ns or time.monotonic_ns()
+        elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
         malformed = self.malformed()
         out = []
         for t in self.targets:
@@ -490,8 +492,6 @@ class PingerBase:
 
     def snapshot(self) -> list[PingResult]:
         """Results so far, without waiting (for Ctrl-C summaries)."""
-        if self._session.end_ns == 0:
-            self._session.end_ns = time.monotonic_ns()
         return self._session.results()
 
     def _options(self) -> dict[str, Any]:
