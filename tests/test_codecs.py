@@ -27,8 +27,12 @@ macs = st.binary(min_size=6, max_size=6)
 addrs = st.binary(min_size=4, max_size=4)
 u16 = st.integers(0, 0xFFFF)
 payloads = st.binary(max_size=600)
+# scapy in a test's body: its first dissection of a layer builds caches and
+# can take longer than hypothesis's 200 ms default, which is no failure
+scapy_in_body = settings(deadline=None)
 
 
+@scapy_in_body
 @given(st.binary(max_size=2000), st.integers(0, 0xFFFF))
 def test_c_and_python_checksums_equal_scapys(data: bytes, initial: int) -> None:
     # the witness is scapy's own RFC 1071 code; an initial sum is one more
@@ -57,6 +61,7 @@ def test_c_checksum_odd_lengths(length: int) -> None:
     assert lib.aioxdp_checksum(data[:length], length, 0) == scapy_checksum(data[:length])
 
 
+@scapy_in_body
 @given(
     macs,
     macs,
@@ -73,6 +78,7 @@ def test_ethernet_round_trip(dst: bytes, src: bytes, ethertype: int, vlan: int |
         assert scapy[Dot1Q].vlan == vlan
 
 
+@scapy_in_body
 @given(
     addrs,
     addrs,
@@ -122,6 +128,7 @@ def test_ipv4_round_trip_and_scapy_agrees(
     assert IP(bytes(scapy)).chksum == parsed.checksum  # scapy computes the same checksum
 
 
+@scapy_in_body
 @given(u16, u16, payloads)
 def test_icmp_echo_round_trip(ident: int, seq: int, payload: bytes) -> None:
     buf = bytearray(8 + len(payload))
@@ -134,6 +141,7 @@ def test_icmp_echo_round_trip(ident: int, seq: int, payload: bytes) -> None:
     assert ICMP(bytes(scapy)).chksum == parsed.checksum
 
 
+@scapy_in_body
 @given(addrs, addrs, st.integers(1, 0xFFFF), st.integers(1, 0xFFFF), payloads)
 def test_udp_round_trip_with_pseudo_header(
     src: bytes, dst: bytes, sport: int, dport: int, payload: bytes
@@ -149,6 +157,7 @@ def test_udp_round_trip_with_pseudo_header(
     assert UDP(bytes(packet)[20:]).chksum == expected.chksum
 
 
+@scapy_in_body
 @given(
     addrs,
     addrs,
@@ -201,6 +210,7 @@ def test_tcp_round_trip_with_options(
         assert got["Timestamp"] == ts
 
 
+@scapy_in_body
 @given(st.sampled_from([REQUEST, REPLY]), macs, addrs, macs, addrs)
 def test_arp_round_trip(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> None:
     buf = bytearray(28)
