@@ -195,17 +195,31 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         dgrams = DatagramBatch(self, batch, self._dgrams, valid)
         if self._batched:
             self._protocol.datagrams_received(dgrams)
-        else:
-            receive = self._protocol.datagram_received
-            for data, addr in dgrams:
+            return
+        receive = self._protocol.datagram_received
+        for data, addr in dgrams:
+            try:
                 receive(data, addr)
+            except Exception as exc:  # one datagram's failure, as asyncio's own transports
+                self._callback_failed(exc, "datagram_received")
+
+    @property
+    def _callback_name(self) -> str:  # type: ignore[override]
+        return "datagrams_received" if self._batched else "datagram_received"
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Datagrams from now on go to ``protocol``, batched if it takes batches."""
+        if not isinstance(protocol, asyncio.BaseProtocol):
+            raise TypeError(f"protocol: expected a DatagramProtocol, got {type(protocol).__name__}")
+        self._protocol = protocol
+        self._batched = hasattr(protocol, "datagrams_received")
 
     # -- send -------------------------------------------------------------------
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
-        """Send ``data`` to ``addr`` (host, port); routed and resolved as ping is."""
-        if self._closing:
-            raise XDPError(errno.EPIPE, "sending on a closed datagram endpoint", "it was closed")
+        """Send ``data`` to ``addr`` (host, port); routed and resolved as ping is.
+
+        After close the datagram is counted and dropped, as asyncio does."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
         if addr is None or not isinstance(addr, tuple) or len(addr) != 2:
@@ -213,6 +227,9 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         host, port = addr
         if not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValueError(f"addr: port must be 1..65535, got {port!r}")
+        if self._closing:
+            self._dropped_write()
+            return
         # one unfragmented datagram, built in one UMEM frame with its headers
         limit = min(self._nic.mtu, self._nic.frame_size - 14) - 28
         if len(data) > limit:
@@ -248,7 +265,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if ret == 0:
             tx.note_queued(1)
         elif ret == -errno.ENOBUFS:
-            tx.write(self._frame(bytes(ffi.buffer(header, 42)), data))  # no frame free: backlog it
+            # no frame free: it waits in our share of the backlog
+            tx.write_for(self._write_buffer, self._frame(bytes(ffi.buffer(header, 42)), data))
         else:
             raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
 
@@ -284,7 +302,10 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         except (XDPError, ValueError) as exc:
             lost = self._pending.pop(host, [])
             self.dropped_unresolved += len(lost)
-            self._protocol.error_received(exc)
+            try:
+                self._protocol.error_received(exc)
+            except Exception as callback_exc:
+                self._callback_failed(callback_exc, "error_received")
             return
         finally:
             self._resolving.pop(host, None)

@@ -7,6 +7,13 @@ registers each with the running loop. Endpoints bind a protocol to rules:
 packets matching an endpoint's rules are redirected by the forwarder, carry
 the rule's tag to userspace and are dispatched to that endpoint's protocol,
 a batch at a time.
+
+An endpoint's protocol that raises hurts only itself: the exception goes to
+the loop's exception handler, the rest of the batch reaches the other
+endpoints, and the endpoint keeps receiving. Only an error of the sockets or
+the link (it went down or away) is fatal, and then the whole Interface
+closes: every endpoint gets ``connection_lost(exc)``, the program is
+detached, and ``nic.error`` says why.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from aioxdp.bpf import BPFObject, Mode, XDPLink, ifindex_of
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
-from aioxdp.transport import XDPTransport
+from aioxdp.transport import WriteBuffer, XDPTransport, report_callback_error
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK
 
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 
 
 WATCH_INTERVAL = 0.25  # seconds between looks at the link and the sockets
+WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 
@@ -115,13 +123,13 @@ class _Dispatcher(PacketProtocol):
             else:
                 endpoint._dispatch(PacketBatch(rx, start, stop))
 
+    # Flow control is per endpoint (each has its WriteBuffer); the transport's
+    # own pause_writing/resume_writing have nothing to add.
     def pause_writing(self) -> None:
-        for endpoint in list(self._nic._endpoints):
-            endpoint._protocol_pause()
+        pass
 
     def resume_writing(self) -> None:
-        for endpoint in list(self._nic._endpoints):
-            endpoint._protocol_resume()
+        pass
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
@@ -129,8 +137,9 @@ class _Dispatcher(PacketProtocol):
 
 
 class Endpoint:
-    """What every endpoint shares: its rules and tags in the forwarder, pausing
-    its protocol with the interface's TX, and closing. Subclasses deliver."""
+    """What every endpoint shares: its rules and tags in the forwarder, its
+    share of the TX backlog with its own flow control, reporting its
+    protocol's exceptions, and closing. Subclasses deliver."""
 
     _protocol: Any
 
@@ -143,26 +152,39 @@ class Endpoint:
         self._tags = tags
         self._retired_tags: list[int] = []
         self._closing = False
-        self._paused = False
+        self._write_buffer = WriteBuffer(
+            nic._loop,
+            self,
+            lambda: self._protocol.pause_writing(),
+            lambda: self._protocol.resume_writing(),
+            high=nic.tx_size,
+        )
         self.received = 0  # packets (or valid datagrams) handed to the protocol
         self.frames = 0  # every frame dispatched here, good or bad
+        self.callback_errors = 0  # exceptions of its protocol, sent to the loop's handler
+        self.dropped_after_close = 0  # writes after close, dropped as asyncio does
 
     def _dispatch(self, batch: PacketBatch) -> None:
         self.frames += len(batch)
-        self._deliver(batch)
+        try:
+            self._deliver(batch)
+        except Exception as exc:
+            self._callback_failed(exc, self._callback_name)
+
+    _callback_name = "packets_received"
+
+    def _callback_failed(self, exc: BaseException, callback: str) -> None:
+        """The protocol raised: the loop's handler hears of it; we go on."""
+        self.callback_errors += 1
+        report_callback_error(self._nic._loop, exc, callback, self, self._protocol)
 
     def _deliver(self, batch: PacketBatch) -> None:
         raise NotImplementedError
 
-    def _protocol_pause(self) -> None:
-        if not self._paused:
-            self._paused = True
-            self._protocol.pause_writing()
-
-    def _protocol_resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            self._protocol.resume_writing()
+    def _dropped_write(self) -> None:
+        self.dropped_after_close += 1
+        if self.dropped_after_close >= WARN_WRITES_AFTER_CLOSE:
+            log.warning("%r: written after close, dropped", self)
 
     @property
     def rules(self) -> list[Rule]:
@@ -192,7 +214,15 @@ class Endpoint:
         self._nic._transports[batch._rx.xsk.queue].send_back(batch)
 
     def get_write_buffer_size(self) -> int:
-        return sum(t.get_write_buffer_size() for t in self._nic._transports.values())
+        """Frames of this endpoint waiting for a free frame or TX ring slot."""
+        return self._write_buffer.size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._write_buffer.low, self._write_buffer.high)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Water marks in frames of this endpoint (default: the TX ring's size, a quarter)."""
+        self._write_buffer.set_limits(high, low)
 
     def is_closing(self) -> bool:
         return self._closing
@@ -201,10 +231,13 @@ class Endpoint:
         return self._protocol  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Remove this endpoint's rules; connection_lost(None) follows."""
+        """Remove this endpoint's rules; its queued frames still go; connection_lost(None) follows."""
         self._shutdown(None)
 
     def abort(self) -> None:
+        """Like close, but this endpoint's frames waiting in the backlog are dropped."""
+        if not self._closing and self._nic._transports:
+            self._nic._tx_transport().drop(self._write_buffer)
         self._shutdown(None)
 
     def _shutdown(self, exc: Exception | None) -> None:
@@ -235,17 +268,16 @@ class PacketTransport(Endpoint, asyncio.Transport):
         self._protocol.packets_received(batch)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send one Ethernet frame. After close it is counted and dropped, as asyncio does."""
         if self._closing:
-            raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
-        self._nic._tx_transport().write(data)
+            self._dropped_write()
+            return
+        self._nic._tx_transport().write_for(self._write_buffer, data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each item as its own frame (not joined, as stream transports do)."""
-        transport = self._nic._tx_transport()
         for data in list_of_data:
-            if self._closing:
-                raise XDPError(errno.EPIPE, "writing to a closed packet endpoint", "it was closed")
-            transport.write(data)
+            self.write(data)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         if not isinstance(protocol, PacketProtocol):
@@ -289,12 +321,27 @@ class Interface:
             0  # of those, frames no endpoint claimed (untagged, or its endpoint closed)
         )
         self.final_counts: dict[int, FrameCounts] = {}
+        self.tx_size = self._config.tx_size
         self._lost_exc: Exception | None = None
         self._watch: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._link is not None else "closed"
+        if self._lost_exc is not None:
+            state = f"closed by {self._lost_exc!r}"
         return f"<Interface {self.ifname} {self.mode or self.requested_mode} {state}>"
+
+    @property
+    def error(self) -> Exception | None:
+        """The socket or link error that closed this Interface, if one did."""
+        return self._lost_exc
+
+    def _not_open(self, doing: str) -> XDPError:
+        if self._lost_exc is not None:
+            return XDPError(
+                errno.EBADF, doing, f"{self.ifname} was closed by an error: {self._lost_exc}"
+            )
+        return XDPError(errno.EBADF, doing, f"{self.ifname} is not open")
 
     async def __aenter__(self) -> Interface:
         return await self.open()
@@ -370,11 +417,7 @@ class Interface:
             self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
             return
         err, why = cause
-        exc = XDPError(err, f"using {self.ifname}", why)
-        log.warning("%s: %s; closing its endpoints", self.ifname, why)
-        self._lost(exc)
-        for transport in self._transports.values():
-            transport._force_close(exc)
+        self._lost(XDPError(err, f"using {self.ifname}", why))
 
     async def create_packet_endpoint(
         self,
@@ -384,7 +427,7 @@ class Interface:
     ) -> tuple[PacketTransport, P]:
         """Bind a new protocol to ``rules``: matching packets go to it, a batch at a time."""
         if self._link is None:
-            raise XDPError(errno.EBADF, "creating an endpoint", f"{self.ifname} is not open")
+            raise self._not_open("creating an endpoint")
         rules = list(rules)
         if not rules:
             raise ValueError("rules: an endpoint needs at least one rule")
@@ -405,7 +448,7 @@ class Interface:
     ) -> tuple[DatagramTransport, D]:
         """A UDP endpoint on ``local_addr`` (asyncio's DatagramTransport/Protocol shapes)."""
         if self._link is None:
-            raise XDPError(errno.EBADF, "creating an endpoint", f"{self.ifname} is not open")
+            raise self._not_open("creating an endpoint")
         from aioxdp.datagram import create_datagram_endpoint
 
         return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
@@ -452,11 +495,20 @@ class Interface:
         return exc
 
     def _lost(self, exc: Exception) -> None:
-        if self._lost_exc is not None:
+        """A socket or the link failed: close everything, and say why."""
+        if self._lost_exc is not None or self._link is None:
             return
         self._lost_exc = exc
+        log.warning("%s: %s; closing the interface and its endpoints", self.ifname, exc)
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for endpoint in list(self._endpoints):
             endpoint._shutdown(exc)
+        for transport in self._transports.values():
+            transport.abort()
+        # after the connection_lost calls just scheduled
+        self._loop.call_soon(self._teardown)
 
     def frame_counts(self) -> dict[int, FrameCounts]:
         """Per queue: who owns the frames (open sockets only)."""
@@ -540,9 +592,17 @@ def _register(nic: Interface) -> None:
 
 
 def _unregister(nic: Interface) -> None:
+    """Closed (by its owner, or by an error): the next ping opens a new one."""
     per_loop = _shared.get(nic._loop, {})
     entry = per_loop.get(nic.ifname)
-    if entry is not None and entry.external and entry.opening.result() is nic:
+    opening = entry.opening if entry is not None else None
+    if (
+        opening is not None
+        and opening.done()
+        and not opening.cancelled()
+        and opening.exception() is None
+        and opening.result() is nic
+    ):
         del per_loop[nic.ifname]
 
 

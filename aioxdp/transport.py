@@ -3,31 +3,121 @@
 The XSK's fd is registered with ``loop.add_reader``; each readiness drains
 up to ``batch_size`` descriptors per round (a few rounds at most, so other
 callbacks run) and hands each batch to the protocol's ``packets_received``,
-then gives the frames back. Writes copy a frame into the UMEM and queue it;
-one flush per loop iteration moves the queue onto the TX ring and wakes the
-kernel only when it asks. When no frame or ring slot is free, frames wait
-in a backlog (never dropped), the protocol is paused above the high-water
-mark and resumed below the low one, as CPython's selector transports do.
+then gives the frames back. An exception from the protocol goes to the
+loop's exception handler and reading goes on (as with asyncio's own
+transports); only an error of the socket itself closes the transport.
+
+Writes copy a frame into the UMEM and queue it; one flush per loop
+iteration moves the queue onto the TX ring and wakes the kernel only when
+it asks. When no frame or ring slot is free, frames wait in a backlog
+(never dropped). Each writer has its own :class:`WriteBuffer` there: the
+writer above its high-water mark is paused and resumed below its low one,
+as CPython's selector transports do per transport, so one busy writer never
+pauses another. Writes after close are counted and dropped, with a warning
+from the fifth on, as CPython does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
-from aioxdp.errors import XDPError
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.xsk import XSK
 
-__all__ = ["XDPTransport"]
+__all__ = ["WriteBuffer", "XDPTransport", "report_callback_error"]
 
 log = logging.getLogger(__name__)
 
 READ_ROUNDS = 8  # batches per readiness before yielding to the loop
+WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
+
+
+def report_callback_error(
+    loop: asyncio.AbstractEventLoop,
+    exc: BaseException,
+    callback: str,
+    transport: Any,
+    protocol: Any,
+) -> None:
+    """Hand an exception of a protocol callback to the loop's exception handler."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        raise exc
+    loop.call_exception_handler(
+        {
+            "message": f"Exception in callback {type(protocol).__name__}.{callback}()",
+            "exception": exc,
+            "transport": transport,
+            "protocol": protocol,
+        }
+    )
+
+
+class WriteBuffer:
+    """One writer's frames in a transport's backlog, and its flow control.
+
+    ``pause`` runs when more than ``high`` of its frames wait, ``resume``
+    when no more than ``low`` do; exceptions from either go to the loop's
+    exception handler.
+    """
+
+    __slots__ = (
+        "_default_high",
+        "_loop",
+        "_pause",
+        "_resume",
+        "high",
+        "low",
+        "owner",
+        "paused",
+        "size",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        owner: Any,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        high: int,
+    ) -> None:
+        self._loop = loop
+        self.owner = owner
+        self._pause = pause
+        self._resume = resume
+        self.high, self.low = high, high // 4
+        self._default_high = high
+        self.size = 0
+        self.paused = False
+
+    def set_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = self._default_high if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if isinstance(high, bool) or isinstance(low, bool) or not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self.high, self.low = high, low
+        self.changed(0)
+
+    def changed(self, delta: int) -> None:
+        self.size += delta
+        if not self.paused and self.size > self.high:
+            self.paused = True
+            self._call(self._pause, "pause_writing")
+        elif self.paused and self.size <= self.low:
+            self.paused = False
+            self._call(self._resume, "resume_writing")
+
+    def _call(self, callback: Callable[[], None], name: str) -> None:
+        try:
+            callback()
+        except BaseException as exc:
+            report_callback_error(self._loop, exc, name, self.owner, self.owner.get_protocol())
 
 
 class XDPTransport(asyncio.Transport):
@@ -47,7 +137,8 @@ class XDPTransport(asyncio.Transport):
         self._loop = loop
         self._xsk = xsk
         self._protocol = protocol
-        self._backlog: collections.deque[bytes] = collections.deque()
+        # frames waiting for a free frame or ring slot, with whose share they are in
+        self._backlog: collections.deque[tuple[bytes, WriteBuffer | None]] = collections.deque()
         self._closing = False
         self._closed = False
         self._paused_reading = False
@@ -58,6 +149,7 @@ class XDPTransport(asyncio.Transport):
         self._high_water = xsk.config.tx_size
         self._low_water = xsk.config.tx_size // 4
         self.dropped_on_abort = 0
+        self.dropped_after_close = 0
         loop.call_soon(self._begin)
 
     def __repr__(self) -> str:
@@ -81,16 +173,19 @@ class XDPTransport(asyncio.Transport):
     def _read_ready(self) -> None:
         xsk = self._xsk
         for _ in range(READ_ROUNDS):
-            rx = xsk.receive()
+            try:
+                rx = xsk.receive()
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal error: receiving from the XDP socket failed.")
+                return
             if not rx.count:
                 break
             try:
                 self._protocol.packets_received(PacketBatch(rx))
-            except Exception as exc:
+            except Exception as exc:  # the protocol's bug: report it, keep reading
+                report_callback_error(self._loop, exc, "packets_received", self, self._protocol)
+            finally:
                 xsk.release(rx)
-                self._fatal_error(exc, "Fatal error: protocol.packets_received() call failed.")
-                return
-            xsk.release(rx)
             if rx.count < xsk.batch_size or self._closing:
                 break
         # protocols may have queued frames from C (send_back, echo) without us
@@ -116,20 +211,40 @@ class XDPTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue one Ethernet frame for sending."""
+        self.write_for(None, data)
+
+    def write_for(self, buffer: WriteBuffer | None, data: bytes | bytearray | memoryview) -> None:
+        """Queue one frame; if it must wait, it waits in ``buffer``'s share of
+        the backlog (None: the transport's own protocol's)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected a bytes-like frame, got {type(data).__name__}")
-        if self._closing:
-            raise XDPError(errno.EPIPE, "writing to a closing XDPTransport", "it was closed")
         if not 14 <= len(data) <= self._xsk.config.frame_size:
             raise ValueError(
                 f"data: a frame is 14..{self._xsk.config.frame_size} bytes, got {len(data)}"
             )
+        if self._closing:
+            self.dropped_after_close += 1
+            if self.dropped_after_close >= WARN_WRITES_AFTER_CLOSE:
+                log.warning("%r: frame written after close, dropped", self)
+            return
         if self._backlog or not self._xsk.send(data):
-            self._backlog.append(bytes(data))
+            self._backlog.append((bytes(data), buffer))
+            if buffer is not None:
+                buffer.changed(1)
         else:
             self._waiting += 1
         self._schedule_flush()
         self._maybe_pause_protocol()
+
+    def drop(self, buffer: WriteBuffer) -> int:
+        """Drop the frames waiting in ``buffer``'s share (its writer aborts)."""
+        kept = collections.deque(entry for entry in self._backlog if entry[1] is not buffer)
+        dropped = len(self._backlog) - len(kept)
+        self._backlog = kept
+        self.dropped_on_abort += dropped
+        buffer.changed(-dropped)
+        self._maybe_resume_protocol()
+        return dropped
 
     def writelines(self, list_of_data: Any) -> None:
         """Write each item as its own frame."""
@@ -165,13 +280,15 @@ class XDPTransport(asyncio.Transport):
             # frames freed by completions take the backlog, a batch per flush
             while self._backlog:
                 moved = 0
-                while self._backlog and xsk.send(self._backlog[0]):
-                    self._backlog.popleft()
+                while self._backlog and xsk.send(self._backlog[0][0]):
+                    buffer = self._backlog.popleft()[1]
+                    if buffer is not None:
+                        buffer.changed(-1)
                     moved += 1
                 self._waiting = xsk.flush()
                 if not moved:
                     break
-        except XDPError as exc:
+        except OSError as exc:
             self._fatal_error(exc, "Fatal error on XDP transport while sending")
             return
         if self._waiting or self._backlog:
@@ -289,7 +406,10 @@ class XDPTransport(asyncio.Transport):
         if self._closed:
             return
         self.dropped_on_abort += len(self._backlog)
+        buffers = collections.Counter(entry[1] for entry in self._backlog if entry[1] is not None)
         self._backlog.clear()
+        for buffer, count in buffers.items():
+            buffer.changed(-count)
         self._closing = True
         self._stop_io(writer=True)
         self._loop.call_soon(self._call_connection_lost, exc)

@@ -8,11 +8,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from aioxdp.testing import Lab
 
 TESTS = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -127,6 +129,13 @@ def read_line_matching(proc: subprocess.Popen[Any], pattern: str, *, timeout: fl
                 return text
             seen.append(text)
             line = b""
+
+
+@pytest.fixture
+def lab_a() -> Iterator[Lab]:
+    """A lab, with this thread inside host a for the test."""
+    with Lab() as lab, lab.a.enter():
+        yield lab
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,8 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import PYTHON, read_line
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
@@ -23,19 +21,13 @@ OPEN_PORT = 7600
 CLOSED_PORT = 7601
 
 
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    with Lab() as lab:
-        yield lab
-
-
 def cli(lab: Lab, *args: str) -> tuple[int, str, str]:
     proc = lab.a.run(sys.executable, "-m", "aioxdp", *args, check=False, timeout=60)
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_tcping_open_and_closed_ports_in_text_and_json(lab_a: Lab) -> None:
-    listener = lab_a.b.popen(
+def test_tcping_open_and_closed_ports_in_text_and_json(lab: Lab) -> None:
+    listener = lab.b.popen(
         PYTHON,
         "-c",
         textwrap.dedent(
@@ -54,23 +46,20 @@ def test_tcping_open_and_closed_ports_in_text_and_json(lab_a: Lab) -> None:
     )
     try:
         assert read_line(listener) == "up"
-        status, out, err = cli(lab_a, "tcping", "-c", "2", "-i", "0.05", lab_a.b.ip, str(OPEN_PORT))
+        status, out, err = cli(lab, "tcping", "-c", "2", "-i", "0.05", lab.b.ip, str(OPEN_PORT))
         assert status == 0, err
         assert (
-            out.splitlines()[0]
-            == f"TCPING {lab_a.b.ip} port {OPEN_PORT}: SYN probes through AF_XDP"
+            out.splitlines()[0] == f"TCPING {lab.b.ip} port {OPEN_PORT}: SYN probes through AF_XDP"
         )
         assert sum("open (SYN-ACK)" in line for line in out.splitlines()) == 2
         assert f"port {OPEN_PORT} is open" in out
         status, out, err = cli(
-            lab_a, "tcping", "--json", "-c", "2", "-i", "0.05", lab_a.b.ip, str(OPEN_PORT)
+            lab, "tcping", "--json", "-c", "2", "-i", "0.05", lab.b.ip, str(OPEN_PORT)
         )
         assert status == 0, err
         doc = json.loads(out)
         assert (doc["sent"], doc["received"], doc["open"]) == (2, 2, True)
-        status, out, err = cli(
-            lab_a, "tcping", "-c", "2", "-i", "0.05", lab_a.b.ip, str(CLOSED_PORT)
-        )
+        status, out, err = cli(lab, "tcping", "-c", "2", "-i", "0.05", lab.b.ip, str(CLOSED_PORT))
         assert status == 0, err  # a RST is an answer
         assert f"port {CLOSED_PORT} is closed" in out
     finally:
@@ -78,20 +67,20 @@ def test_tcping_open_and_closed_ports_in_text_and_json(lab_a: Lab) -> None:
         listener.wait()
 
 
-def test_verbose_logs_what_aioxdp_does(lab_a: Lab) -> None:
-    status, out, err = cli(lab_a, "-v", "ping", "-c", "1", lab_a.b.ip)
+def test_verbose_logs_what_aioxdp_does(lab: Lab) -> None:
+    status, out, err = cli(lab, "-v", "ping", "-c", "1", lab.b.ip)
     assert status == 0, err
     assert "1 packets transmitted, 1 received" in out
     assert "attached aioxdp_forwarder to veth-a" in err  # the log, on stderr
 
 
-def test_ping_interface_size_and_ttl_reach_the_wire(lab_a: Lab, tmp_path: Path) -> None:
-    capture = Capture(lab_a.b, f"icmp and src host {lab_a.a.ip}", 2, tmp_path)
+def test_ping_interface_size_and_ttl_reach_the_wire(lab: Lab, tmp_path: Path) -> None:
+    capture = Capture(lab.b, f"icmp and src host {lab.a.ip}", 2, tmp_path)
     status, out, err = cli(
-        lab_a,
+        lab,
         "ping",
         "-I",
-        lab_a.a.ifname,
+        lab.a.ifname,
         "-s",
         "100",
         "-t",
@@ -100,7 +89,7 @@ def test_ping_interface_size_and_ttl_reach_the_wire(lab_a: Lab, tmp_path: Path) 
         "2",
         "-i",
         "0.05",
-        lab_a.b.ip,
+        lab.b.ip,
     )
     assert status == 0, err
     assert "100(128) bytes" in out.splitlines()[0]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -63,13 +63,6 @@ class Counter(PacketProtocol):
 
     def packets_received(self, batch: PacketBatch) -> None:
         self.count += len(batch)
-
-
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    """A lab, with this thread inside host a for the test."""
-    with Lab() as lab, lab.a.enter():
-        yield lab
 
 
 @pytest.fixture

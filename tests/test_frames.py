@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,12 +31,6 @@ from aioxdp.testing import Lab
 from aioxdp.xsk import XSK
 
 PORT = 7300
-
-
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    with Lab() as lab, lab.a.enter():
-        yield lab
 
 
 def assert_balanced(nic: Interface) -> None:

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,6 @@ import aioxdp
 from aioxdp.errors import XDPError
 from aioxdp.route import NoRouteError, UnresolvedNeighbourError
 from aioxdp.testing import Lab
-
-
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    with Lab() as lab, lab.a.enter():
-        yield lab
 
 
 def assert_nothing_left(lab: Lab) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ from aioxdp.testing import Lab
 from aioxdp.xsk import XSK
 
 PORT = 7400
-
-
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    with Lab() as lab, lab.a.enter():
-        yield lab
 
 
 class BatchEcho(asyncio.DatagramProtocol):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,12 +55,6 @@ def udp_client(host: Host, server: str, port: int, count: int, window: int = 32)
         sys.executable, "-c", UDP_CLIENT, server, str(port), str(count), str(window), timeout=120
     )
     return int(out.stdout.strip())
-
-
-@pytest.fixture
-def lab_a() -> Iterator[Lab]:
-    with Lab() as lab, lab.a.enter():
-        yield lab
 
 
 class Echo(asyncio.DatagramProtocol):
