@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from aioxdp._libs import ffi, lib
+from aioxdp._libs import ffi
 from aioxdp.bpf import BPFObject
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.interface import link_info
@@ -149,11 +149,11 @@ class AnyioPinger(PingerBase):
                 rx = xsk.receive()
                 if not rx.count:
                     return
-                valid = lib.aioxdp_echo_parse(
-                    xsk._handle(), rx.descs, rx.count, session.ident, results
-                )
-                freed = session.replies(results, rx.count, valid)
-                xsk.release(rx)
+                try:
+                    valid = rx.parse_echo_replies(0, rx.count, session.ident, results)
+                    freed = session.replies(results, rx.count, valid)
+                finally:
+                    xsk.release(rx)
                 if freed:
                     wake.set()
 
@@ -173,7 +173,7 @@ class AnyioPinger(PingerBase):
                     session.sweep(now)
                     if session.finished(now):
                         break
-                    session.send(tx._handle(), now)
+                    session.send(tx, now)
                     tx.flush()
                     delay = (session.next_wakeup(time.monotonic_ns()) - time.monotonic_ns()) / 1e9
                     wake = anyio.Event()

@@ -118,8 +118,7 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
             while not run.done():
                 await asyncio.wait({run}, timeout=0.05)
                 if dots is not None:
-                    snap = pinger._session.targets[0]
-                    dots.update(snap.next_probe, snap.received)
+                    dots.update(*pinger.progress())
             result = run.result()
         except asyncio.CancelledError:
             result = pinger.snapshot()[0]  # Ctrl-C: report what we have

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioxdp import _netlink
 from aioxdp._libs import ffi, lib
-from aioxdp.errors import FrameOwnershipError, XDPError
+from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.interface import Endpoint
 from aioxdp.packet import PacketBatch
@@ -79,7 +79,7 @@ class DatagramBatch:
         return self.valid
 
     def __iter__(self) -> Iterator[tuple[bytes, tuple[str, int]]]:
-        rx = self._batch._rx
+        rx = self._batch.rx
         rx.check("reading received datagrams")
         view = rx.xsk.view
         ok = lib.AIOXDP_UDP_OK
@@ -94,7 +94,7 @@ class DatagramBatch:
         They are released (reading raises ``ValueError``) when the batch's
         callback returns.
         """
-        rx = self._batch._rx
+        rx = self._batch.rx
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == lib.AIOXDP_UDP_OK:
@@ -102,19 +102,7 @@ class DatagramBatch:
 
     def echo(self) -> int:
         """Send each valid datagram back to where it came from, in place; returns how many."""
-        rx = self._batch._rx
-        rx.check("echoing received datagrams")
-        n = lib.aioxdp_udp_echo(
-            rx.xsk._handle(), rx.descs + self._batch._start, self._dgrams, len(self._batch)
-        )
-        if n < 0:
-            raise FrameOwnershipError(
-                -n,
-                "echoing received datagrams",
-                "a batch is echoed once, and not after its packets were kept or sent back",
-            )
-        self._transport._nic._transports[rx.xsk.queue].note_queued(n)
-        return int(n)
+        return self._transport._echo(self._batch, self._dgrams)
 
 
 async def local_ipv4_addresses() -> list[str]:
@@ -180,9 +168,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     # -- receive ----------------------------------------------------------------
 
     def _deliver(self, batch: PacketBatch) -> None:
-        rx = batch._rx
         n = len(batch)
-        valid = lib.aioxdp_udp_parse(rx.xsk._handle(), rx.descs + batch._start, n, self._dgrams)
+        valid = batch.rx.parse_udp(batch.start, n, self._dgrams)
         if valid != n:
             for i in range(n):
                 status = self._dgrams[i].status
@@ -258,17 +245,13 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
 
     def _send(self, header: Any, data: bytes | bytearray | memoryview) -> None:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
-        tx = self._nic._tx_transport()
-        ret = lib.aioxdp_udp_send(
-            tx._xsk._handle(), header, self._ip_id, ffi.from_buffer(data), len(data)
-        )
-        if ret == 0:
-            tx.note_queued(1)
-        elif ret == -errno.ENOBUFS:
+        tx = self._nic.tx
+        if not tx.send_udp(header, self._ip_id, data):
             # no frame free: it waits in our share of the backlog
             tx.write_for(self._write_buffer, self._frame(bytes(ffi.buffer(header, 42)), data))
-        else:
-            raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
+
+    def _echo(self, batch: PacketBatch, dgrams: Any) -> int:
+        return self._nic.transport(batch.rx.xsk.queue).echo_udp(batch, dgrams)
 
     def _frame(self, header: bytes, data: bytes | bytearray | memoryview) -> bytes:
         eth = Ethernet.parse(header)
@@ -293,7 +276,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             return
         pending.append((data, port))
         if host not in self._resolving:
-            self._resolving[host] = self._nic._loop.create_task(self._resolve(host))
+            self._resolving[host] = self._nic.loop.create_task(self._resolve(host))
 
     async def _resolve(self, host: str) -> None:
         try:
@@ -364,6 +347,6 @@ async def create_datagram_endpoint(
         addresses = [ip]
     protocol = protocol_factory()
     transport = DatagramTransport(nic, protocol, (ip, port), addresses)
-    nic._install(transport, protocol)
+    nic.add_endpoint(transport, protocol)
     await asyncio.sleep(0)  # connection_made has run when we return, as with asyncio's endpoints
     return transport, protocol

@@ -27,10 +27,10 @@ async def _demo(lab: Lab, say: TextIO) -> int:
         line(reply_line(reply))
 
     async with Pinger(b.ip, count=PACED, interval=0.2, on_reply=on_reply) as pinger:
-        nic = pinger._nic
+        nic = pinger.nic
         line(
             f"aioxdp forwarder attached to {nic.ifname} in {nic.mode} mode (bpf_link), "
-            f"XSK on queue(s) {nic.queues}, echo id {pinger._ident:#06x}"
+            f"XSK on queue(s) {nic.queues}, echo id {pinger.ident:#06x}"
         )
         line(f"route: {pinger.routes[0]}")
         line(f"PING {b.ip} ({b.ip}) 56(84) bytes of data.")

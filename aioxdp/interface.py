@@ -104,7 +104,7 @@ class _Dispatcher(PacketProtocol):
 
     def packets_received(self, batch: PacketBatch) -> None:
         endpoints = self._nic._by_tag
-        rx = batch._rx
+        rx = batch.rx
         if rx.count == 0:
             return
         self._nic.received += rx.count
@@ -211,7 +211,7 @@ class Endpoint:
 
     def send_back(self, batch: PacketBatch) -> None:
         """Send received frames back out after rewriting them in place (no copy)."""
-        self._nic._transports[batch._rx.xsk.queue].send_back(batch)
+        self._nic.transport(batch.rx.xsk.queue).send_back(batch)
 
     def get_write_buffer_size(self) -> int:
         """Frames of this endpoint waiting for a free frame or TX ring slot."""
@@ -236,8 +236,8 @@ class Endpoint:
 
     def abort(self) -> None:
         """Like close, but this endpoint's frames waiting in the backlog are dropped."""
-        if not self._closing and self._nic._transports:
-            self._nic._tx_transport().drop(self._write_buffer)
+        if not self._closing and self._nic.queues:
+            self._nic.tx.drop(self._write_buffer)
         self._shutdown(None)
 
     def _shutdown(self, exc: Exception | None) -> None:
@@ -272,7 +272,7 @@ class PacketTransport(Endpoint, asyncio.Transport):
         if self._closing:
             self._dropped_write()
             return
-        self._nic._tx_transport().write_for(self._write_buffer, data)
+        self._nic.tx.write_for(self._write_buffer, data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each item as its own frame (not joined, as stream transports do)."""
@@ -348,6 +348,11 @@ class Interface:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this Interface was opened on."""
+        return self._loop
 
     @property
     def queues(self) -> list[int]:
@@ -437,7 +442,7 @@ class Interface:
                 f"protocol_factory: must return a PacketProtocol, got {type(protocol).__name__}"
             )
         transport = PacketTransport(self, protocol, rules, [])
-        self._install(transport, protocol)
+        self.add_endpoint(transport, protocol)
         await asyncio.sleep(
             0
         )  # connection_made has run when we return, as with asyncio's endpoints
@@ -453,8 +458,9 @@ class Interface:
 
         return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
 
-    def _install(self, endpoint: Endpoint, protocol: asyncio.BaseProtocol) -> None:
-        """Put an endpoint's rules in the forwarder (all or none) and start it."""
+    def add_endpoint(self, endpoint: Endpoint, protocol: asyncio.BaseProtocol) -> None:
+        """Put a new endpoint's rules in the forwarder (all or none) and start it
+        (endpoint classes call this; users call create_*_endpoint)."""
         installed: list[Rule] = []
         try:
             for rule in endpoint._rules:
@@ -480,8 +486,27 @@ class Interface:
         if endpoint in self._endpoints:
             self._endpoints.remove(endpoint)
 
-    def _tx_transport(self) -> XDPTransport:
+    @property
+    def tx(self) -> XDPTransport:
+        """The transport every endpoint sends through (that of the lowest queue)."""
+        if not self._transports:
+            raise self._not_open("sending")
         return self._transports[min(self._transports)]
+
+    def socket(self, queue: int) -> XSK:
+        """The XDP socket of RX queue ``queue`` (for C loops in benchmarks and tests:
+        pause its transport's reading first, so that one reader drains it)."""
+        try:
+            return self._xsks[queue]
+        except KeyError:
+            raise self._not_open(f"using queue {queue}") from None
+
+    def transport(self, queue: int) -> XDPTransport:
+        """The transport of RX queue ``queue`` (received frames go back out on it)."""
+        try:
+            return self._transports[queue]
+        except KeyError:
+            raise self._not_open(f"using queue {queue}") from None
 
     def _explain(self, exc: Exception) -> Exception:
         """A send or receive error that the link's state explains, explained."""
@@ -539,7 +564,7 @@ class Interface:
             transport.close()
         # let close() flush and connection_lost run
         for _ in range(100):
-            if all(t._closed for t in self._transports.values()):
+            if all(t.closed for t in self._transports.values()):
                 break
             await asyncio.sleep(0.001)
         for transport in self._transports.values():

@@ -207,6 +207,17 @@ class PacketBatch:
         """False once the batch's frames went back (its callback returned)."""
         return self._rx.live
 
+    @property
+    def rx(self) -> RxBatch:
+        """The socket's whole receive batch these packets are part of (the C
+        checks of protocol cores run on it: ``rx.parse_udp(start, len(batch), ...)``)."""
+        return self._rx
+
+    @property
+    def start(self) -> int:
+        """Index of the first of these packets in :attr:`rx`."""
+        return self._start
+
     def __iter__(self) -> Iterator[Packet]:
         rx = self._rx
         for i in range(self._start, self._stop):

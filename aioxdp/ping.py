@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
@@ -51,6 +51,9 @@ from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
 from aioxdp.protocols.icmp import ECHO_REPLY, ECHO_REQUEST, IPPROTO_ICMP, Icmp
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.route import Route
+
+if TYPE_CHECKING:
+    from aioxdp.interface import Interface
 
 __all__ = ["EchoSession", "PingReply", "PingResult", "Pinger", "multiping", "ping"]
 
@@ -272,13 +275,14 @@ class EchoSession:
                 out.append((t, n))
         return out
 
-    def send(self, xsk: Any, now_ns: int) -> int:
-        """Stamp and queue the probes due now on ``xsk``; returns how many."""
+    def send(self, tx: Any, now_ns: int) -> int:
+        """Stamp and queue the probes due now through ``tx`` (an XSK, or a
+        transport that flushes them); returns how many."""
         queued = 0
         for t, n in self.due(now_ns):
             start = t.probes.next_probe
-            sent = lib.aioxdp_echo_send(
-                xsk, t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
+            sent = tx.send_echoes(
+                t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
             )
             t.probes.next_probe += sent
             queued += sent
@@ -407,7 +411,7 @@ def pick_ident(taken: Iterable[int] = ()) -> int:
     raise XDPError(errno.EADDRINUSE, "choosing an ICMP echo id", "every id tried is in use")
 
 
-def _validate(
+def validate_arguments(
     count: int, interval: float, timeout: float, size: int, ttl: int, window: int
 ) -> None:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
@@ -440,11 +444,8 @@ class _EchoReplies(PacketProtocol):
             self._pinger._ended(exc)
 
     def packets_received(self, batch: PacketBatch) -> None:
-        rx = batch._rx
         n = len(batch)
-        valid = lib.aioxdp_echo_parse(
-            rx.xsk._handle(), rx.descs + batch._start, n, self._pinger._ident, self._results
-        )
+        valid = batch.rx.parse_echo_replies(batch.start, n, self._pinger._ident, self._results)
         if self._pinger._session.replies(self._results, n, valid):
             self._pinger._freed()
 
@@ -466,7 +467,7 @@ class PingerBase:
         window: int = DEFAULT_WINDOW,
         on_reply: Callable[[PingReply], None] | None = None,
     ) -> None:
-        _validate(count, interval, timeout, size, ttl, window)
+        validate_arguments(count, interval, timeout, size, ttl, window)
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
         if not self.hosts:
             raise ValueError("hosts: give at least one host")
@@ -489,6 +490,11 @@ class PingerBase:
     async def result(self) -> PingResult:
         """Wait for the run to end; the result of the (first) host."""
         return (await self.results())[0]
+
+    def progress(self) -> tuple[int, int]:
+        """Probes sent and replies received so far, over every host (cheap)."""
+        targets = self._session.targets
+        return sum(t.next_probe for t in targets), sum(t.received for t in targets)
 
     def snapshot(self) -> list[PingResult]:
         """Results so far, without waiting (for Ctrl-C summaries)."""
@@ -562,6 +568,16 @@ class Pinger(PingerBase):
         self._delegate: Any = None
         self._ident = 0
         self._session: EchoSession
+
+    @property
+    def ident(self) -> int:
+        """The ICMP echo id of this run's probes (0 until it starts)."""
+        return self._ident
+
+    @property
+    def nic(self) -> Interface:
+        """The Interface the probes go through (while the Pinger is open)."""
+        return self._nic
 
     async def __aenter__(self) -> Pinger:
         if _running_under_trio():
@@ -639,9 +655,7 @@ class Pinger(PingerBase):
 
     def _pump(self) -> int:
         """Send what is due now; returns how many probes went out."""
-        queued = self._session.send(self._xsk._handle(), time.monotonic_ns())
-        self._xsk_transport.note_queued(queued)
-        return queued
+        return self._session.send(self._tx, time.monotonic_ns())
 
     def _ended(self, exc: Exception) -> None:
         """The interface went away: stop, and report what came back until now."""
@@ -659,8 +673,7 @@ class Pinger(PingerBase):
     async def _run(self) -> None:
         session = self._session
         loop = asyncio.get_running_loop()
-        self._xsk_transport = self._nic._tx_transport()
-        self._xsk = self._xsk_transport._xsk
+        self._tx = self._nic.tx
         session.start(time.monotonic_ns())
         try:
             while True:

@@ -29,7 +29,7 @@ from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.interface import PacketTransport, shared_interface
 from aioxdp.packet import Packet, PacketProtocol
-from aioxdp.ping import PingResult, _validate
+from aioxdp.ping import PingResult, validate_arguments
 from aioxdp.protocols.errors import DecodeError
 from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
@@ -131,7 +131,7 @@ async def tcp_ping(
     """Probe ``host``:``port`` with ``count`` SYNs; see the module docstring."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port: must be 1..65535, got {port!r}")
-    _validate(count, interval, timeout, 8, 64, 1)
+    validate_arguments(count, interval, timeout, 8, 64, 1)
     route = await route_to(host, interface=interface, source=source)
     async with shared_interface(route.ifname) as nic:
         route = await resolve_neighbour(route, nic)

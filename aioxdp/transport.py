@@ -251,8 +251,32 @@ class XDPTransport(asyncio.Transport):
         for data in list_of_data:
             self.write(data)
 
-    def note_queued(self, n: int) -> None:
-        """``n`` frames were queued on the XSK directly (by C batch code): flush them."""
+    # Frames built in C straight into the UMEM: each call does its accounting.
+
+    def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool:
+        """One UDP datagram behind ``header``; False if no frame is free (see XSK.send_udp)."""
+        if self._closing:
+            return False
+        sent = self._xsk.send_udp(header, ip_id, data)
+        if sent:
+            self._queued(1)
+        return sent
+
+    def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
+        """Echo requests stamped from ``template`` (see XSK.send_echoes); how many went."""
+        if self._closing:
+            return 0
+        n = self._xsk.send_echoes(template, length, seq, count, stamps)
+        self._queued(n)
+        return n
+
+    def echo_udp(self, batch: PacketBatch, dgrams: Any) -> int:
+        """Answer the batch's valid datagrams in place (see RxBatch.echo_udp)."""
+        n = batch.rx.echo_udp(batch.start, len(batch), dgrams)
+        self._queued(n)
+        return n
+
+    def _queued(self, n: int) -> None:
         if n:
             self._waiting += n
             self._schedule_flush()
@@ -364,6 +388,11 @@ class XDPTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self._closing
+
+    @property
+    def closed(self) -> bool:
+        """True once connection_lost was called."""
+        return self._closed
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol

@@ -133,6 +133,33 @@ class RxBatch:
             start = stop
         return runs
 
+    # -- the C checks of a range of this batch (protocol cores call these) ----
+
+    def parse_udp(self, start: int, count: int, out: Any) -> int:
+        """Check UDP datagrams ``start .. start+count`` into ``out`` (struct
+        aioxdp_udp_dgram[]); returns how many are valid."""
+        self.check_range(start, count, "reading received datagrams")
+        return int(lib.aioxdp_udp_parse(self.xsk._handle(), self.descs + start, count, out))
+
+    def echo_udp(self, start: int, count: int, dgrams: Any) -> int:
+        """Turn the valid datagrams of a range, checked by :meth:`parse_udp`,
+        into their answers in place and queue them; returns how many."""
+        self.check_range(start, count, "echoing received datagrams")
+        n = lib.aioxdp_udp_echo(self.xsk._handle(), self.descs + start, dgrams, count)
+        if n < 0:
+            raise FrameOwnershipError(
+                -n,
+                "echoing received datagrams",
+                "a batch is echoed once, and not after its packets were kept or sent back",
+            )
+        return int(n)
+
+    def parse_echo_replies(self, start: int, count: int, ident: int, out: Any) -> int:
+        """Check ICMP echo replies of a range for echo id ``ident`` into ``out``
+        (struct aioxdp_echo_reply[]); returns how many are valid."""
+        self.check_range(start, count, "reading echo replies")
+        return int(lib.aioxdp_echo_parse(self.xsk._handle(), self.descs + start, count, ident, out))
+
     def hold(self, holder: Any) -> None:
         """Call ``holder._retire()`` when the batch is released."""
         self._holders.append(holder)
@@ -298,6 +325,23 @@ class XSK:
             f"(an Ethernet header, within one UMEM frame), got {len(frame)}"
         )
 
+    def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool:
+        """Build one UDP datagram behind ``header`` (42 bytes: Ethernet, IPv4,
+        UDP, from the endpoint) in a free frame and queue it; False if no
+        frame is free."""
+        ret = lib.aioxdp_udp_send(self._handle(), header, ip_id, ffi.from_buffer(data), len(data))
+        if ret == 0:
+            return True
+        if ret == -errno.ENOBUFS:
+            return False
+        raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
+
+    def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
+        """Stamp ``count`` echo requests from ``template`` (sequence numbers from
+        ``seq``, send times into ``stamps``) and queue them; returns how many
+        frames there were for."""
+        return int(lib.aioxdp_echo_send(self._handle(), template, length, seq, count, stamps))
+
     def send_batch(self, batch: RxBatch, start: int = 0, count: int | None = None) -> int:
         """Queue received frames (possibly rewritten in place) for TX, without copying."""
         handle = self._handle()
@@ -353,6 +397,12 @@ class XSK:
     @property
     def closed(self) -> bool:
         return self._ptr is None
+
+    @property
+    def c_handle(self) -> Any:
+        """The C struct behind this socket (``struct aioxdp_xsk *``), for C loops
+        such as bench/'s; valid until close."""
+        return self._handle()
 
     def _handle(self) -> Any:
         if self._ptr is None:

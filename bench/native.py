@@ -71,4 +71,4 @@ def load() -> ctypes.CDLL:
 
 def pointer(xsk: XSK) -> Any:
     """The C struct behind an XSK, for the ctypes loops."""
-    return int(ffi.cast("uintptr_t", xsk._handle()))
+    return int(ffi.cast("uintptr_t", xsk.c_handle))

@@ -45,14 +45,14 @@ async def c_rate(ifname: str, host: str, count: int) -> float:
             PacketProtocol, rules=[Rule("icmp", icmp_type=0, icmp_id=ident)]
         )
         await asyncio.sleep(0)
-        nic._transports[0].pause_reading()  # the C loop owns the socket now
+        nic.transport(0).pause_reading()  # the C loop owns the socket now
         template = echo_template(route, ident, 56, 64)
         t0 = time.perf_counter()
         got = loops.bench_echo(
-            native.pointer(nic._xsks[0]), template, len(template), ident, count, 256, 60.0
+            native.pointer(nic.socket(0)), template, len(template), ident, count, 256, 60.0
         )
         took = time.perf_counter() - t0
-        nic._transports[0].resume_reading()
+        nic.transport(0).resume_reading()
     assert got == count, f"C loop got {got} of {count}"
     return float(got / took)
 

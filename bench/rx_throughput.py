@@ -63,12 +63,12 @@ async def measure(lab: Lab, seconds: float, batch: int) -> dict[str, float]:
         assert blaster.stdout.readline().strip() == "ready"
         await asyncio.sleep(0.5)  # warm up
         py1 = await python_rate(proto, seconds)
-        transport = nic._transports[0]
+        transport = nic.transport(0)
         transport.pause_reading()
         c_rates = {}
         for style, spin in (("poll", 0), ("spin", 1)):
             t0 = time.perf_counter()
-            got = loops.bench_drain(native.pointer(nic._xsks[0]), batch, seconds, spin)
+            got = loops.bench_drain(native.pointer(nic.socket(0)), batch, seconds, spin)
             c_rates[style] = got / (time.perf_counter() - t0)
         transport.resume_reading()
         py2 = await python_rate(proto, seconds)

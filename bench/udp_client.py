@@ -40,12 +40,14 @@ async def main(ifname: str, server: str, port: int, seconds: float, window: int)
             / UDP(sport=CLIENT_PORT, dport=port)
             / Raw(b"q" * 32)
         )
-        nic._transports[0].pause_reading()  # the C pump owns the socket now
+        nic.transport(0).pause_reading()  # the C pump owns the socket now
         print("ready", flush=True)
         t0 = time.perf_counter()
-        got = loops.bench_udp_pump(native.pointer(nic._xsks[0]), frame, len(frame), window, seconds)
+        got = loops.bench_udp_pump(
+            native.pointer(nic.socket(0)), frame, len(frame), window, seconds
+        )
         print(got / (time.perf_counter() - t0), flush=True)
-        nic._transports[0].resume_reading()
+        nic.transport(0).resume_reading()
 
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])))

@@ -367,7 +367,7 @@ async def test_transport_contract(lab_a: Lab, nic: Interface) -> None:
     await proto.made.wait()
     assert proto.transport is transport
     assert transport.get_extra_info("mode") == nic.mode == "native"
-    xdp = nic._transports[0]
+    xdp = nic.transport(0)
     assert xdp.get_extra_info("queue") == 0
     assert isinstance(xdp.get_extra_info("umem"), UmemConfig)
     assert "fd=" in repr(xdp)

@@ -65,10 +65,10 @@ def test_c_senders_refuse_what_does_not_fit_a_frame_without_writing(lab_a: Lab) 
         pool = xsk.counts().pool
         header = ffi.new("uint8_t[]", 42)
         payload = b"x" * 2100  # fits 9000-MTU, not a 2048-byte frame
-        ret = lib.aioxdp_udp_send(xsk._handle(), header, 1, ffi.from_buffer(payload), len(payload))
+        ret = lib.aioxdp_udp_send(xsk.c_handle, header, 1, ffi.from_buffer(payload), len(payload))
         assert ret == -errno.EMSGSIZE
         template = ffi.new("uint8_t[]", 2100)
-        sent = lib.aioxdp_echo_send(xsk._handle(), template, 2100, 1, 4, ffi.NULL)
+        sent = lib.aioxdp_echo_send(xsk.c_handle, template, 2100, 1, 4, ffi.NULL)
         assert sent == 0
         assert bytes(xsk.view) == before, "a refused send wrote into the UMEM"
         counts = xsk.counts()
@@ -256,10 +256,10 @@ def test_descriptor_from_the_kernel_naming_a_frame_not_lent_is_dropped(lab_a: La
         descs = ffi.new("struct aioxdp_desc[]", 1)
         descs[0].addr = 0  # frame 0: lent to the kernel for RX
         descs[0].len = 60
-        assert lib.aioxdp_xsk_release(xsk._handle(), descs, 1) < 0
-        assert lib.aioxdp_xsk_send_descs(xsk._handle(), descs, 1) < 0
+        assert lib.aioxdp_xsk_release(xsk.c_handle, descs, 1) < 0
+        assert lib.aioxdp_xsk_send_descs(xsk.c_handle, descs, 1) < 0
         descs[0].addr = 1 << 40
-        assert lib.aioxdp_xsk_keep(xsk._handle(), descs) < 0
+        assert lib.aioxdp_xsk_keep(xsk.c_handle, descs) < 0
         counts = xsk.counts()
         assert counts.balanced, counts
         assert counts.txq == 0, counts
@@ -460,10 +460,10 @@ def test_parsers_never_read_outside_a_frame(lab_a: Lab) -> None:
         for i, (addr, length) in enumerate([(16 * 2048, 60), (2000, 100), (1 << 40, 60)]):
             descs[i].addr, descs[i].len = addr, length  # past the UMEM, across a frame end
         dgrams = ffi.new("struct aioxdp_udp_dgram[]", 3)
-        assert lib.aioxdp_udp_parse(xsk._handle(), descs, 3, dgrams) == 0
+        assert lib.aioxdp_udp_parse(xsk.c_handle, descs, 3, dgrams) == 0
         assert [d.status for d in dgrams] == [lib.AIOXDP_UDP_TRUNCATED] * 3
         replies = ffi.new("struct aioxdp_echo_reply[]", 3)
-        assert lib.aioxdp_echo_parse(xsk._handle(), descs, 3, 1, replies) == 0
+        assert lib.aioxdp_echo_parse(xsk.c_handle, descs, 3, 1, replies) == 0
         assert [r.status for r in replies] == [lib.AIOXDP_ECHO_TRUNCATED] * 3
     finally:
         xsk.close()

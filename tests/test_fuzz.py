@@ -164,7 +164,7 @@ async def test_a_running_ping_and_udp_echo_survive_100k_mutated_frames(tmp_path:
             sent_before = link_stat(lab.b, "tx_packets")
             seen_before = nic.forwarder.counters.total
             async with aioxdp.Pinger(lab.b.ip, count=3000, interval=0.002, timeout=1.0) as pinger:
-                bases = cp.templates(lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, pinger._ident, PORT)
+                bases = cp.templates(lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, pinger.ident, PORT)
                 frames = cp.corpus(N, 2, bases)
                 path = tmp_path / "corpus.bin"
                 path.write_bytes(b"".join(struct.pack("!H", len(f)) + f for f in frames))

@@ -162,7 +162,7 @@ async def test_broken_replies_from_the_wire_are_counted_and_ignored(
     lab_a: Lab, tmp_path: Path
 ) -> None:
     async with aioxdp.Pinger(lab_a.b.ip, count=400, interval=0.005, timeout=1.0) as pinger:
-        ident = pinger._ident
+        ident = pinger.ident
         good = (
             Ether(src=lab_a.b.mac, dst=lab_a.a.mac)
             / IP(src=lab_a.b.ip, dst=lab_a.a.ip)
@@ -180,10 +180,10 @@ async def test_broken_replies_from_the_wire_are_counted_and_ignored(
         foreign_frame = bytearray(raw)
         foreign_frame[34 + 4 : 34 + 6] = ((ident + 1) & 0xFFFF).to_bytes(2, "big")  # another id
         frames = [bytes(f) for f in (bad_ip_sum, bad_icmp_sum, short, bad_ihl, foreign_frame)] * 10
-        before = pinger._nic.forwarder.counters
+        before = pinger.nic.forwarder.counters
         await asyncio.to_thread(scapy_send, lab_a.b, frames, tmp_path)
         result = await pinger.result()
-        after = pinger._nic.forwarder.counters
+        after = pinger.nic.forwarder.counters
     assert result.received == 400
     assert result.duplicates == result.foreign == 0
     # checksums are checked in userspace (C, per batch): counted by the ping

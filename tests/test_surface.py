@@ -119,7 +119,7 @@ async def test_pause_reading_holds_frames_in_the_ring_and_the_kernel_drops_the_r
 ) -> None:
     async with Interface(lab_a.a.ifname, config=TINY) as nic:
         _t, proto = await nic.create_packet_endpoint(Recorder, rules=[Rule("udp", dst_port=9200)])
-        xdp = nic._transports[0]
+        xdp = nic.transport(0)
         assert isinstance(xdp, XDPTransport)
         counts = nic.frame_counts()[0]
         assert isinstance(counts, FrameCounts)
@@ -133,7 +133,7 @@ async def test_pause_reading_holds_frames_in_the_ring_and_the_kernel_drops_the_r
         assert await eventually(lambda: link_stat(lab_a.a, "rx_packets") - before >= 50)
         await asyncio.sleep(0.2)
         assert proto.count == 0, "delivered while reading was paused"
-        stats = nic._xsks[0].statistics()
+        stats = nic.socket(0).statistics()
         # 32 wait in the RX ring; the other 18 found no fill frame and the kernel dropped them
         assert (stats.rx_dropped, stats.rx_fill_ring_empty_descs) == (18, 18)
         xdp.resume_reading()
@@ -489,7 +489,7 @@ async def test_flood_with_a_small_window_never_has_more_in_flight(lab_a: Lab) ->
     lab_a.a.run("ping", "-c1", "-W1", lab_a.b.ip)  # b's MAC known: no ARP through the paused XSK
     before = icmp_counters(lab_a.b)
     async with Interface(lab_a.a.ifname) as nic:  # the Pinger shares it
-        xdp = nic._transports[0]
+        xdp = nic.transport(0)
         # no reply can come back while reading is paused: the window stays full
         xdp.pause_reading()
         async with aioxdp.Pinger(
