@@ -11,7 +11,8 @@ from aioxdp.errors import XDPError
 from aioxdp.forwarder import Action, Rule
 from aioxdp.interface import Interface, PacketTransport
 from aioxdp.packet import Packet, PacketBatch, PacketProtocol
-from aioxdp.ping import Pinger, PingReply, PingResult, multiping, ping
+from aioxdp.ping import Pinger, multiping, ping
+from aioxdp.results import PingReply, PingResult
 from aioxdp.tcping import tcp_ping
 from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig

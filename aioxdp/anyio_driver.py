@@ -1,6 +1,6 @@
 """Ping under any async library anyio supports (trio included).
 
-The same sans-IO core as the asyncio driver (:class:`aioxdp.ping.EchoSession`
+The same sans-IO core as the asyncio driver (:class:`aioxdp.echo.EchoSession`
 and the C batch helpers), driven with ``anyio.wait_readable`` on the XSK
 fds instead of an asyncio transport. ``aioxdp.ping`` and ``aioxdp.Pinger``
 come here by themselves when they run under trio.
@@ -25,12 +25,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from aioxdp._libs import ffi
 from aioxdp.bpf import BPFObject
+from aioxdp.echo import EchoSession, pick_ident
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.interface import link_info
-from aioxdp.ping import EchoSession, PingerBase, PingReply, PingResult, pick_ident
+from aioxdp.neighbour import arp_request
+from aioxdp.pinger_base import PingerBase
 from aioxdp.protocols.arp import REPLY, Arp
 from aioxdp.protocols.icmp import ECHO_REPLY
-from aioxdp.route import Route, UnresolvedNeighbourError, arp_request
+from aioxdp.results import PingReply, PingResult
+from aioxdp.route import Route, UnresolvedNeighbourError
 from aioxdp.xsk import XSK
 
 __all__ = ["AnyioPinger", "ping"]

@@ -27,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from aioxdp import _netlink
 from aioxdp._libs import ffi, lib
+from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
-from aioxdp.interface import Endpoint
+from aioxdp.neighbour import resolve_neighbour
 from aioxdp.packet import PacketBatch
 from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.udp import IPPROTO_UDP, Udp
-from aioxdp.route import Route, resolve_neighbour, route_to
+from aioxdp.route import Route, route_to
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import TextIO
 
-from aioxdp.cli import reply_line, summary_lines
-from aioxdp.ping import Pinger, PingReply
+from aioxdp.ping import Pinger
+from aioxdp.ping_output import reply_line, summary_lines
+from aioxdp.results import PingReply
 from aioxdp.testing import Lab
 
 PACED = 5

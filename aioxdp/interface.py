@@ -29,19 +29,18 @@ import struct
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aioxdp import _netlink, privileges
 from aioxdp.bpf import BPFObject, Mode, XDPLink, ifindex_of
+from aioxdp.datagram import DatagramTransport, create_datagram_endpoint
+from aioxdp.endpoints import Endpoint, PacketTransport
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
-from aioxdp.transport import WriteBuffer, XDPTransport, report_callback_error
+from aioxdp.transport import XDPTransport
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK
-
-if TYPE_CHECKING:
-    from aioxdp.datagram import DatagramTransport
 
 __all__ = ["Endpoint", "Interface", "PacketTransport", "shared_interface"]
 
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 
 WATCH_INTERVAL = 0.25  # seconds between looks at the link and the sockets
-WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 
@@ -114,14 +112,14 @@ class _Dispatcher(PacketProtocol):
             if endpoint is None:
                 self._nic.unclaimed += rx.count
             else:
-                endpoint._dispatch(batch)
+                endpoint.dispatch(batch)
             return
         for tag, start, stop in runs:
             endpoint = endpoints.get(tag)
             if endpoint is None:
                 self._nic.unclaimed += stop - start
             else:
-                endpoint._dispatch(PacketBatch(rx, start, stop))
+                endpoint.dispatch(PacketBatch(rx, start, stop))
 
     # Flow control is per endpoint (each has its WriteBuffer); the transport's
     # own pause_writing/resume_writing have nothing to add.
@@ -134,155 +132,6 @@ class _Dispatcher(PacketProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             self._nic._lost(self._nic._explain(exc))
-
-
-class Endpoint:
-    """What every endpoint shares: its rules and tags in the forwarder, its
-    share of the TX backlog with its own flow control, reporting its
-    protocol's exceptions, and closing. Subclasses deliver."""
-
-    _protocol: Any
-
-    def __init__(
-        self, nic: Interface, protocol: Any, rules: Sequence[Rule], tags: list[int]
-    ) -> None:
-        self._nic = nic
-        self._protocol = protocol
-        self._rules = list(rules)
-        self._tags = tags
-        self._retired_tags: list[int] = []
-        self._closing = False
-        self._write_buffer = WriteBuffer(
-            nic._loop,
-            self,
-            lambda: self._protocol.pause_writing(),
-            lambda: self._protocol.resume_writing(),
-            high=nic.tx_size,
-        )
-        self.received = 0  # packets (or valid datagrams) handed to the protocol
-        self.frames = 0  # every frame dispatched here, good or bad
-        self.callback_errors = 0  # exceptions of its protocol, sent to the loop's handler
-        self.dropped_after_close = 0  # writes after close, dropped as asyncio does
-
-    def _dispatch(self, batch: PacketBatch) -> None:
-        self.frames += len(batch)
-        try:
-            self._deliver(batch)
-        except Exception as exc:
-            self._callback_failed(exc, self._callback_name)
-
-    _callback_name = "packets_received"
-
-    def _callback_failed(self, exc: BaseException, callback: str) -> None:
-        """The protocol raised: the loop's handler hears of it; we go on."""
-        self.callback_errors += 1
-        report_callback_error(self._nic._loop, exc, callback, self, self._protocol)
-
-    def _deliver(self, batch: PacketBatch) -> None:
-        raise NotImplementedError
-
-    def _dropped_write(self) -> None:
-        self.dropped_after_close += 1
-        if self.dropped_after_close >= WARN_WRITES_AFTER_CLOSE:
-            log.warning("%r: written after close, dropped", self)
-
-    @property
-    def rules(self) -> list[Rule]:
-        return list(self._rules)
-
-    def add_rule(self, rule: Rule) -> None:
-        """Also take the packets ``rule`` names, from now on."""
-        if self._closing:
-            raise XDPError(errno.EPIPE, "adding a rule to a closed endpoint", "it was closed")
-        tag = self._nic.forwarder.add(rule)
-        self._rules.append(rule)
-        self._tags.append(tag)
-        self._nic._by_tag[tag] = self
-
-    def remove_rule(self, rule: Rule) -> None:
-        """Stop taking the packets of ``rule``; those already redirected still arrive here."""
-        if rule not in self._rules:
-            raise KeyError(f"rule: {rule} is not one of this endpoint's rules")
-        self._nic.forwarder.remove(rule)
-        index = self._rules.index(rule)
-        del self._rules[index]
-        # its tag stays routed to us until we close: tags are never reused
-        self._retired_tags.append(self._tags.pop(index))
-
-    def send_back(self, batch: PacketBatch) -> None:
-        """Send received frames back out after rewriting them in place (no copy)."""
-        self._nic.transport(batch.rx.xsk.queue).send_back(batch)
-
-    def get_write_buffer_size(self) -> int:
-        """Frames of this endpoint waiting for a free frame or TX ring slot."""
-        return self._write_buffer.size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._write_buffer.low, self._write_buffer.high)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        """Water marks in frames of this endpoint (default: the TX ring's size, a quarter)."""
-        self._write_buffer.set_limits(high, low)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        """Remove this endpoint's rules; its queued frames still go; connection_lost(None) follows."""
-        self._shutdown(None)
-
-    def abort(self) -> None:
-        """Like close, but this endpoint's frames waiting in the backlog are dropped."""
-        if not self._closing and self._nic.queues:
-            self._nic.tx.drop(self._write_buffer)
-        self._shutdown(None)
-
-    def _shutdown(self, exc: Exception | None) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._nic._remove_endpoint(self)
-        self._nic._loop.call_soon(self._protocol.connection_lost, exc)
-
-
-class PacketTransport(Endpoint, asyncio.Transport):
-    """A packet endpoint's transport: frames in as batches, frames out."""
-
-    def __init__(
-        self, nic: Interface, protocol: PacketProtocol, rules: Sequence[Rule], tags: list[int]
-    ) -> None:
-        asyncio.Transport.__init__(
-            self, extra={"ifname": nic.ifname, "mode": nic.mode, "rules": tuple(rules)}
-        )
-        Endpoint.__init__(self, nic, protocol, rules, tags)
-
-    def __repr__(self) -> str:
-        state = "closing" if self._closing else "open"
-        return f"<PacketTransport {self._nic.ifname} {len(self._rules)} rules {state}>"
-
-    def _deliver(self, batch: PacketBatch) -> None:
-        self.received += len(batch)
-        self._protocol.packets_received(batch)
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one Ethernet frame. After close it is counted and dropped, as asyncio does."""
-        if self._closing:
-            self._dropped_write()
-            return
-        self._nic.tx.write_for(self._write_buffer, data)
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Write each item as its own frame (not joined, as stream transports do)."""
-        for data in list_of_data:
-            self.write(data)
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        if not isinstance(protocol, PacketProtocol):
-            raise TypeError(f"protocol: expected a PacketProtocol, got {type(protocol).__name__}")
-        self._protocol = protocol
 
 
 class Interface:
@@ -454,34 +303,29 @@ class Interface:
         """A UDP endpoint on ``local_addr`` (asyncio's DatagramTransport/Protocol shapes)."""
         if self._link is None:
             raise self._not_open("creating an endpoint")
-        from aioxdp.datagram import create_datagram_endpoint
-
         return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
 
     def add_endpoint(self, endpoint: Endpoint, protocol: asyncio.BaseProtocol) -> None:
-        """Put a new endpoint's rules in the forwarder (all or none) and start it
-        (endpoint classes call this; users call create_*_endpoint)."""
-        installed: list[Rule] = []
-        try:
-            for rule in endpoint._rules:
-                tag = self.forwarder.add(rule)
-                installed.append(rule)
-                endpoint._tags.append(tag)
-                self._by_tag[tag] = endpoint
-        except BaseException:
-            for rule, tag in zip(installed, endpoint._tags, strict=False):
-                self.forwarder.remove(rule)
-                self._by_tag.pop(tag, None)
-            raise
+        """Install a new endpoint's rules (all or none) and start it (endpoint
+        classes call this; users call create_*_endpoint)."""
+        endpoint.install()
         self._endpoints.append(endpoint)
         self._loop.call_soon(protocol.connection_made, endpoint)  # type: ignore[arg-type]
 
-    def _remove_endpoint(self, endpoint: Endpoint) -> None:
+    def claim_tag(self, tag: int, endpoint: Endpoint) -> None:
+        """Packets carrying ``tag`` go to ``endpoint`` from now on."""
+        self._by_tag[tag] = endpoint
+
+    def release_tag(self, tag: int) -> None:
+        self._by_tag.pop(tag, None)
+
+    def drop_endpoint(self, endpoint: Endpoint) -> None:
+        """A closing endpoint: its rules out of the forwarder, its tags unrouted."""
         installed = set(self.forwarder.rules)
-        for rule in endpoint._rules:
+        for rule in endpoint.rules:
             if rule in installed:
                 self.forwarder.remove(rule)
-        for tag in endpoint._tags + endpoint._retired_tags:
+        for tag in endpoint.tags:
             self._by_tag.pop(tag, None)
         if endpoint in self._endpoints:
             self._endpoints.remove(endpoint)
@@ -529,7 +373,7 @@ class Interface:
             self._watch.cancel()
             self._watch = None
         for endpoint in list(self._endpoints):
-            endpoint._shutdown(exc)
+            endpoint.lose(exc)
         for transport in self._transports.values():
             transport.abort()
         # after the connection_lost calls just scheduled

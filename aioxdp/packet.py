@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aioxdp.errors import FrameOwnershipError
+from aioxdp.protocols.errors import BadFieldError, DecodeError
+from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.icmp import IPPROTO_ICMP, Icmp
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp
+from aioxdp.protocols.udp import IPPROTO_UDP, Udp
 from aioxdp.xsk import RxBatch, release_view
 
-if TYPE_CHECKING:
-    from aioxdp.protocols.ethernet import Ethernet
-    from aioxdp.protocols.icmp import Icmp
-    from aioxdp.protocols.ipv4 import IPv4
-    from aioxdp.protocols.tcp import Tcp
-    from aioxdp.protocols.udp import Udp
-
-__all__ = ["Packet", "PacketBatch", "PacketProtocol"]
+__all__ = ["IcmpProtocol", "Packet", "PacketBatch", "PacketProtocol"]
 
 
 class Packet:
@@ -88,18 +87,12 @@ class Packet:
     @property
     def eth(self) -> Ethernet:
         if self._eth is None:
-            from aioxdp.protocols.ethernet import Ethernet
-
             self._eth = Ethernet.parse(self.data)
         return self._eth  # type: ignore[no-any-return]
 
     @property
     def ip(self) -> IPv4:
         if self._ip is None:
-            from aioxdp.protocols.errors import BadFieldError
-            from aioxdp.protocols.ethernet import ETH_P_IP
-            from aioxdp.protocols.ipv4 import IPv4
-
             eth = self.eth
             if eth.ethertype != ETH_P_IP:
                 raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IPv4")
@@ -114,11 +107,6 @@ class Packet:
     def l4(self) -> Icmp | Udp | Tcp:
         """The ICMP, UDP or TCP header (checksums verified)."""
         if self._l4 is None:
-            from aioxdp.protocols.errors import BadFieldError
-            from aioxdp.protocols.icmp import IPPROTO_ICMP, Icmp
-            from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp
-            from aioxdp.protocols.udp import IPPROTO_UDP, Udp
-
             ip = self.ip
             if ip.fragment_offset:
                 raise BadFieldError("ipv4", "a later fragment has no transport header")
@@ -137,7 +125,6 @@ class Packet:
     @property
     def payload(self) -> memoryview:
         """What follows the transport header, up to the IP total length."""
-        from aioxdp.protocols.tcp import Tcp
 
         l4 = self.l4
         start = self.l4_offset + (l4.header_len if isinstance(l4, Tcp) else 8)
@@ -248,3 +235,27 @@ class PacketProtocol(asyncio.BaseProtocol):
 
     def packet_received(self, packet: Packet) -> None:
         """Called for each packet unless :meth:`packets_received` is overridden."""
+
+
+class IcmpProtocol(PacketProtocol):
+    """Receives ICMP packets decoded: override :meth:`icmp_received`.
+
+    Malformed packets are counted in ``malformed`` by reason and skipped.
+    """
+
+    def __init__(self) -> None:
+        self.malformed: dict[str, int] = {}
+
+    def packet_received(self, packet: Packet) -> None:
+        try:
+            eth, ip, icmp = packet.eth, packet.ip, packet.l4
+        except DecodeError as exc:
+            self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
+            return
+        if not isinstance(icmp, Icmp):
+            self.malformed["not_icmp"] = self.malformed.get("not_icmp", 0) + 1
+            return
+        self.icmp_received(packet, eth, ip, icmp)
+
+    def icmp_received(self, packet: Packet, eth: Ethernet, ip: IPv4, icmp: Icmp) -> None:
+        """Called for each well-formed ICMP packet."""

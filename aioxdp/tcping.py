@@ -25,16 +25,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from aioxdp.echo import validate_arguments
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.interface import PacketTransport, shared_interface
+from aioxdp.neighbour import resolve_neighbour
 from aioxdp.packet import Packet, PacketProtocol
-from aioxdp.ping import PingResult, validate_arguments
 from aioxdp.protocols.errors import DecodeError
 from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.tcp import ACK, IPPROTO_TCP, RST, SYN, Tcp, TcpOptions
-from aioxdp.route import Route, resolve_neighbour, route_to
+from aioxdp.results import PingResult
+from aioxdp.route import Route, route_to
 
 __all__ = ["TcpProbeReply", "tcp_ping"]
 

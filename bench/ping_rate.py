@@ -25,8 +25,9 @@ import native
 
 import aioxdp
 from aioxdp import Interface, PacketProtocol, Rule
-from aioxdp.ping import echo_template, pick_ident
-from aioxdp.route import resolve_neighbour, route_to
+from aioxdp.echo import echo_template, pick_ident
+from aioxdp.neighbour import resolve_neighbour
+from aioxdp.route import route_to
 from aioxdp.testing import Lab
 
 

@@ -21,7 +21,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from aioxdp import Interface, PacketProtocol, Rule
-from aioxdp.route import resolve_neighbour, route_to
+from aioxdp.neighbour import resolve_neighbour
+from aioxdp.route import route_to
 
 CLIENT_PORT = 40000
 

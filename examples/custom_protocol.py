@@ -11,10 +11,11 @@ import asyncio
 import sys
 
 from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
-from aioxdp.protocols.icmp import ECHO_REPLY, ECHO_REQUEST, Icmp, IcmpProtocol
+from aioxdp.protocols.icmp import ECHO_REPLY, ECHO_REQUEST, Icmp
 from aioxdp.protocols.ipv4 import IPv4
 
 import aioxdp
+from aioxdp.packet import IcmpProtocol
 
 
 class EchoResponder(IcmpProtocol):

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aioxdp.protocols.checksum import internet_checksum, verifies
-from aioxdp.protocols.errors import BadChecksumError, BadFieldError, DecodeError, need
-
-from aioxdp.packet import Packet, PacketProtocol
+from aioxdp.protocols.errors import BadChecksumError, BadFieldError, need
 
 if TYPE_CHECKING:
-    from aioxdp.protocols.ethernet import Ethernet
-    from aioxdp.protocols.ipv4 import IPv4
+    pass
 
 HEADER_LEN = 8
 ECHO_REPLY = 0
@@ -87,27 +84,3 @@ class Icmp:
         if verify and not verifies(memoryview(buf)[offset:end]):
             raise BadChecksumError("icmp", f"checksum {csum:#06x} does not verify")
         return cls(type_, code, rest, csum)
-
-
-class IcmpProtocol(PacketProtocol):
-    """Receives ICMP packets decoded: override :meth:`icmp_received`.
-
-    Malformed packets are counted in ``malformed`` by reason and skipped.
-    """
-
-    def __init__(self) -> None:
-        self.malformed: dict[str, int] = {}
-
-    def packet_received(self, packet: Packet) -> None:
-        try:
-            eth, ip, icmp = packet.eth, packet.ip, packet.l4
-        except DecodeError as exc:
-            self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
-            return
-        if not isinstance(icmp, Icmp):
-            self.malformed["not_icmp"] = self.malformed.get("not_icmp", 0) + 1
-            return
-        self.icmp_received(packet, eth, ip, icmp)
-
-    def icmp_received(self, packet: Packet, eth: Ethernet, ip: IPv4, icmp: Icmp) -> None:
-        """Called for each well-formed ICMP packet."""

@@ -23,8 +23,8 @@ from scapy.utils import rdpcap, wrpcap
 
 import aioxdp
 from aioxdp import Interface, PacketBatch, PacketProtocol, Rule, UmemConfig
+from aioxdp.echo import pick_ident
 from aioxdp.errors import InterfaceNotFoundError
-from aioxdp.ping import pick_ident
 from aioxdp.testing import Host, Lab
 
 

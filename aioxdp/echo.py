@@ -1,0 +1,335 @@
+"""ICMP echo, sans-IO: the session that owns every probe and its fate, the
+request template, echo ids, and the checks of a run's arguments. No clock
+and no socket here: time comes in as ``now_ns``, frames go out through any
+``tx`` with ``send_echoes`` (an XSK, or a transport that flushes them).
+
+Theory of operation
+-------------------
+:class:`EchoSession` owns, per target host, the probes sent and what
+became of each one:
+
+    probe state     set when                          counts as
+    sent            C stamped it into a frame         in flight
+    answered        a valid reply came within timeout received, rtt kept
+    late            a reply came after its timeout    late (not received)
+    expired         its timeout passed with no reply  lost
+
+A probe leaves "in flight" exactly once (answered, late or expired); a
+second reply to it is a duplicate. Sequence numbers are ``probe + 1``
+modulo 65536, so a reply's probe is the latest one sent with that number
+(the in-flight window is far below 65536). Replies are matched by echo id
+(the forwarder only redirects ours), source address and sequence.
+
+Pacing: with ``interval > 0`` probe *n* goes out at ``start + n*interval``;
+with ``interval == 0`` (flood) up to ``window`` probes are in flight. Both
+are bounded: ``count`` probes, and a deadline of
+``count*interval + timeout`` (plus slack) after the start.
+
+Stamping requests and checking replies run in C over whole batches
+(``_native/echo.c``, ``_native/parse.c``).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import math
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aioxdp._libs import ffi, lib
+from aioxdp.errors import XDPError
+from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.results import PingReply, PingResult
+from aioxdp.route import Route
+
+__all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
+
+MAX_COUNT = 2_000_000  # 26 bytes of state per probe
+DEFAULT_WINDOW = 256
+HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
+RX_HEADROOM = 256  # XDP_PACKET_HEADROOM: where the kernel puts a received frame in its UMEM frame
+STATUS_NAMES = {
+    lib.AIOXDP_ECHO_TRUNCATED: "truncated",
+    lib.AIOXDP_ECHO_NOT_IPV4: "not_ipv4",
+    lib.AIOXDP_ECHO_BAD_IP: "bad_ip_header",
+    lib.AIOXDP_ECHO_BAD_IP_CHECKSUM: "bad_ip_checksum",
+    lib.AIOXDP_ECHO_NOT_ICMP: "not_icmp",
+    lib.AIOXDP_ECHO_FRAGMENT: "fragment",
+    lib.AIOXDP_ECHO_BAD_ICMP_CHECKSUM: "bad_icmp_checksum",
+    lib.AIOXDP_ECHO_NOT_REPLY: "not_echo_reply",
+    lib.AIOXDP_ECHO_NO_STAMP: "no_timestamp",
+}
+
+
+class Target:
+    """One destination of a session, and the fate of every probe sent to it.
+
+    The per-probe arrays live in Python objects; C reads and updates them
+    through ``probes`` (struct aioxdp_echo_probes) a batch at a time.
+    """
+
+    def __init__(
+        self, host: str, route: Route, template: bytes, count: int, timeout_ns: int
+    ) -> None:
+        self.host = host
+        self.route = route
+        self.template = template
+        self.template_c = ffi.from_buffer("uint8_t[]", template)
+        self.saddr = int.from_bytes(socket.inet_aton(route.destination), "little")  # as C reads it
+        self.count = count
+        self.state = bytearray(count)
+        self.sent_ns = array.array("q", bytes(8 * count))
+        self.rtts = array.array("d", bytes(8 * count))
+        self.seqs = array.array("I", bytes(4 * count))
+        self.ttls = array.array("B", bytes(count))
+        self.sizes = array.array("I", bytes(4 * count))
+        p = self.probes = ffi.new("struct aioxdp_echo_probes *")
+        p.state = ffi.from_buffer("uint8_t[]", self.state)
+        p.sent_ns = self.stamps = ffi.from_buffer("int64_t[]", self.sent_ns)
+        p.rtts = ffi.from_buffer("double[]", self.rtts)
+        p.seqs = ffi.from_buffer("uint32_t[]", self.seqs)
+        p.ttls = ffi.from_buffer("uint8_t[]", self.ttls)
+        p.sizes = ffi.from_buffer("uint32_t[]", self.sizes)
+        p.timeout_ns = timeout_ns
+        self.tally = ffi.new("struct aioxdp_echo_tally *")
+
+    @property
+    def next_probe(self) -> int:
+        return int(self.probes.next_probe)
+
+    @property
+    def done(self) -> int:
+        return int(self.probes.done)
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.probes.next_probe - self.probes.done)
+
+    @property
+    def received(self) -> int:
+        return int(self.probes.nrec)
+
+    def reply(self, i: int) -> PingReply:
+        return PingReply(
+            self.seqs[i], self.rtts[i], self.ttls[i], self.sizes[i], self.route.destination
+        )
+
+
+class EchoSession:
+    """The sans-IO state of one ping run over one or more targets."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        ident: int,
+        *,
+        interval: float,
+        timeout: float,
+        window: int,
+    ) -> None:
+        self.targets = list(targets)
+        self.ident = ident
+        self.interval_ns = int(interval * 1e9)
+        self.timeout_ns = int(timeout * 1e9)
+        self.window = window
+        self.targets[0].tally.count_malformed = 1  # each batch's faults counted once
+        self.unknown_source = 0
+        self.start_ns = 0
+        self.end_ns = 0
+        count = max(t.count for t in self.targets)
+        # bounded in time: all probes out, then one timeout, then slack
+        self.deadline_ns = 0
+        self._budget_ns = count * self.interval_ns + self.timeout_ns + 2_000_000_000
+        self.listeners: list[Callable[[PingReply], None]] = []
+        self.error: str | None = None
+
+    def start(self, now_ns: int) -> None:
+        self.start_ns = now_ns
+        self.deadline_ns = now_ns + self._budget_ns
+
+    def finished(self, now_ns: int) -> bool:
+        if now_ns >= self.deadline_ns:
+            return True
+        return all(
+            t.probes.next_probe == t.count and t.probes.done == t.count for t in self.targets
+        )
+
+    def due(self, now_ns: int) -> list[tuple[Target, int]]:
+        """How many probes each target should send now."""
+        out = []
+        for t in self.targets:
+            sent = t.probes.next_probe
+            left = t.count - sent
+            if not left:
+                continue
+            if self.interval_ns:
+                n = min(left, (now_ns - self.start_ns) // self.interval_ns + 1 - sent)
+            else:
+                n = min(left, self.window - (sent - t.probes.done))
+            if n > 0:
+                out.append((t, n))
+        return out
+
+    def send(self, tx: Any, now_ns: int) -> int:
+        """Stamp and queue the probes due now through ``tx`` (an XSK, or a
+        transport that flushes them); returns how many."""
+        queued = 0
+        for t, n in self.due(now_ns):
+            start = t.probes.next_probe
+            sent = tx.send_echoes(
+                t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
+            )
+            t.probes.next_probe += sent
+            queued += sent
+        return queued
+
+    def sweep(self, now_ns: int) -> None:
+        """Expire probes whose timeout has passed."""
+        for t in self.targets:
+            lib.aioxdp_echo_sweep(t.probes, now_ns)
+
+    def next_wakeup(self, now_ns: int) -> int:
+        """When the driver must call again even if nothing arrives."""
+        wake = self.deadline_ns
+        for t in self.targets:
+            p = t.probes
+            if p.next_probe < t.count and self.interval_ns:
+                wake = min(wake, self.start_ns + p.next_probe * self.interval_ns)
+            if p.sweep < p.next_probe:
+                wake = min(wake, t.sent_ns[p.sweep] + self.timeout_ns)
+        return max(wake, now_ns)
+
+    def replies(self, results: Any, n: int, valid: int) -> bool:
+        """Account a batch of C-checked replies (``valid`` of them well formed).
+
+        True if a probe left flight (a flood can send more).
+        """
+        freed = 0
+        matched = 0
+        for t in self.targets:
+            before = t.probes.nrec
+            seen = t.tally.matched
+            freed += lib.aioxdp_echo_account(results, n, t.saddr, t.probes, t.tally)
+            matched += t.tally.matched - seen
+            if self.listeners and t.probes.nrec != before:
+                for i in range(before, t.probes.nrec):
+                    reply = t.reply(i)
+                    for listener in self.listeners:
+                        listener(reply)
+        self.unknown_source += valid - matched
+        return freed > 0
+
+    def malformed(self) -> dict[str, int]:
+        counts = self.targets[0].tally.malformed
+        out = {name: int(counts[status]) for status, name in STATUS_NAMES.items() if counts[status]}
+        if counts[lib.AIOXDP_ECHO_FOREIGN]:
+            out["foreign_id"] = int(counts[lib.AIOXDP_ECHO_FOREIGN])
+        if self.unknown_source:
+            out["unknown_source"] = self.unknown_source
+        return out
+
+    def results(self) -> list[PingResult]:
+        # a run still going (a snapshot) has lasted until now
+        end_ns = self.end_ns or time.monotonic_ns()
+        elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
+        malformed = self.malformed()
+        out = []
+        for t in self.targets:
+            n = t.received
+            out.append(
+                PingResult(
+                    t.host,
+                    t.route.destination,
+                    t.next_probe,
+                    n,
+                    t.rtts[:n].tolist(),
+                    duplicates=int(t.tally.duplicates),
+                    late=int(t.tally.late),
+                    foreign=int(t.tally.foreign),
+                    malformed=dict(malformed),
+                    elapsed=elapsed,
+                    _seqs=t.seqs[:n],
+                    _ttls=t.ttls[:n],
+                    _sizes=t.sizes[:n],
+                    error=self.error,
+                )
+            )
+        return out
+
+
+def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
+    """An echo request to ``route``; C writes the IP id, sequence, stamp and checksums."""
+    assert route.next_hop_mac is not None
+    frame = bytearray(HEADERS + size)
+    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
+    ip = IPv4(
+        socket.inet_aton(route.source),
+        socket.inet_aton(route.destination),
+        IPPROTO_ICMP,
+        total_length=20 + 8 + size,
+        ttl=ttl,
+    )
+    off += ip.build_into(frame, off)
+    pattern = bytes(range(256)) * (size // 256 + 1)
+    payload = bytes(lib.AIOXDP_ECHO_STAMP_LEN) + pattern[: size - lib.AIOXDP_ECHO_STAMP_LEN]
+    Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, off, payload)
+    return bytes(frame)
+
+
+def _idents_in_use() -> set[int]:
+    """Echo ids the kernel's pings may be using right now.
+
+    Ping sockets (ICMP datagram) show theirs as the local port in
+    /proc/net/icmp; iputils on a raw socket uses its pid, in network order.
+    """
+    used = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/thread-self/net/icmp").read_text().splitlines()[1:]:
+            local = line.split()[1]
+            used.add(int(local.split(":")[1], 16))
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "comm").read_text().strip() in ("ping", "ping4"):
+                    pid = int(proc.name) & 0xFFFF
+                    used |= {pid, int.from_bytes(pid.to_bytes(2, "little"), "big")}
+    return used
+
+
+def pick_ident(taken: Iterable[int] = ()) -> int:
+    """A random echo id that no kernel ping socket nor rule of ours uses."""
+    avoid = _idents_in_use() | set(taken)
+    for _ in range(1000):
+        ident = random.randrange(1, 0x10000)
+        if ident not in avoid:
+            return ident
+    raise XDPError(errno.EADDRINUSE, "choosing an ICMP echo id", "every id tried is in use")
+
+
+def validate_arguments(
+    count: int, interval: float, timeout: float, size: int, ttl: int, window: int
+) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"count: must be an integer 1..{MAX_COUNT}, got {count!r}")
+    if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 0:
+        raise ValueError(
+            f"interval: must be a finite number of seconds >= 0 (0 floods), got {interval!r}"
+        )
+    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < lib.AIOXDP_ECHO_STAMP_LEN:
+        raise ValueError(
+            f"size: must be an integer >= {lib.AIOXDP_ECHO_STAMP_LEN} (room for the send time), got {size!r}"
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 255:
+        raise ValueError(f"ttl: must be 1..255, got {ttl!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 4096:
+        raise ValueError(f"window: must be 1..4096, got {window!r}")
