@@ -17,7 +17,6 @@ import errno
 import math
 import socket
 import time
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -27,21 +26,23 @@ from aioxdp._libs import ffi
 from aioxdp.bpf import BPFObject
 from aioxdp.echo import EchoSession, pick_ident
 from aioxdp.forwarder import Forwarder, Rule
+from aioxdp.frames import arp_request
 from aioxdp.interface import link_info
-from aioxdp.neighbour import arp_request
 from aioxdp.pinger_base import PingerBase
 from aioxdp.protocols.arp import REPLY, Arp
 from aioxdp.protocols.icmp import ECHO_REPLY
 from aioxdp.results import PingReply, PingResult
-from aioxdp.route import Route, UnresolvedNeighbourError
+from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError
 from aioxdp.xsk import XSK
 
 __all__ = ["AnyioPinger", "ping"]
 
 
-async def _resolve_neighbour(route: Route, forwarder: Forwarder, xsk: XSK, tries: int = 3) -> Route:
+async def _resolve_neighbour(
+    route: Route, forwarder: Forwarder, xsk: XSK, tries: int = 3
+) -> ResolvedRoute:
     if route.next_hop_mac is not None:
-        return route
+        return route.resolved()
     wanted = socket.inet_aton(route.next_hop)
     rule = Rule("arp", src=route.next_hop, dst=route.source, arp_op=REPLY)
     forwarder.add(rule)
@@ -58,7 +59,7 @@ async def _resolve_neighbour(route: Route, forwarder: Forwarder, xsk: XSK, tries
                             with contextlib.suppress(ValueError):
                                 arp = Arp.parse(rx.frame(i), 14)
                                 if arp.op == REPLY and arp.sender_ip == wanted:
-                                    return replace(route, next_hop_mac=arp.sender_mac)
+                                    return route.resolved(arp.sender_mac)
                     finally:
                         xsk.release(rx)
     finally:
@@ -143,7 +144,7 @@ class AnyioPinger(PingerBase):
 
     async def _run(self) -> None:
         session = self._session
-        results = ffi.new("struct aioxdp_echo_reply[]", 4096)
+        results = ffi.new("struct aioxdp_echo_reply[]", max(x.batch_size for x in self._xsks))
         tx = self._xsks[0]
         wake = anyio.Event()
 

@@ -30,12 +30,12 @@ from aioxdp._libs import ffi, lib
 from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
+from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.neighbour import resolve_neighbour
 from aioxdp.packet import PacketBatch
-from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.udp import IPPROTO_UDP, Udp
-from aioxdp.route import Route, route_to
+from aioxdp.route import ResolvedRoute, route_to
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface
@@ -140,12 +140,12 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         )
         Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
-        self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", 4096)
+        self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", nic.batch_size)  # one per frame
         self._batched = hasattr(protocol, "datagrams_received")
         # bounded, so that answering spoofed sources cannot grow memory; a new
         # port of a known host needs no lookup, only a header built from its route
         self._headers: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
-        self._routes: collections.OrderedDict[str, Route] = collections.OrderedDict()
+        self._routes: collections.OrderedDict[str, ResolvedRoute] = collections.OrderedDict()
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
@@ -238,7 +238,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             self._headers.move_to_end(key)
         self._send(header, data)
 
-    def _cache_header(self, route: Route, host: str, port: int) -> Any:
+    def _cache_header(self, route: ResolvedRoute, host: str, port: int) -> Any:
         header = self._headers[(host, port)] = self._header(route, port)
         if len(self._headers) > MAX_HEADERS:
             self._headers.popitem(last=False)
@@ -255,15 +255,12 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         return self._nic.transport(batch.rx.xsk.queue).echo_udp(batch, dgrams)
 
     def _frame(self, header: bytes, data: bytes | bytearray | memoryview) -> bytes:
-        eth = Ethernet.parse(header)
-        ip = IPv4.parse(header, 14, verify=False)
+        """The datagram whole, for the backlog (the C path builds it in place)."""
+        frame = bytearray(header) + data
+        ip = IPv4.parse(frame, 14, verify=False)
+        IPv4(ip.src, ip.dst, IPPROTO_UDP, 28 + len(data), ip.ttl, self._ip_id).build_into(frame, 14)
         sport, dport = struct.unpack_from("!HH", header, 34)
-        frame = bytearray(42 + len(data))
-        off = Ethernet(eth.dst, eth.src, ETH_P_IP).build_into(frame)
-        off += IPv4(ip.src, ip.dst, IPPROTO_UDP, 28 + len(data), 64, self._ip_id).build_into(
-            frame, off
-        )
-        Udp(sport, dport).build_into(frame, off, data, ip.src, ip.dst)
+        Udp(sport, dport).build_into(frame, 34, data, ip.src, ip.dst)
         return bytes(frame)
 
     def _queue_unresolved(self, data: bytes, host: str, port: int) -> None:
@@ -281,8 +278,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
 
     async def _resolve(self, host: str) -> None:
         try:
-            route = await route_to(host, interface=self._nic.ifname)
-            route = await resolve_neighbour(route, self._nic)
+            found = await route_to(host, interface=self._nic.ifname)
+            route = await resolve_neighbour(found, self._nic)
         except (XDPError, ValueError) as exc:
             lost = self._pending.pop(host, [])
             self.dropped_unresolved += len(lost)
@@ -304,17 +301,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 header = self._cache_header(route, host, port)
             self._send(header, data)
 
-    def _header(self, route: Route, port: int) -> Any:
-        assert route.next_hop_mac is not None
-        src_ip = socket.inet_aton(
-            route.source if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
-        )
-        buf = bytearray(42)
-        off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(buf)
-        off += IPv4(src_ip, socket.inet_aton(route.destination), IPPROTO_UDP, 28, 64).build_into(
-            buf, off
-        )
-        struct.pack_into("!HHHH", buf, off, self.local_addr[1], port, 8, 0)
+    def _header(self, route: ResolvedRoute, port: int) -> Any:
+        """Ethernet, IPv4 and UDP headers to (route, port), for C to complete per datagram."""
+        source = None if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
+        buf = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
+        struct.pack_into("!HHHH", buf, IPV4_HEADERS, self.local_addr[1], port, 8, 0)
         return ffi.new("uint8_t[]", bytes(buf))
 
     def _shutdown(self, exc: Exception | None) -> None:

@@ -44,11 +44,10 @@ from typing import Any
 
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
-from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
-from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.results import PingReply, PingResult
-from aioxdp.route import Route
+from aioxdp.route import ResolvedRoute
 
 __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
 
@@ -77,7 +76,7 @@ class Target:
     """
 
     def __init__(
-        self, host: str, route: Route, template: bytes, count: int, timeout_ns: int
+        self, host: str, route: ResolvedRoute, template: bytes, count: int, timeout_ns: int
     ) -> None:
         self.host = host
         self.route = route
@@ -265,22 +264,12 @@ class EchoSession:
         return out
 
 
-def echo_template(route: Route, ident: int, size: int, ttl: int) -> bytes:
+def echo_template(route: ResolvedRoute, ident: int, size: int, ttl: int) -> bytes:
     """An echo request to ``route``; C writes the IP id, sequence, stamp and checksums."""
-    assert route.next_hop_mac is not None
-    frame = bytearray(HEADERS + size)
-    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
-    ip = IPv4(
-        socket.inet_aton(route.source),
-        socket.inet_aton(route.destination),
-        IPPROTO_ICMP,
-        total_length=20 + 8 + size,
-        ttl=ttl,
-    )
-    off += ip.build_into(frame, off)
+    frame = ipv4_frame(route, IPPROTO_ICMP, 8 + size, ttl=ttl)
     pattern = bytes(range(256)) * (size // 256 + 1)
     payload = bytes(lib.AIOXDP_ECHO_STAMP_LEN) + pattern[: size - lib.AIOXDP_ECHO_STAMP_LEN]
-    Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, off, payload)
+    Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, IPV4_HEADERS, payload)
     return bytes(frame)
 
 

@@ -156,7 +156,7 @@ class Interface:
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
         self.frame_size = self._config.frame_size  # bytes of one UMEM frame: the largest frame
-        self._batch_size = batch_size
+        self.batch_size = batch_size  # most frames one receive hands over
         self._obj: BPFObject | None = None
         self._link: XDPLink | None = None
         self.forwarder: Forwarder
@@ -236,7 +236,7 @@ class Interface:
             xskmap = self._obj.map("aioxdp_fw_xsks")
             dispatcher = _Dispatcher(self)
             for q in queues:
-                xsk = XSK(self.ifname, q, config=self._config, batch_size=self._batch_size)
+                xsk = XSK(self.ifname, q, config=self._config, batch_size=self.batch_size)
                 self._xsks[q] = xsk
                 xskmap.update(q, xsk.fd.to_bytes(4, "little"))
                 self._transports[q] = XDPTransport(

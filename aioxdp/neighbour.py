@@ -8,41 +8,27 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aioxdp.forwarder import Rule
+from aioxdp.frames import arp_request
 from aioxdp.packet import Packet, PacketProtocol
-from aioxdp.protocols.arp import REPLY, REQUEST, Arp
-from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, Ethernet
-from aioxdp.route import Route, UnresolvedNeighbourError
+from aioxdp.protocols.arp import REPLY, Arp
+from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface
 
-__all__ = ["arp_request", "resolve_neighbour"]
-
-
-def arp_request(route: Route) -> bytes:
-    """A broadcast ARP request for the route's next hop, from its source."""
-    frame = bytearray(60)  # padded to the Ethernet minimum
-    off = Ethernet(BROADCAST, route.source_mac, ETH_P_ARP).build_into(frame)
-    Arp(
-        REQUEST,
-        route.source_mac,
-        socket.inet_aton(route.source),
-        bytes(6),
-        socket.inet_aton(route.next_hop),
-    ).build_into(frame, off)
-    return bytes(frame)
+__all__ = ["resolve_neighbour"]
 
 
 async def resolve_neighbour(
     route: Route, nic: Interface, *, tries: int = 3, interval: float = 0.5
-) -> Route:
-    """Fill in ``next_hop_mac``, asking with ARP through ``nic`` if the kernel does not know it."""
+) -> ResolvedRoute:
+    """The route with its next hop's MAC, asked for with ARP through ``nic``
+    if the kernel does not know it."""
     if route.next_hop_mac is not None:
-        return route
+        return route.resolved()
     if tries < 1 or interval <= 0:
         raise ValueError(
             f"tries/interval: need tries >= 1 and interval > 0, got {tries}, {interval}"
@@ -70,7 +56,7 @@ async def resolve_neighbour(
                 mac = await asyncio.wait_for(asyncio.shield(answered), interval)
             except TimeoutError:
                 continue
-            return replace(route, next_hop_mac=mac)
+            return route.resolved(mac)
     finally:
         transport.close()
     raise UnresolvedNeighbourError(

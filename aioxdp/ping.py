@@ -33,9 +33,9 @@ __all__ = ["PingReply", "PingResult", "Pinger", "multiping", "ping"]
 class _EchoReplies(PacketProtocol):
     """Feeds a session with the replies the forwarder redirected for its id."""
 
-    def __init__(self, pinger: Pinger) -> None:
+    def __init__(self, pinger: Pinger, batch_size: int) -> None:
         self._pinger = pinger
-        self._results = ffi.new("struct aioxdp_echo_reply[]", 4096)
+        self._results = ffi.new("struct aioxdp_echo_reply[]", batch_size)  # one per frame
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
@@ -120,7 +120,9 @@ class Pinger(PingerBase):
         if self._on_reply is not None:
             self._session.listeners.append(self._on_reply)
         rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
-        transport, _ = await nic.create_packet_endpoint(lambda: _EchoReplies(self), rules=[rule])
+        transport, _ = await nic.create_packet_endpoint(
+            lambda: _EchoReplies(self, nic.batch_size), rules=[rule]
+        )
         self._stack.callback(transport.close)
         self._nic = nic
         self._task = asyncio.get_running_loop().create_task(self._run())

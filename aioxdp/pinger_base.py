@@ -15,7 +15,7 @@ from aioxdp.echo import (
     validate_arguments,
 )
 from aioxdp.results import PingReply, PingResult
-from aioxdp.route import Route
+from aioxdp.route import ResolvedRoute, Route
 
 __all__ = ["PingerBase"]
 
@@ -45,7 +45,7 @@ class PingerBase:
         self.size, self.ttl, self.window = size, ttl, window
         self.interface, self.source = interface, source
         self._on_reply = on_reply
-        self.routes: list[Route] = []
+        self.routes: list[ResolvedRoute] = []  # set when the run starts
         self._init_driver()
 
     def _init_driver(self) -> None:

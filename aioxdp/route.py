@@ -21,7 +21,14 @@ from aioxdp import _netlink
 from aioxdp.errors import XDPError, interface_hint
 from aioxdp.protocols.ethernet import mac_str
 
-__all__ = ["NoRouteError", "Route", "UnresolvedNeighbourError", "resolve_host", "route_to"]
+__all__ = [
+    "NoRouteError",
+    "ResolvedRoute",
+    "Route",
+    "UnresolvedNeighbourError",
+    "resolve_host",
+    "route_to",
+]
 
 # neighbour states whose lladdr can be used (NUD_* from <linux/neighbour.h>)
 _USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERMANENT
@@ -60,6 +67,43 @@ class Route:
         via = "" if self.next_hop == self.destination else f" via {self.next_hop}"
         mac = mac_str(self.next_hop_mac) if self.next_hop_mac else "unresolved"
         return f"{self.destination}{via} dev {self.ifname} src {self.source} lladdr {mac}"
+
+    def resolved(self, mac: bytes | None = None) -> ResolvedRoute:
+        """This route with its next hop's MAC: ``mac``, else the one the kernel knew."""
+        mac = mac or self.next_hop_mac
+        if mac is None:
+            raise ValueError(f"route: the MAC of {self.next_hop} is not known yet")
+        return ResolvedRoute(
+            self.destination,
+            self.ifname,
+            self.ifindex,
+            self.source,
+            self.source_mac,
+            self.next_hop,
+            mac,
+            self.mtu,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRoute:
+    """A route whose next hop's MAC is known: all a frame to ``destination`` needs."""
+
+    destination: str
+    ifname: str
+    ifindex: int
+    source: str
+    source_mac: bytes
+    next_hop: str
+    next_hop_mac: bytes
+    mtu: int
+
+    def __str__(self) -> str:
+        via = "" if self.next_hop == self.destination else f" via {self.next_hop}"
+        return (
+            f"{self.destination}{via} dev {self.ifname} src {self.source} "
+            f"lladdr {mac_str(self.next_hop_mac)}"
+        )
 
 
 async def resolve_host(host: str) -> str:

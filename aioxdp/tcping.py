@@ -28,15 +28,14 @@ from pathlib import Path
 from aioxdp.echo import validate_arguments
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
+from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.interface import PacketTransport, shared_interface
 from aioxdp.neighbour import resolve_neighbour
 from aioxdp.packet import Packet, PacketProtocol
 from aioxdp.protocols.errors import DecodeError
-from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
-from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.tcp import ACK, IPPROTO_TCP, RST, SYN, Tcp, TcpOptions
 from aioxdp.results import PingResult
-from aioxdp.route import Route, route_to
+from aioxdp.route import ResolvedRoute, route_to
 
 __all__ = ["TcpProbeReply", "tcp_ping"]
 
@@ -66,19 +65,20 @@ def pick_source_port() -> int:
 
 
 def segment(
-    route: Route, sport: int, dport: int, seq: int, ack: int, flags: int, options: TcpOptions
+    route: ResolvedRoute,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    options: TcpOptions,
 ) -> bytes:
     """A TCP segment from us to the route's destination, in an Ethernet frame."""
-    assert route.next_hop_mac is not None
-    src, dst = socket.inet_aton(route.source), socket.inet_aton(route.destination)
     tcp = Tcp(sport, dport, seq, ack, flags, 64240, 0, options)
     length = 20 + len(options.build())
-    frame = bytearray(14 + 20 + length)
-    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
-    off += IPv4(
-        src, dst, IPPROTO_TCP, 20 + length, 64, random.getrandbits(16), dont_fragment=True
-    ).build_into(frame, off)
-    tcp.build_into(frame, off, b"", src, dst)
+    frame = ipv4_frame(route, IPPROTO_TCP, length, ident=random.getrandbits(16), dont_fragment=True)
+    src, dst = socket.inet_aton(route.source), socket.inet_aton(route.destination)
+    tcp.build_into(frame, IPV4_HEADERS, b"", src, dst)
     return bytes(frame)
 
 
@@ -134,9 +134,9 @@ async def tcp_ping(
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port: must be 1..65535, got {port!r}")
     validate_arguments(count, interval, timeout, 8, 64, 1)
-    route = await route_to(host, interface=interface, source=source)
-    async with shared_interface(route.ifname) as nic:
-        route = await resolve_neighbour(route, nic)
+    found = await route_to(host, interface=interface, source=source)
+    async with shared_interface(found.ifname) as nic:
+        route = await resolve_neighbour(found, nic)
         sport = pick_source_port()
         rule = Rule("tcp", src=route.destination, src_port=port, dst_port=sport)
         transport, replies = await nic.create_packet_endpoint(_Replies, rules=[rule])
@@ -151,7 +151,7 @@ async def tcp_ping(
 async def _probe(
     transport: PacketTransport,
     replies: _Replies,
-    route: Route,
+    route: ResolvedRoute,
     host: str,
     port: int,
     sport: int,

@@ -1,0 +1,60 @@
+"""The one place aioxdp builds the headers of the frames it sends: Ethernet
+and IPv4 in front of an ICMP, UDP or TCP payload (ping, tcping, UDP
+endpoints), and ARP requests (neighbour resolution). The codecs of
+aioxdp.protocols write the bytes; this module decides what goes in them."""
+
+from __future__ import annotations
+
+import socket
+
+from aioxdp.protocols.arp import REQUEST, Arp
+from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, Ethernet
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.route import ResolvedRoute, Route
+
+__all__ = ["DEFAULT_TTL", "IPV4_HEADERS", "arp_request", "ipv4_frame"]
+
+DEFAULT_TTL = 64  # what Linux sends with (net.ipv4.ip_default_ttl)
+IPV4_HEADERS = 14 + 20  # Ethernet and an IPv4 header without options
+ETHERNET_MIN = 60  # the shortest frame on the wire, before its FCS
+
+
+def ipv4_frame(
+    route: ResolvedRoute,
+    proto: int,
+    l4_length: int,
+    *,
+    ttl: int = DEFAULT_TTL,
+    ident: int = 0,
+    dont_fragment: bool = False,
+    source: str | None = None,
+) -> bytearray:
+    """A frame of ``IPV4_HEADERS + l4_length`` bytes to the route's next hop,
+    its Ethernet and IPv4 headers written (IPv4 checksum included); the
+    caller writes the transport header and payload at ``IPV4_HEADERS``."""
+    frame = bytearray(IPV4_HEADERS + l4_length)
+    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IP).build_into(frame)
+    IPv4(
+        socket.inet_aton(source or route.source),
+        socket.inet_aton(route.destination),
+        proto,
+        total_length=20 + l4_length,
+        ttl=ttl,
+        ident=ident,
+        dont_fragment=dont_fragment,
+    ).build_into(frame, off)
+    return frame
+
+
+def arp_request(route: Route) -> bytes:
+    """A broadcast ARP request for the route's next hop, from its source."""
+    frame = bytearray(ETHERNET_MIN)
+    off = Ethernet(BROADCAST, route.source_mac, ETH_P_ARP).build_into(frame)
+    Arp(
+        REQUEST,
+        route.source_mac,
+        socket.inet_aton(route.source),
+        bytes(6),
+        socket.inet_aton(route.next_hop),
+    ).build_into(frame, off)
+    return bytes(frame)
