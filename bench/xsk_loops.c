@@ -6,6 +6,7 @@
 
 #include "../aioxdp/_native/xsk_core.c"
 #include "../aioxdp/_native/echo.c"
+#include "../aioxdp/_native/parse.c"
 
 static double now(void)
 {
