@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
-from aioxdp.transport import WriteBuffer, report_callback_error
+from aioxdp.transport import WARN_WRITES_AFTER_CLOSE, WriteBuffer, report_callback_error
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["Endpoint", "PacketTransport"]
 
 log = logging.getLogger(__name__)
-
-WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
 
 
 class Endpoint:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import anyio
@@ -73,37 +73,15 @@ class Route:
         mac = mac or self.next_hop_mac
         if mac is None:
             raise ValueError(f"route: the MAC of {self.next_hop} is not known yet")
-        return ResolvedRoute(
-            self.destination,
-            self.ifname,
-            self.ifindex,
-            self.source,
-            self.source_mac,
-            self.next_hop,
-            mac,
-            self.mtu,
-        )
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return ResolvedRoute(**{**values, "next_hop_mac": mac})
 
 
 @dataclass(frozen=True, slots=True)
-class ResolvedRoute:
+class ResolvedRoute(Route):
     """A route whose next hop's MAC is known: all a frame to ``destination`` needs."""
 
-    destination: str
-    ifname: str
-    ifindex: int
-    source: str
-    source_mac: bytes
-    next_hop: str
     next_hop_mac: bytes
-    mtu: int
-
-    def __str__(self) -> str:
-        via = "" if self.next_hop == self.destination else f" via {self.next_hop}"
-        return (
-            f"{self.destination}{via} dev {self.ifname} src {self.source} "
-            f"lladdr {mac_str(self.next_hop_mac)}"
-        )
 
 
 async def resolve_host(host: str) -> str:
