@@ -199,12 +199,16 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
 		    uint32_t len);
 /* One frame's bytes (parse.c). aioxdp_udp_check sets off to the payload's
- * offset in the frame. aioxdp_udp_echo_layout checks that a checked
- * datagram (payload offset and length) still lies where its headers say, and
- * gives the IP and UDP header offsets: 0, or -1. aioxdp_udp_echo_frame turns
- * it into its answer in place (addresses and ports swapped, IP options
- * dropped, TTL 64, checksums valid) and returns how far the frame's start
- * moved: the answer is ip + 20 + ulen bytes from f + that. */
+ * offset in the frame. aioxdp_udp_echo_layout checks that a parse result
+ * (payload offset and length, possibly stale or forged) lies inside the
+ * frame right behind an IPv4 header and a UDP header's room, and gives the
+ * IP and UDP header offsets: 0, or -1. It does not re-check the headers'
+ * fields: a forged length yields a wrong answer inside the frame, never a
+ * write outside it. aioxdp_udp_echo_frame, only for what the layout check
+ * accepted (udp >= ip + 20, udp + ulen within the frame), turns it into its
+ * answer in place (addresses and ports swapped, IP options dropped, TTL 64,
+ * checksums valid) and returns how far the frame's start moved: the answer
+ * is ip + 20 + ulen bytes from f + that. */
 uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d);
 int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uint32_t plen,
 			   uint32_t *ip, uint32_t *udp);

@@ -79,7 +79,8 @@ int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uin
 {
 	uint32_t hlen;
 
-	if (len < 14 || payload < 8 || payload + plen > len)
+	/* payload + plen could wrap: compare each against what is left */
+	if (len < 14 || payload < 8 || payload > len || plen > len - payload)
 		return -1;
 	*udp = (uint32_t)payload - 8;
 	*ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;

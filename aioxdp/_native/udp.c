@@ -64,7 +64,8 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
-		echo_layout(x, &descs[i], &d[i], &ip, &udp);
+		if (echo_layout(x, &descs[i], &d[i], &ip, &udp))
+			continue; /* two descriptors of one frame: only the first is answered */
 		descs[i].addr += aioxdp_udp_echo_frame(f, ip, udp, d[i].len + 8);
 		descs[i].len = ip + 20 + d[i].len + 8;
 		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)

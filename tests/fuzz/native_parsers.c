@@ -110,11 +110,31 @@ static void fix_checksums(uint8_t *f, uint32_t len, uint8_t how)
 	}
 }
 
+/* A stale or forged parse result, small or near the integer limits: the
+ * layout check must refuse it or place it inside the frame, never read or
+ * point outside it. */
+static void check_forged_layout(const uint8_t *f, uint32_t len)
+{
+	uint64_t small = (uint64_t)f[len - 1] | (uint64_t)f[len - 2] << 8;
+	uint32_t plen = f[len - 3] | (uint32_t)f[len - 4] << 24;
+	uint64_t payloads[3] = {small, UINT64_MAX - small, small | (uint64_t)f[len - 5] << 32};
+	uint32_t ip, udp;
+
+	for (int i = 0; i < 3; i++) {
+		uint32_t lens[2] = {plen, (uint32_t)(0u - (uint32_t)payloads[i])};
+
+		for (int j = 0; j < 2; j++)
+			if (!aioxdp_udp_echo_layout(f, len, payloads[i], lens[j], &ip, &udp) &&
+			    (payloads[i] > len || lens[j] > len - payloads[i] || udp + 8 > len))
+				abort(); /* accepted a datagram outside the frame */
+	}
+}
+
 static int one_input(const uint8_t *input, size_t size)
 {
 	struct aioxdp_echo_reply r;
 	struct aioxdp_udp_dgram d;
-	uint32_t ip, udp, len;
+	uint32_t len;
 	uint8_t *f, status;
 
 	if (!size)
@@ -136,9 +156,7 @@ static int one_input(const uint8_t *input, size_t size)
 	if (status == AIOXDP_UDP_OK)
 		check_udp_echo(f, len, &d);
 	else if (len >= 16)
-		/* a stale or forged parse result: the layout check must refuse or
-		 * point inside the frame, never read outside it */
-		(void)aioxdp_udp_echo_layout(f, len, f[len - 1] | f[len - 2] << 8, f[len - 3], &ip, &udp);
+		check_forged_layout(f, len);
 	free(f);
 	return 0;
 }
