@@ -39,7 +39,7 @@ test: apt $(VENV)/.built
 # interpreter; PYTHONSAFEPATH keeps the source tree (and its plain build) off
 # sys.path. Leaks are not checked: CPython itself keeps memory at exit.
 ASAN_TESTS := tests/test_codecs.py tests/test_frames.py tests/test_frame_states.py \
-	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py
+	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py tests/test_isolation.py
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
