@@ -219,6 +219,11 @@ class Interface:
         doing = f"opening {self.ifname} for AF_XDP"
         privileges.require(doing, need_raw=True)
         info = await link_info(self.ifname)
+        if _link_trouble(self.ifname) is not None:
+            # down from the start: refuse now rather than let the watchdog close it
+            raise XDPError(
+                errno.ENETDOWN, doing, f"{self.ifname} is down (ip link set dev {self.ifname} up)"
+            )
         available, self.mtu, self.mac = info.queues, info.mtu, info.mac
         queues = self._queues if self._queues is not None else list(range(available))
         bad = [q for q in queues if not 0 <= q < available]

@@ -368,16 +368,15 @@ async def test_explicit_open_and_aclose_and_calls_after_close(lab_a: Lab) -> Non
         assert nic.queues == [0]
 
 
-async def test_interface_down_at_start_closes_endpoints_saying_what_to_do(lab_a: Lab) -> None:
+async def test_interface_down_at_start_is_refused_saying_what_to_do(lab_a: Lab) -> None:
     ifname = lab_a.a.ifname
     lab_a.a.run("ip", "link", "set", "dev", ifname, "down")
-    async with Interface(ifname) as nic:
-        _t, proto = await nic.create_packet_endpoint(Recorder, rules=[Rule("udp", dst_port=9208)])
-        assert await eventually(lambda: bool(proto.lost), timeout=3.0)
-        (exc,) = proto.lost
-        assert isinstance(exc, XDPError)
-        assert exc.errno == errno.ENETDOWN
-        assert f"ip link set dev {ifname} up" in str(exc)
+    nic = Interface(ifname)
+    with pytest.raises(XDPError, match=rf"{ifname} is down \(ip link set dev {ifname} up\)") as e:
+        await nic.open()
+    assert e.value.errno == errno.ENETDOWN
+    assert "closed" in repr(nic)
+    assert "prog/xdp" not in lab_a.a.run("ip", "-d", "link", "show", ifname).stdout
     with pytest.raises(NoRouteError, match="is the interface up"):
         await aioxdp.ping(lab_a.b.ip, count=1)
     lab_a.a.run("ip", "link", "set", "dev", ifname, "up")
