@@ -213,7 +213,9 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if addr is None or not isinstance(addr, tuple) or len(addr) != 2:
             raise ValueError(f"addr: expected (host, port), got {addr!r}")
         host, port = addr
-        if not isinstance(port, int) or not 1 <= port <= 65535:
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"addr: host must be an address or name (str), got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ValueError(f"addr: port must be 1..65535, got {port!r}")
         if self._closing:
             self._dropped_write()
