@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aioxdp._libs import ffi
-from aioxdp.echo import EchoSession, pick_ident
+from aioxdp.echo import DEFAULT_WINDOW, EchoSession, pick_ident
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
@@ -219,11 +219,12 @@ async def ping(
     ttl: int = 64,
     interface: str | None = None,
     source: str | None = None,
+    window: int = DEFAULT_WINDOW,
     on_reply: Callable[[PingReply], None] | None = None,
 ) -> PingResult:
     """Ping ``host`` through AF_XDP and return what came back.
 
-    ``interval=0`` floods with a bounded window of probes in flight;
+    ``interval=0`` floods with at most ``window`` probes in flight;
     ``timeout`` is per probe. Runs on asyncio, uvloop and (through anyio)
     trio: under trio the Pinger hands over to ``aioxdp.anyio_driver``.
     """
@@ -236,6 +237,7 @@ async def ping(
         ttl=ttl,
         interface=interface,
         source=source,
+        window=window,
         on_reply=on_reply,
     ) as pinger:
         return await pinger.result()
