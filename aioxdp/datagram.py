@@ -141,7 +141,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
         self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", nic.batch_size)  # one per frame
-        self._batched = hasattr(protocol, "datagrams_received")
+        self._take_protocol(protocol)
         # bounded, so that answering spoofed sources cannot grow memory; a new
         # port of a known host needs no lookup, only a header built from its route
         self._headers: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
@@ -191,16 +191,17 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             except Exception as exc:  # one datagram's failure, as asyncio's own transports
                 self._callback_failed(exc, "datagram_received")
 
-    @property
-    def _callback_name(self) -> str:  # type: ignore[override]
-        return "datagrams_received" if self._batched else "datagram_received"
+    def _take_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        # a protocol with datagrams_received takes whole batches
+        self._batched = hasattr(protocol, "datagrams_received")
+        self._callback_name = "datagrams_received" if self._batched else "datagram_received"
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Datagrams from now on go to ``protocol``, batched if it takes batches."""
         if not isinstance(protocol, asyncio.BaseProtocol):
             raise TypeError(f"protocol: expected a DatagramProtocol, got {type(protocol).__name__}")
         self._protocol = protocol
-        self._batched = hasattr(protocol, "datagrams_received")
+        self._take_protocol(protocol)
 
     # -- send -------------------------------------------------------------------
 

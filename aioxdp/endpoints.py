@@ -54,6 +54,7 @@ class Endpoint:
         self.received = 0  # packets (or valid datagrams) handed to the protocol
         self.frames = 0  # every frame dispatched here, good or bad
         self.callback_errors = 0  # exceptions of its protocol, sent to the loop's handler
+        self._callback_name = "packets_received"  # what dispatch names when the protocol raises
         self.dropped_after_close = 0  # writes after close, dropped as asyncio does
 
     # -- called by the Interface --------------------------------------------
@@ -88,8 +89,6 @@ class Endpoint:
             self._deliver(batch)
         except Exception as exc:
             self._callback_failed(exc, self._callback_name)
-
-    _callback_name = "packets_received"
 
     def _callback_failed(self, exc: BaseException, callback: str) -> None:
         """The protocol raised: the loop's handler hears of it; we go on."""
