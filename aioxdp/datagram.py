@@ -30,8 +30,8 @@ from aioxdp._libs import ffi, lib
 from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
-from aioxdp.frames import IPV4_HEADERS, ipv4_frame
-from aioxdp.neighbour import resolve_neighbour
+from aioxdp.frames import udp_header
+from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.udp import IPPROTO_UDP, Udp
@@ -282,7 +282,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     async def _resolve(self, host: str) -> None:
         try:
             found = await route_to(host, interface=self._nic.ifname)
-            route = await resolve_neighbour(found, self._nic)
+            (route,) = await resolve_neighbours([found], self._nic)
         except (XDPError, ValueError) as exc:
             lost = self._pending.pop(host, [])
             self.dropped_unresolved += len(lost)
@@ -307,9 +307,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     def _header(self, route: ResolvedRoute, port: int) -> Any:
         """Ethernet, IPv4 and UDP headers to (route, port), for C to complete per datagram."""
         source = None if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
-        buf = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
-        struct.pack_into("!HHHH", buf, IPV4_HEADERS, self.local_addr[1], port, 8, 0)
-        return ffi.new("uint8_t[]", bytes(buf))
+        return ffi.new("uint8_t[]", udp_header(route, self.local_addr[1], port, source=source))
 
     def _shutdown(self, exc: Exception | None) -> None:
         for task in self._resolving.values():

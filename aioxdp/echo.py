@@ -48,6 +48,7 @@ from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
 from aioxdp.results import PingReply, PingResult
 from aioxdp.route import ResolvedRoute
+from aioxdp.xsk import RxBatch
 
 __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
 
@@ -149,6 +150,7 @@ class EchoSession:
         self._budget_ns = count * self.interval_ns + self.timeout_ns + 2_000_000_000
         self.listeners: list[Callable[[PingReply], None]] = []
         self.error: str | None = None
+        self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
 
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
@@ -205,6 +207,14 @@ class EchoSession:
             if p.sweep < p.next_probe:
                 wake = min(wake, t.sent_ns[p.sweep] + self.timeout_ns)
         return max(wake, now_ns)
+
+    def take(self, rx: RxBatch, start: int, count: int) -> bool:
+        """Check ``count`` received frames from ``start`` in C and account them:
+        the one call a driver makes per batch. True if a probe left flight."""
+        if len(self._results) < count:
+            self._results = ffi.new("struct aioxdp_echo_reply[]", count)
+        valid = rx.parse_echo_replies(start, count, self.ident, self._results)
+        return self.replies(self._results, count, valid)
 
     def replies(self, results: Any, n: int, valid: int) -> bool:
         """Account a batch of C-checked replies (``valid`` of them well formed).

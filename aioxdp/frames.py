@@ -6,16 +6,26 @@ aioxdp.protocols write the bytes; this module decides what goes in them."""
 from __future__ import annotations
 
 import socket
+import struct
 
 from aioxdp.protocols.arp import REQUEST, Arp
 from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.udp import IPPROTO_UDP
 from aioxdp.route import ResolvedRoute, Route
 
-__all__ = ["DEFAULT_TTL", "IPV4_HEADERS", "arp_request", "ipv4_frame"]
+__all__ = [
+    "DEFAULT_TTL",
+    "IPV4_HEADERS",
+    "UDP_HEADERS",
+    "arp_request",
+    "ipv4_frame",
+    "udp_header",
+]
 
 DEFAULT_TTL = 64  # what Linux sends with (net.ipv4.ip_default_ttl)
 IPV4_HEADERS = 14 + 20  # Ethernet and an IPv4 header without options
+UDP_HEADERS = IPV4_HEADERS + 8  # and a UDP header
 ETHERNET_MIN = 60  # the shortest frame on the wire, before its FCS
 
 
@@ -44,6 +54,15 @@ def ipv4_frame(
         dont_fragment=dont_fragment,
     ).build_into(frame, off)
     return frame
+
+
+def udp_header(route: ResolvedRoute, sport: int, dport: int, *, source: str | None = None) -> bytes:
+    """Ethernet, IPv4 and UDP headers (``UDP_HEADERS`` bytes) to the route's
+    destination port ``dport``, for C to complete per datagram (lengths,
+    IP id and both checksums)."""
+    frame = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
+    struct.pack_into("!HHHH", frame, IPV4_HEADERS, sport, dport, 8, 0)
+    return bytes(frame)
 
 
 def arp_request(route: Route) -> bytes:

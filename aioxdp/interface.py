@@ -21,26 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
-import os
-import socket
-import struct
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aioxdp import _netlink, privileges
-from aioxdp.bpf import BPFObject, Mode, XDPLink, ifindex_of
+from aioxdp import registry
+from aioxdp.attachment import Attachment, check_mode
+from aioxdp.bpf import Mode
 from aioxdp.datagram import DatagramTransport, create_datagram_endpoint
 from aioxdp.endpoints import Endpoint, PacketTransport
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Forwarder, Rule
+from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch, PacketProtocol
+from aioxdp.route import ResolvedRoute, Route
 from aioxdp.transport import XDPTransport
+from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import FrameCounts, UmemConfig
-from aioxdp.xsk import XSK
+from aioxdp.xsk import XSK, RxBatch
 
 __all__ = ["Endpoint", "Interface", "PacketTransport", "shared_interface"]
 
@@ -50,76 +48,25 @@ D = TypeVar("D", bound=asyncio.DatagramProtocol)
 log = logging.getLogger(__name__)
 
 
+Handler = Callable[[RxBatch, int, int], None]
 WATCH_INTERVAL = 0.25  # seconds between looks at the link and the sockets
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-
-
-def _link_trouble(ifname: str) -> tuple[int, str] | None:
-    """(errno, why) if ``ifname`` is gone or down, else None (one ioctl)."""
-    request = struct.pack("16sH14x", ifname.encode(), 0)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
-        except OSError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENXIO):
-                return errno.ENODEV, f"{ifname} was deleted"
-            return None
-    (flags,) = struct.unpack_from("H", reply, 16)
-    if not flags & IFF_UP:
-        return errno.ENETDOWN, f"{ifname} went down (ip link set dev {ifname} up brings it back)"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkInfo:
-    queues: int  # RX queues
-    mtu: int
-    mac: str | None  # the link's address, None for links without one (lo, tun)
-
-
-async def link_info(ifname: str) -> LinkInfo:
-    """RX queues, MTU and MAC of ``ifname``, from netlink (sysfs may show another namespace)."""
-    index = ifindex_of(ifname)
-    (link,) = await _netlink.query(lambda ipr: ipr.link("get", index=index))
-    mac = link.get("IFLA_ADDRESS")
-    return LinkInfo(
-        int(link.get("IFLA_NUM_RX_QUEUES") or 1),
-        int(link.get("IFLA_MTU") or 1500),
-        mac if mac and mac != "00:00:00:00:00:00" else None,
-    )
-
-
-async def rx_queue_count(ifname: str) -> int:
-    return (await link_info(ifname)).queues
 
 
 class _Dispatcher(PacketProtocol):
     """Routes each batch to the endpoints whose rule tags the packets carry."""
 
-    def __init__(self, nic: Interface) -> None:
+    def __init__(self, nic: Interface, attachment: Attachment[Endpoint]) -> None:
         self._nic = nic
+        self._attachment = attachment
 
     def packets_received(self, batch: PacketBatch) -> None:
-        endpoints = self._nic._by_tag
         rx = batch.rx
-        if rx.count == 0:
+        runs = self._attachment.runs(rx)  # sorted and grouped in C
+        if len(runs) == 1 and runs[0][1] == 0 and runs[0][2] == rx.count:
+            runs[0][0].dispatch(batch)  # fast path: one endpoint's packets only
             return
-        self._nic.received += rx.count
-        runs = rx.tag_runs()  # sorted and grouped in C
-        if len(runs) == 1:  # fast path: one endpoint's packets only
-            endpoint = endpoints.get(runs[0][0])
-            if endpoint is None:
-                self._nic.unclaimed += rx.count
-            else:
-                endpoint.dispatch(batch)
-            return
-        for tag, start, stop in runs:
-            endpoint = endpoints.get(tag)
-            if endpoint is None:
-                self._nic.unclaimed += stop - start
-            else:
-                endpoint.dispatch(PacketBatch(rx, start, stop))
+        for endpoint, start, stop in runs:
+            endpoint.dispatch(PacketBatch(rx, start, stop))
 
     # Flow control is per endpoint (each has its WriteBuffer); the transport's
     # own pause_writing/resume_writing have nothing to add.
@@ -131,11 +78,26 @@ class _Dispatcher(PacketProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
-            self._nic._lost(self._nic._explain(exc))
+            self._nic.lose(self._attachment.explain(exc))
+
+
+class _HandlerProtocol(PacketProtocol):
+    """A claim's handler as a packet protocol: each batch as (rx, start, stop)."""
+
+    def __init__(self, handler: Handler, on_lost: Callable[[Exception], None] | None) -> None:
+        self._handler = handler
+        self._on_lost = on_lost
+
+    def packets_received(self, batch: PacketBatch) -> None:
+        self._handler(batch.rx, batch.start, batch.start + len(batch))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._on_lost is not None:
+            self._on_lost(exc)
 
 
 class Interface:
-    """One network interface driven by aioxdp; see the module docstring."""
+    """One network interface driven by aioxdp on asyncio; see the module docstring."""
 
     def __init__(
         self,
@@ -146,39 +108,73 @@ class Interface:
         config: UmemConfig | None = None,
         batch_size: int = 64,
     ) -> None:
-        if mode not in ("auto", "native", "generic"):
-            raise ValueError(f"mode: must be 'auto', 'native' or 'generic', got {mode!r}")
+        check_mode(mode)
         self.ifname = ifname
         self.requested_mode = mode
-        self.mode: str | None = None
-        self.mtu = 1500
-        self.mac: str | None = None
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
-        self.frame_size = self._config.frame_size  # bytes of one UMEM frame: the largest frame
         self.batch_size = batch_size  # most frames one receive hands over
-        self._obj: BPFObject | None = None
-        self._link: XDPLink | None = None
-        self.forwarder: Forwarder
-        self._xsks: dict[int, XSK] = {}
+        self._attachment: Attachment[Endpoint] | None = None
         self._transports: dict[int, XDPTransport] = {}
         self._endpoints: list[Endpoint] = []
-        self._by_tag: dict[int, Endpoint] = {}
         self._loop: asyncio.AbstractEventLoop
-        self.received = 0  # frames drained from the XSKs
-        self.unclaimed = (
-            0  # of those, frames no endpoint claimed (untagged, or its endpoint closed)
-        )
-        self.final_counts: dict[int, FrameCounts] = {}
-        self.tx_size = self._config.tx_size
         self._lost_exc: Exception | None = None
         self._watch: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
-        state = "open" if self._link is not None else "closed"
+        state = "open" if self._is_open else "closed"
         if self._lost_exc is not None:
             state = f"closed by {self._lost_exc!r}"
         return f"<Interface {self.ifname} {self.mode or self.requested_mode} {state}>"
+
+    @property
+    def _is_open(self) -> bool:
+        return self._attachment is not None and not self._attachment.closed
+
+    # -- what the attachment knows (kept after close: counts, final frame states)
+
+    @property
+    def mode(self) -> str | None:
+        """'native' or 'generic' once open."""
+        return None if self._attachment is None else self._attachment.mode
+
+    @property
+    def mtu(self) -> int:
+        return 1500 if self._attachment is None else self._attachment.mtu
+
+    @property
+    def mac(self) -> str | None:
+        return None if self._attachment is None else self._attachment.mac
+
+    @property
+    def frame_size(self) -> int:
+        """Bytes of one UMEM frame: the largest frame."""
+        return self._config.frame_size
+
+    @property
+    def tx_size(self) -> int:
+        return self._config.tx_size
+
+    @property
+    def forwarder(self) -> Forwarder:
+        if self._attachment is None:
+            raise self._not_open("using the forwarder")
+        return self._attachment.forwarder
+
+    @property
+    def received(self) -> int:
+        """Frames drained from the sockets."""
+        return 0 if self._attachment is None else self._attachment.received
+
+    @property
+    def unclaimed(self) -> int:
+        """Of those, frames no endpoint claimed (untagged, or its endpoint closed)."""
+        return 0 if self._attachment is None else self._attachment.unclaimed
+
+    @property
+    def final_counts(self) -> dict[int, FrameCounts]:
+        """Per queue, who owned the frames when its socket closed."""
+        return {} if self._attachment is None else self._attachment.final_counts
 
     @property
     def error(self) -> Exception | None:
@@ -205,78 +201,58 @@ class Interface:
 
     @property
     def queues(self) -> list[int]:
-        return sorted(self._xsks)
+        return [] if self._attachment is None else self._attachment.queues
 
     async def open(self) -> Interface:
         """Load, attach and open the sockets (called by ``async with``).
 
         While open, ``aioxdp.ping`` and friends on this loop use it too.
         """
-        return await self._open(register=True)
+        await self._open()
+        registry.register(self)
+        return self
 
-    async def _open(self, *, register: bool) -> Interface:
-        self._loop = asyncio.get_running_loop()
-        doing = f"opening {self.ifname} for AF_XDP"
-        privileges.require(doing, need_raw=True)
-        info = await link_info(self.ifname)
-        if _link_trouble(self.ifname) is not None:
-            # down from the start: refuse now rather than let the watchdog close it
+    async def _open(self) -> Interface:
+        if self._is_open:
             raise XDPError(
-                errno.ENETDOWN, doing, f"{self.ifname} is down (ip link set dev {self.ifname} up)"
+                errno.EISCONN, f"opening {self.ifname}", "this Interface is open already"
             )
-        available, self.mtu, self.mac = info.queues, info.mtu, info.mac
-        queues = self._queues if self._queues is not None else list(range(available))
-        bad = [q for q in queues if not 0 <= q < available]
-        if bad:
-            raise ValueError(f"queues: {self.ifname} has RX queues 0..{available - 1}, not {bad}")
+        self._lost_exc = None  # a closed Interface opens again
+        self._loop = asyncio.get_running_loop()
+        attachment: Attachment[Endpoint] = await Attachment.open(
+            self.ifname,
+            mode=self.requested_mode,
+            queues=self._queues,
+            config=self._config,
+            batch_size=self.batch_size,
+        )
+        self._attachment = attachment
         try:
-            self._obj = BPFObject.packaged("forwarder")
-            self._obj.load()
-            self.forwarder = Forwarder(self._obj)
-            self.forwarder.set_local_mac(self.mac)  # rules see only traffic for this host
-            self._link = self._obj.program("aioxdp_forwarder").attach(
-                self.ifname, mode=self.requested_mode
-            )
-            self.mode = self._link.mode
-            xskmap = self._obj.map("aioxdp_fw_xsks")
-            dispatcher = _Dispatcher(self)
-            for q in queues:
-                xsk = XSK(self.ifname, q, config=self._config, batch_size=self.batch_size)
-                self._xsks[q] = xsk
-                xskmap.update(q, xsk.fd.to_bytes(4, "little"))
+            dispatcher = _Dispatcher(self, attachment)
+            for q, xsk in attachment.sockets.items():
                 self._transports[q] = XDPTransport(
-                    self._loop, xsk, dispatcher, extra={"mode": self.mode, "umem": self._config}
+                    self._loop,
+                    xsk,
+                    dispatcher,
+                    extra={"mode": attachment.mode, "umem": self._config},
                 )
         except BaseException:
             self._teardown()
             raise
-        log.info("%s: forwarder in %s mode, XSKs on queues %s", self.ifname, self.mode, queues)
         self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
-        if register:
-            _register(self)
         return self
 
     def _watchdog(self) -> None:
-        """Close everything, naming the cause, when the interface goes down or away.
-
-        An XSK reports neither through poll(); its SO_ERROR and the link's
-        flags do, so look every WATCH_INTERVAL seconds.
-        """
+        """Close everything, naming the cause, when the link goes down or away
+        or a socket reports an error (the attachment looks)."""
         self._watch = None
-        if self._link is None:
+        if self._attachment is None or self._attachment.closed:
             return
-        cause = _link_trouble(self.ifname)
-        if cause is None:
-            for xsk in self._xsks.values():
-                err = 0 if xsk.closed else xsk.socket_error()
-                if err:
-                    cause = (err, f"the AF_XDP socket reports: {os.strerror(err)}")
-                    break
-        if cause is None:
+        trouble = self._attachment.trouble()
+        if trouble is None:
             self._watch = self._loop.call_later(WATCH_INTERVAL, self._watchdog)
-            return
-        err, why = cause
-        self._lost(XDPError(err, f"using {self.ifname}", why))
+        else:
+            self.lose(trouble)
 
     async def create_packet_endpoint(
         self,
@@ -285,7 +261,7 @@ class Interface:
         rules: Sequence[Rule],
     ) -> tuple[PacketTransport, P]:
         """Bind a new protocol to ``rules``: matching packets go to it, a batch at a time."""
-        if self._link is None:
+        if not self._is_open:
             raise self._not_open("creating an endpoint")
         rules = list(rules)
         if not rules:
@@ -297,18 +273,60 @@ class Interface:
             )
         transport = PacketTransport(self, protocol, rules, [])
         self.add_endpoint(transport, protocol)
-        await asyncio.sleep(
-            0
-        )  # connection_made has run when we return, as with asyncio's endpoints
+        # connection_made has run when we return, as with asyncio's endpoints
+        await asyncio.sleep(0)
         return transport, protocol
 
     async def create_datagram_endpoint(
         self, protocol_factory: Callable[[], D], *, local_addr: tuple[str, int]
     ) -> tuple[DatagramTransport, D]:
         """A UDP endpoint on ``local_addr`` (asyncio's DatagramTransport/Protocol shapes)."""
-        if self._link is None:
+        if not self._is_open:
             raise self._not_open("creating an endpoint")
         return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
+
+    def claim(
+        self,
+        rules: Sequence[Rule],
+        handler: Handler,
+        *,
+        on_lost: Callable[[Exception], None] | None = None,
+    ) -> PacketTransport:
+        """Install ``rules`` (all or none): their packets go to
+        ``handler(rx, start, stop)``, as on an AnyioInterface (the endpoint of
+        code that runs on both drivers). Close the returned transport to
+        take them out."""
+        if not self._is_open:
+            raise self._not_open("claiming packets")
+        rules = list(rules)
+        if not rules:
+            raise ValueError("rules: a claim needs at least one rule")
+        if not callable(handler):
+            raise TypeError(f"handler: must be callable, got {type(handler).__name__}")
+        protocol = _HandlerProtocol(handler, on_lost)
+        transport = PacketTransport(self, protocol, rules, [])
+        self.add_endpoint(transport, protocol)
+        return transport
+
+    async def create_udp_socket(
+        self, local_addr: tuple[str, int], *, max_queued: int = 1024
+    ) -> UDPSocket:
+        """A UDP socket in anyio's shape (``receive``/``send``) on ``local_addr``:
+        the same code then runs on trio's AnyioInterface."""
+        if not self._is_open:
+            raise self._not_open("creating a UDP socket")
+        return UDPSocket(self, local_addr, max_queued=max_queued)
+
+    async def resolve_neighbours(self, routes: Sequence[Route]) -> list[ResolvedRoute]:
+        """Each route with its next hop's MAC: the kernel's, else our own ARP."""
+        return await resolve_neighbours(routes, self)
+
+    def flush(self) -> None:
+        """Nothing to do: the transport flushes once per loop iteration by itself."""
+
+    async def send(self, frame: bytes | bytearray | memoryview) -> None:
+        """Send one whole frame (copied now, or queued in the TX backlog)."""
+        self.tx.write(frame)
 
     def add_endpoint(self, endpoint: Endpoint, protocol: asyncio.BaseProtocol) -> None:
         """Install a new endpoint's rules (all or none) and start it (endpoint
@@ -319,19 +337,23 @@ class Interface:
 
     def claim_tag(self, tag: int, endpoint: Endpoint) -> None:
         """Packets carrying ``tag`` go to ``endpoint`` from now on."""
-        self._by_tag[tag] = endpoint
+        if self._attachment is None or self._attachment.closed:
+            raise self._not_open("claiming a rule's packets")
+        self._attachment.claim_tag(tag, endpoint)
 
     def release_tag(self, tag: int) -> None:
-        self._by_tag.pop(tag, None)
+        if self._attachment is not None:
+            self._attachment.release_tag(tag)
 
     def drop_endpoint(self, endpoint: Endpoint) -> None:
         """A closing endpoint: its rules out of the forwarder, its tags unrouted."""
-        installed = set(self.forwarder.rules)
-        for rule in endpoint.rules:
-            if rule in installed:
-                self.forwarder.remove(rule)
+        if self._is_open:
+            installed = set(self.forwarder.rules)
+            for rule in endpoint.rules:
+                if rule in installed:
+                    self.forwarder.remove(rule)
         for tag in endpoint.tags:
-            self._by_tag.pop(tag, None)
+            self.release_tag(tag)
         if endpoint in self._endpoints:
             self._endpoints.remove(endpoint)
 
@@ -345,10 +367,9 @@ class Interface:
     def socket(self, queue: int) -> XSK:
         """The XDP socket of RX queue ``queue`` (for C loops in benchmarks and tests:
         pause its transport's reading first, so that one reader drains it)."""
-        try:
-            return self._xsks[queue]
-        except KeyError:
-            raise self._not_open(f"using queue {queue}") from None
+        if self._attachment is None or queue not in self._attachment.sockets:
+            raise self._not_open(f"using queue {queue}")
+        return self._attachment.sockets[queue]
 
     def transport(self, queue: int) -> XDPTransport:
         """The transport of RX queue ``queue`` (received frames go back out on it)."""
@@ -357,20 +378,9 @@ class Interface:
         except KeyError:
             raise self._not_open(f"using queue {queue}") from None
 
-    def _explain(self, exc: Exception) -> Exception:
-        """A send or receive error that the link's state explains, explained."""
-        if isinstance(exc, OSError) and exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
-            trouble = _link_trouble(self.ifname)
-            if trouble is not None:
-                err, why = trouble
-                explained = XDPError(err, f"using {self.ifname}", why)
-                explained.__cause__ = exc
-                return explained
-        return exc
-
-    def _lost(self, exc: Exception) -> None:
-        """A socket or the link failed: close everything, and say why."""
-        if self._lost_exc is not None or self._link is None:
+    def lose(self, exc: Exception) -> None:
+        """A socket or the link failed: close everything, and say why (``error``)."""
+        if self._lost_exc is not None or not self._is_open:
             return
         self._lost_exc = exc
         log.warning("%s: %s; closing the interface and its endpoints", self.ifname, exc)
@@ -386,24 +396,16 @@ class Interface:
 
     def frame_counts(self) -> dict[int, FrameCounts]:
         """Per queue: who owns the frames (open sockets only)."""
-        return {q: xsk.counts() for q, xsk in self._xsks.items() if not xsk.closed}
+        return {} if self._attachment is None else self._attachment.frame_counts()
 
     def stats(self) -> dict[str, Any]:
         """The kernel's XDP_STATISTICS per queue, frame counts, and forwarder verdicts."""
-        return {
-            "ifname": self.ifname,
-            "mode": self.mode,
-            "queues": {
-                q: {"xdp": xsk.statistics(), "frames": xsk.counts()}
-                for q, xsk in self._xsks.items()
-                if not xsk.closed
-            },
-            "verdicts": self.forwarder.counters,
-            "unclaimed": self.unclaimed,
-        }
+        if self._attachment is None or self._attachment.closed:
+            raise self._not_open("reading statistics")
+        return self._attachment.stats()
 
     async def aclose(self) -> None:
-        """Close endpoints, drain queued frames, close sockets, detach."""
+        """Close endpoints, drain queued frames, close sockets, detach. Idempotent."""
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -422,92 +424,16 @@ class Interface:
         self._teardown()
 
     def _teardown(self) -> None:
-        if hasattr(self, "_loop"):
-            _unregister(self)
-        # program off first, so nothing is redirected to a closing socket
-        if self._link is not None:
-            self._link.detach()
-            self._link = None
-        for q, xsk in self._xsks.items():
-            if not xsk.closed:
-                self.final_counts[q] = xsk.close()
-        self._xsks.clear()
+        registry.unregister(self)
         self._transports.clear()
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
-
-
-class _Shared:
-    """One loop's Interface on one ifname, and who uses it.
-
-    ``external``: opened by the application with ``async with Interface``;
-    pings borrow it and never close it.
-    """
-
-    def __init__(self, opening: asyncio.Future[Interface], *, external: bool = False) -> None:
-        self.opening = opening
-        self.external = external
-        self.users = 0
-
-
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Shared]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _register(nic: Interface) -> None:
-    """Let pings on this loop use an Interface the application opened."""
-    per_loop = _shared.setdefault(nic._loop, {})
-    if nic.ifname not in per_loop:
-        done: asyncio.Future[Interface] = nic._loop.create_future()
-        done.set_result(nic)
-        per_loop[nic.ifname] = _Shared(done, external=True)
-
-
-def _unregister(nic: Interface) -> None:
-    """Closed (by its owner, or by an error): the next ping opens a new one."""
-    per_loop = _shared.get(nic._loop, {})
-    entry = per_loop.get(nic.ifname)
-    opening = entry.opening if entry is not None else None
-    if (
-        opening is not None
-        and opening.done()
-        and not opening.cancelled()
-        and opening.exception() is None
-        and opening.result() is nic
-    ):
-        del per_loop[nic.ifname]
+        if self._attachment is not None:
+            self._attachment.close()
 
 
 @contextlib.asynccontextmanager
 async def shared_interface(ifname: str, *, mode: Mode = "auto") -> AsyncIterator[Interface]:
-    """The running loop's Interface on ``ifname``: the application's own if it
+    """This loop's Interface on ``ifname``: the application's own if it
     opened one, else one opened on first use and closed when its last user
     leaves. Concurrent pings share its XSKs."""
-    loop = asyncio.get_running_loop()
-    per_loop = _shared.setdefault(loop, {})
-    entry = per_loop.get(ifname)
-    if entry is None:
-        entry = per_loop[ifname] = _Shared(
-            loop.create_task(Interface(ifname, mode=mode)._open(register=False))
-        )
-    entry.users += 1
-    try:
-        try:
-            nic = await asyncio.shield(entry.opening)
-        except BaseException:
-            if per_loop.get(ifname) is entry and entry.opening.done():
-                del per_loop[ifname]
-            raise
+    async with registry.shared(Interface, ifname, Interface(ifname, mode=mode)._open) as nic:
         yield nic
-    finally:
-        entry.users -= 1
-        if entry.users == 0 and per_loop.get(ifname) is entry and not entry.external:
-            del per_loop[ifname]
-            if (
-                entry.opening.done()
-                and not entry.opening.cancelled()
-                and entry.opening.exception() is None
-            ):
-                await entry.opening.result().aclose()

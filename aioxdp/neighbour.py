@@ -1,66 +1,107 @@
-"""The next hop's MAC when the kernel's neighbour table does not have it:
-our own ARP requests through an Interface's XDP socket, a few tries, then
-an error that names the host. It sits above the endpoints (it opens one);
-routes themselves come from netlink (aioxdp.route)."""
+"""The next hops' MACs when the kernel's neighbour table does not have them:
+our own ARP requests through an interface's XDP socket, driving the sans-IO
+:class:`aioxdp.arp_query.ArpQuery`. Written with anyio, so both drivers'
+interfaces (asyncio's Interface, trio's AnyioInterface) use it.
+
+Concurrent resolutions on one interface share the forwarder rule for each
+next hop's replies (a rule can be installed once): the first installs it,
+every reply goes to every query waiting on it, the last one out removes it.
+It sits above the endpoints; routes themselves come from netlink
+(aioxdp.route).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import socket
-from typing import TYPE_CHECKING
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import anyio
+
+from aioxdp.arp_query import ArpQuery
 from aioxdp.forwarder import Rule
-from aioxdp.frames import arp_request
-from aioxdp.packet import Packet, PacketProtocol
-from aioxdp.protocols.arp import REPLY, Arp
-from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError
+from aioxdp.route import ResolvedRoute, Route
+from aioxdp.xsk import RxBatch
 
-if TYPE_CHECKING:
-    from aioxdp.interface import Interface
+__all__ = ["ArpCapable", "resolve_neighbour", "resolve_neighbours"]
 
-__all__ = ["resolve_neighbour"]
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class ArpCapable(Protocol):
+    """What resolving needs of an interface (both drivers' have it)."""
+
+    def claim(self, rules: Sequence[Rule], handler: Any, *, on_lost: Any = None) -> _Closable: ...
+
+    async def send(self, frame: bytes | bytearray | memoryview) -> None: ...
+
+
+class _Listener:
+    """One installed ARP-reply rule and the queries waiting on its replies."""
+
+    def __init__(self) -> None:
+        self.claim: _Closable | None = None
+        self.waiters: dict[ArpQuery, anyio.Event] = {}
+
+    def __call__(self, rx: RxBatch, start: int, stop: int) -> None:
+        for i in range(start, stop):
+            frame = rx.frame(i)
+            for query, answered in list(self.waiters.items()):
+                if query.reply(frame) and not query.unresolved:
+                    answered.set()
+
+
+# interface -> reply rule -> its listener
+_listeners: weakref.WeakKeyDictionary[Any, dict[Rule, _Listener]] = weakref.WeakKeyDictionary()
 
 
 async def resolve_neighbour(
-    route: Route, nic: Interface, *, tries: int = 3, interval: float = 0.5
+    route: Route, nic: ArpCapable, *, tries: int = 3, interval: float = 0.5
 ) -> ResolvedRoute:
     """The route with its next hop's MAC, asked for with ARP through ``nic``
     if the kernel does not know it."""
-    if route.next_hop_mac is not None:
-        return route.resolved()
-    if tries < 1 or interval <= 0:
-        raise ValueError(
-            f"tries/interval: need tries >= 1 and interval > 0, got {tries}, {interval}"
-        )
-    answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    wanted = socket.inet_aton(route.next_hop)
+    (resolved,) = await resolve_neighbours([route], nic, tries=tries, interval=interval)
+    return resolved
 
-    class ArpReplies(PacketProtocol):
-        def packet_received(self, packet: Packet) -> None:
-            try:
-                eth = packet.eth
-                arp = Arp.parse(packet.data, eth.header_len)
-            except ValueError:
-                return
-            if arp.op == REPLY and arp.sender_ip == wanted and not answered.done():
-                answered.set_result(arp.sender_mac)
 
-    rule = Rule("arp", src=route.next_hop, dst=route.source, arp_op=REPLY)
-    transport, _ = await nic.create_packet_endpoint(ArpReplies, rules=[rule])
+async def resolve_neighbours(
+    routes: Sequence[Route], nic: ArpCapable, *, tries: int = 3, interval: float = 0.5
+) -> list[ResolvedRoute]:
+    """Every route with its next hop's MAC; the unknown next hops are asked
+    for at once, each once however many routes go through it. Raises the
+    UnresolvedNeighbourError of the first route that stays unresolved."""
+    query = ArpQuery(routes, tries=tries, interval=interval)
+    if not query.unresolved:
+        return query.resolved()
+    answered = anyio.Event()
+    table = _listeners.setdefault(nic, {})
+    joined: list[Rule] = []
     try:
-        request = arp_request(route)
-        for _ in range(tries):
-            transport.write(request)
-            try:
-                mac = await asyncio.wait_for(asyncio.shield(answered), interval)
-            except TimeoutError:
-                continue
-            return route.resolved(mac)
+        for rule in query.rules():
+            listener = table.get(rule)
+            if listener is None:
+                listener = _Listener()
+                listener.claim = nic.claim([rule], listener)
+                table[rule] = listener
+            listener.waiters[query] = answered
+            joined.append(rule)
+        while True:
+            now = time.monotonic_ns()
+            for frame in query.due(now):
+                await nic.send(frame)
+            if query.finished(now):
+                break
+            with anyio.move_on_after(max((query.next_wakeup(now) - now) / 1e9, 0.001)):
+                await answered.wait()
     finally:
-        transport.close()
-    raise UnresolvedNeighbourError(
-        errno.EHOSTUNREACH,
-        f"finding the MAC address of {route.next_hop} on {route.ifname}",
-        f"no ARP reply after {tries} tries in {tries * interval:.1f}s: is {route.destination} up and on this link?",
-    )
+        for rule in joined:
+            listener = table[rule]
+            del listener.waiters[query]
+            if not listener.waiters:
+                del table[rule]
+                if listener.claim is not None:
+                    listener.claim.close()
+    return query.resolved()

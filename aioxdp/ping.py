@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from aioxdp._libs import ffi
 from aioxdp.echo import DEFAULT_WINDOW, EchoSession, pick_ident
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
@@ -33,18 +32,15 @@ __all__ = ["PingReply", "PingResult", "Pinger", "multiping", "ping"]
 class _EchoReplies(PacketProtocol):
     """Feeds a session with the replies the forwarder redirected for its id."""
 
-    def __init__(self, pinger: Pinger, batch_size: int) -> None:
+    def __init__(self, pinger: Pinger) -> None:
         self._pinger = pinger
-        self._results = ffi.new("struct aioxdp_echo_reply[]", batch_size)  # one per frame
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             self._pinger._ended(exc)
 
     def packets_received(self, batch: PacketBatch) -> None:
-        n = len(batch)
-        valid = batch.rx.parse_echo_replies(batch.start, n, self._pinger._ident, self._results)
-        if self._pinger._session.replies(self._results, n, valid):
+        if self._pinger._session.take(batch.rx, batch.start, len(batch)):
             self._pinger._freed()
 
 
@@ -56,7 +52,14 @@ class Pinger(PingerBase):
     ``p.results()`` for several hosts). ``on_reply`` is called per reply.
     Leaving the block (or cancelling) stops at once and releases the rule
     and frames.
+
+    The driver follows the running library: on asyncio and uvloop this
+    class runs the probes; under trio ``async with Pinger(...)`` gives an
+    :class:`aioxdp.anyio_driver.AnyioPinger` with the same surface
+    (``driver`` says which: ``"asyncio"`` or ``"anyio"``).
     """
+
+    driver = "asyncio"
 
     def _init_driver(self) -> None:
         self._queue: asyncio.Queue[PingReply | None] | None = None
@@ -103,12 +106,12 @@ class Pinger(PingerBase):
 
     async def _open(self) -> None:
         from aioxdp.interface import shared_interface
-        from aioxdp.neighbour import resolve_neighbour
+        from aioxdp.neighbour import resolve_neighbours
 
         routes = await self._find_routes()
         nic = await self._stack.enter_async_context(shared_interface(routes[0].ifname))
         self._check_frame_fits(nic.frame_size)
-        self.routes = [await resolve_neighbour(r, nic) for r in routes]
+        self.routes = await resolve_neighbours(routes, nic)
         self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
         self._session = EchoSession(
             self._targets(self._ident),
@@ -120,9 +123,7 @@ class Pinger(PingerBase):
         if self._on_reply is not None:
             self._session.listeners.append(self._on_reply)
         rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
-        transport, _ = await nic.create_packet_endpoint(
-            lambda: _EchoReplies(self, nic.batch_size), rules=[rule]
-        )
+        transport, _ = await nic.create_packet_endpoint(lambda: _EchoReplies(self), rules=[rule])
         self._stack.callback(transport.close)
         self._nic = nic
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -229,12 +229,9 @@ async def test_multiping_over_one_xsk() -> None:
 
 
 async def test_cancelling_a_ping_releases_its_rule_and_frames(lab_a: Lab) -> None:
-    async with aioxdp.Pinger(
-        lab_a.b.ip, count=50, interval=0.01
-    ):  # keeps the shared Interface open
-        from aioxdp.interface import _shared
-
-        nic = _shared[asyncio.get_running_loop()][lab_a.a.ifname].opening.result()
+    # this Pinger keeps the shared Interface open
+    async with aioxdp.Pinger(lab_a.b.ip, count=50, interval=0.01) as keeper:
+        nic = keeper.nic
         replies: list[int] = []
         task = asyncio.ensure_future(
             aioxdp.ping(

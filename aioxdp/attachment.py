@@ -1,0 +1,213 @@
+"""The forwarder on one link and an XDP socket per RX queue, with no event loop.
+
+Both drivers own one :class:`Attachment`: the asyncio
+:class:`aioxdp.Interface` and the anyio (trio) ``AnyioInterface``. It loads
+and attaches the forwarder, opens the sockets and puts them in the
+forwarder's socket map, keeps the table of which rule tag goes to whom,
+sorts a received batch into its owners' runs, looks at the link and the
+sockets for trouble, and tears it all down in the one safe order: the
+program off first (nothing is redirected to a closing socket), then the
+sockets, then the BPF object.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+from aioxdp import privileges
+from aioxdp.bpf import BPFObject, Mode, XDPLink
+from aioxdp.errors import XDPError
+from aioxdp.forwarder import Forwarder
+from aioxdp.link import LinkInfo, link_info, link_trouble
+from aioxdp.umem import FrameCounts, UmemConfig
+from aioxdp.xsk import XSK, RxBatch
+
+__all__ = ["Attachment", "check_mode"]
+
+log = logging.getLogger(__name__)
+
+H = TypeVar("H")  # whoever receives a tag's packets: an endpoint, a handler
+
+
+def check_mode(mode: object) -> None:
+    if mode not in ("auto", "native", "generic"):
+        raise ValueError(f"mode: must be 'auto', 'native' or 'generic', got {mode!r}")
+
+
+class Attachment(Generic[H]):
+    """One link's forwarder and sockets; see the module docstring.
+
+    Open with ``await Attachment.open(ifname, ...)`` (the only await is the
+    netlink query for the link's queues, MTU and MAC); everything after is
+    synchronous.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        info: LinkInfo,
+        *,
+        mode: Mode = "auto",
+        queues: Iterable[int] | None = None,
+        config: UmemConfig | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        check_mode(mode)
+        self.ifname = ifname
+        self.mtu = info.mtu
+        self.mac = info.mac
+        self.config = config or UmemConfig()
+        self.frame_size = self.config.frame_size  # bytes of one UMEM frame: the largest frame
+        self.tx_size = self.config.tx_size
+        self.batch_size = batch_size  # most frames one receive hands over
+        chosen = list(range(info.queues)) if queues is None else sorted(set(queues))
+        bad = [q for q in chosen if not 0 <= q < info.queues]
+        if bad:
+            raise ValueError(f"queues: {ifname} has RX queues 0..{info.queues - 1}, not {bad}")
+        self.sockets: dict[int, XSK] = {}
+        self.final_counts: dict[int, FrameCounts] = {}
+        self.received = 0  # frames drained from the sockets
+        self.unclaimed = 0  # of those, frames no owner claimed (untagged, or released)
+        self._owners: dict[int, H] = {}
+        self._obj: BPFObject | None = BPFObject.packaged("forwarder")
+        self._link: XDPLink | None = None
+        try:
+            self._obj.load()
+            self.forwarder = Forwarder(self._obj)
+            self.forwarder.set_local_mac(self.mac)  # rules see only traffic for this host
+            self._link = self._obj.program("aioxdp_forwarder").attach(ifname, mode=mode)
+            self.mode: str = self._link.mode
+            xskmap = self._obj.map("aioxdp_fw_xsks")
+            for q in chosen:
+                xsk = XSK(ifname, q, config=self.config, batch_size=batch_size)
+                self.sockets[q] = xsk
+                xskmap.update(q, xsk.fd.to_bytes(4, "little"))
+        except BaseException:
+            self.close()
+            raise
+        log.info("%s: forwarder in %s mode, XSKs on queues %s", ifname, self.mode, chosen)
+
+    @classmethod
+    async def open(
+        cls,
+        ifname: str,
+        *,
+        mode: Mode = "auto",
+        queues: Iterable[int] | None = None,
+        config: UmemConfig | None = None,
+        batch_size: int = 64,
+    ) -> Attachment[Any]:
+        """Check privileges and the link, then attach (see the class)."""
+        check_mode(mode)
+        doing = f"opening {ifname} for AF_XDP"
+        privileges.require(doing, need_raw=True)
+        info = await link_info(ifname)
+        if link_trouble(ifname) is not None:
+            # down from the start: refuse now rather than let a watchdog close it
+            raise XDPError(errno.ENETDOWN, doing, f"{ifname} is down (ip link set dev {ifname} up)")
+        return cls(ifname, info, mode=mode, queues=queues, config=config, batch_size=batch_size)
+
+    @property
+    def closed(self) -> bool:
+        return self._link is None
+
+    @property
+    def queues(self) -> list[int]:
+        return sorted(self.sockets)
+
+    # -- who gets a tag's packets ---------------------------------------------
+
+    def claim_tag(self, tag: int, owner: H) -> None:
+        """Packets carrying ``tag`` go to ``owner`` from now on."""
+        self._owners[tag] = owner
+
+    def release_tag(self, tag: int) -> None:
+        self._owners.pop(tag, None)
+
+    def runs(self, rx: RxBatch) -> list[tuple[H, int, int]]:
+        """The batch as (owner, start, stop) runs of one tag each, sorted in C;
+        frames of tags nobody owns are counted in ``unclaimed``."""
+        if rx.count == 0:
+            return []
+        self.received += rx.count
+        owners = self._owners
+        out = []
+        for tag, start, stop in rx.tag_runs():
+            owner = owners.get(tag)
+            if owner is None:
+                self.unclaimed += stop - start
+            else:
+                out.append((owner, start, stop))
+        return out
+
+    # -- health -----------------------------------------------------------------
+
+    def trouble(self) -> XDPError | None:
+        """Why this attachment cannot go on (the link went down or away, a
+        socket reports an error), or None. An XSK reports neither through
+        poll(); its SO_ERROR and the link's flags do."""
+        cause = link_trouble(self.ifname)
+        if cause is None:
+            for xsk in self.sockets.values():
+                err = 0 if xsk.closed else xsk.socket_error()
+                if err:
+                    cause = (err, f"the AF_XDP socket reports: {os.strerror(err)}")
+                    break
+        if cause is None:
+            return None
+        err, why = cause
+        return XDPError(err, f"using {self.ifname}", why)
+
+    def explain(self, exc: Exception) -> Exception:
+        """A send or receive error that the link's state explains, explained."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+            trouble = link_trouble(self.ifname)
+            if trouble is not None:
+                err, why = trouble
+                explained = XDPError(err, f"using {self.ifname}", why)
+                explained.__cause__ = exc
+                return explained
+        return exc
+
+    def frame_counts(self) -> dict[int, FrameCounts]:
+        """Per queue: who owns the frames (open sockets only)."""
+        return {q: xsk.counts() for q, xsk in self.sockets.items() if not xsk.closed}
+
+    def stats(self) -> dict[str, Any]:
+        """The kernel's XDP_STATISTICS per queue, frame counts, and forwarder verdicts."""
+        return {
+            "ifname": self.ifname,
+            "mode": self.mode,
+            "queues": {
+                q: {"xdp": xsk.statistics(), "frames": xsk.counts()}
+                for q, xsk in self.sockets.items()
+                if not xsk.closed
+            },
+            "verdicts": self.forwarder.counters,
+            "unclaimed": self.unclaimed,
+        }
+
+    # -- teardown ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Program off, sockets closed (their frame counts kept), object closed.
+        Idempotent."""
+        if self._link is not None:
+            self._link.detach()
+            self._link = None
+        for q, xsk in self.sockets.items():
+            if not xsk.closed:
+                self.final_counts[q] = xsk.close()
+        self.sockets.clear()
+        self._owners.clear()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.mode} on queues {self.queues}"
+        return f"<Attachment {self.ifname} {state}>"

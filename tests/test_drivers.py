@@ -1,0 +1,239 @@
+"""The same ping and UDP tests on asyncio, uvloop and trio.
+
+Each test body is written once with anyio and run on each backend. Ping
+picks its driver by itself (asyncio's Pinger, or the anyio one under
+trio); the UDP tests take the interface class of the backend's driver
+(``Interface`` on asyncio/uvloop, ``AnyioInterface`` on trio) and use the
+UDPSocket both give. Witnesses are the peer kernel's counters and kernel
+sockets in the peer namespace, never our own counters alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import anyio
+import pytest
+from test_udp_tcp import udp_client
+
+import aioxdp
+from aioxdp.anyio_interface import AnyioInterface
+from aioxdp.forwarder import Rule
+from aioxdp.testing import Lab
+from aioxdp.xsk import RxBatch
+
+BACKENDS = ["asyncio", "uvloop", "trio"]
+
+
+def run(backend: str, main: Any) -> Any:
+    """``main()`` on ``backend``."""
+    if backend == "trio":
+        return anyio.run(main, backend="trio")
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": backend == "uvloop"})
+
+
+def interface_class(backend: str) -> Any:
+    return AnyioInterface if backend == "trio" else aioxdp.Interface
+
+
+def icmp_in_echos(lab: Lab) -> int:
+    """The peer kernel's count of echo requests received (its own witness)."""
+    lines = [line.split() for line in lab.b.run("cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = [row for row in lines if row[0] == "Icmp:"][:2]
+    return int(values[names.index("InEchos")])
+
+
+def no_program_left(lab: Lab) -> bool:
+    return "prog/xdp" not in lab.a.run("ip", "-d", "link", "show", lab.a.ifname).stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ping_answered_by_the_peer_kernel(lab_a: Lab, backend: str) -> None:
+    before = icmp_in_echos(lab_a)
+
+    async def main() -> tuple[str, aioxdp.PingResult]:
+        async with aioxdp.Pinger(lab_a.b.ip, count=20, interval=0.002) as pinger:
+            return pinger.driver, await pinger.result()
+
+    driver, result = run(backend, main)
+    assert driver == ("anyio" if backend == "trio" else "asyncio")
+    assert (result.sent, result.received) == (20, 20)
+    assert [r.seq for r in result.replies] == list(range(1, 21))
+    assert icmp_in_echos(lab_a) - before == 20
+    assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> None:
+    before = icmp_in_echos(lab_a)
+
+    async def main() -> tuple[list[Any], list[Any], list[int]]:
+        results: list[Any] = [None, None]
+        nics: list[Any] = [None, None]
+        rules_seen: list[int] = []
+
+        async def one(i: int, ready: anyio.Event, both: anyio.Event) -> None:
+            async with aioxdp.Pinger(lab_a.b.ip, count=200, interval=0.001) as pinger:
+                nics[i] = pinger.nic
+                ready.set()
+                await both.wait()
+                rules_seen.append(len(pinger.nic.forwarder.rules))
+                results[i] = await pinger.result()
+
+        events = [anyio.Event(), anyio.Event()]
+        both = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, 0, events[0], both)
+            tg.start_soon(one, 1, events[1], both)
+            await events[0].wait()
+            await events[1].wait()
+            both.set()
+        return results, nics, rules_seen
+
+    results, nics, rules_seen = run(backend, main)
+    assert nics[0] is nics[1], "the two pings opened two interfaces"
+    assert rules_seen == [2, 2]  # both pings' rules in one forwarder
+    assert [r.received for r in results] == [200, 200]
+    assert [[x.seq for x in r.replies] for r in results] == [list(range(1, 201))] * 2
+    assert icmp_in_echos(lab_a) - before == 400
+    assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_udp_socket_echoes_for_kernel_clients_byte_for_byte(lab_a: Lab, backend: str) -> None:
+    async def main() -> tuple[int, int, int]:
+        async with interface_class(backend)(lab_a.a.ifname) as nic:
+            sock = await nic.create_udp_socket((lab_a.a.ip, 9300))
+
+            async def serve() -> None:
+                async for data, addr in sock:
+                    await sock.send((data, addr))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve)
+                # 2000 datagrams, 32 in flight, from a kernel socket in the peer
+                good = await anyio.to_thread.run_sync(udp_client, lab_a.b, lab_a.a.ip, 9300, 2000)
+                await sock.aclose()
+            return good, sock.received, sock.sent
+
+    good, received, sent = run(backend, main)
+    assert good == 2000
+    assert received == sent == 2000
+    assert no_program_left(lab_a)
+
+
+# A kernel UDP echo server in the peer, for COUNT datagrams, then it exits.
+UDP_ECHO_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(20)
+print("ready", flush=True)
+for _ in range(int(sys.argv[3])):
+    data, addr = s.recvfrom(65535)
+    s.sendto(data[::-1], addr)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_udp_socket_talks_to_a_kernel_server(lab_a: Lab, backend: str) -> None:
+    count = 300
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lab_a.b.netns, sys.executable, "-c", UDP_ECHO_SERVER]
+        + [lab_a.b.ip, "9301", str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+
+        async def main() -> list[tuple[bytes, tuple[str, int]]]:
+            got = []
+            async with interface_class(backend)(lab_a.a.ifname) as nic:
+                async with await nic.create_udp_socket((lab_a.a.ip, 9302)) as sock:
+                    with anyio.fail_after(20):
+                        for i in range(count):  # one at a time: the server answers in turn
+                            await sock.send((b"datagram %05d" % i, (lab_a.b.ip, 9301)))
+                            got.append(await sock.receive())
+            return got
+
+        got = run(backend, main)
+        assert server.wait(timeout=20) == 0
+    finally:
+        server.kill()
+        server.wait()
+    assert got == [((b"datagram %05d" % i)[::-1], (lab_a.b.ip, 9301)) for i in range(count)]
+    assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_raising_handler_hurts_only_its_claim(lab_a: Lab, backend: str) -> None:
+    """The anyio driver's isolation, like the asyncio one's: a claim whose
+    handler raises keeps receiving, and a UDP socket beside it serves all."""
+    calls: list[int] = []
+
+    def broken(rx: RxBatch, start: int, stop: int) -> None:
+        calls.append(stop - start)
+        raise RuntimeError("user bug")
+
+    async def main() -> tuple[int, int, int]:
+        async with interface_class(backend)(lab_a.a.ifname) as nic:
+            claim = nic.claim([Rule("udp", dst_port=9311)], broken)
+            sock = await nic.create_udp_socket((lab_a.a.ip, 9310))
+
+            async def serve() -> None:
+                async for data, addr in sock:
+                    await sock.send((data, addr))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve)
+                for _ in range(3):
+                    await anyio.to_thread.run_sync(udp_burst_one, lab_a, 9311)
+                good = await anyio.to_thread.run_sync(udp_client, lab_a.b, lab_a.a.ip, 9310, 200)
+                with anyio.fail_after(5):
+                    while sum(calls) < 3:
+                        await anyio.sleep(0.01)
+                await sock.aclose()
+            errors = claim.callback_errors
+            claim.close()
+            return good, errors, sum(calls)
+
+    good, errors, frames = run(backend, main)
+    assert good == 200
+    assert frames == 3  # every packet to the broken handler still reached it
+    assert errors >= 1  # counted, once per delivery that raised
+    assert no_program_left(lab_a)
+
+
+def udp_burst_one(lab: Lab, port: int) -> None:
+    lab.b.run(
+        sys.executable,
+        "-c",
+        "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+        ".sendto(b'x', (sys.argv[1], int(sys.argv[2])))",
+        lab.a.ip,
+        str(port),
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_link_going_down_closes_the_interface_and_says_why(lab_a: Lab, backend: str) -> None:
+    async def main() -> tuple[Any, Any]:
+        async with interface_class(backend)(lab_a.a.ifname) as nic:
+            sock = await nic.create_udp_socket((lab_a.a.ip, 9320))
+            lab_a.a.run("ip", "link", "set", "dev", lab_a.a.ifname, "down")
+            try:
+                with anyio.fail_after(5):
+                    with pytest.raises(anyio.BrokenResourceError, match="went down") as e:
+                        await sock.receive()
+            finally:
+                lab_a.a.run("ip", "link", "set", "dev", lab_a.a.ifname, "up")
+            return nic.error, e.value
+
+    error, raised = run(backend, main)
+    assert "went down" in str(error)
+    assert "went down" in str(raised)
+    assert no_program_left(lab_a)
