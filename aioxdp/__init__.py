@@ -6,6 +6,7 @@ other traffic goes to the kernel untouched.
 """
 
 from aioxdp import errors
+from aioxdp.anyio_interface import AnyioInterface
 from aioxdp.datagram import DatagramBatch, DatagramTransport
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Action, Rule
@@ -15,12 +16,14 @@ from aioxdp.ping import Pinger, multiping, ping
 from aioxdp.results import PingReply, PingResult
 from aioxdp.tcping import tcp_ping
 from aioxdp.transport import XDPTransport
+from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import FrameCounts, UmemConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "AnyioInterface",
     "DatagramBatch",
     "DatagramTransport",
     "FrameCounts",
@@ -33,6 +36,7 @@ __all__ = [
     "PingResult",
     "Pinger",
     "Rule",
+    "UDPSocket",
     "UmemConfig",
     "XDPError",
     "XDPTransport",

@@ -5,12 +5,14 @@ aioxdp.protocols write the bytes; this module decides what goes in them."""
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 
 from aioxdp.protocols.arp import REQUEST, Arp
 from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp, TcpOptions
 from aioxdp.protocols.udp import IPPROTO_UDP
 from aioxdp.route import ResolvedRoute, Route
 
@@ -20,6 +22,7 @@ __all__ = [
     "UDP_HEADERS",
     "arp_request",
     "ipv4_frame",
+    "tcp_segment",
     "udp_header",
 ]
 
@@ -62,6 +65,25 @@ def udp_header(route: ResolvedRoute, sport: int, dport: int, *, source: str | No
     IP id and both checksums)."""
     frame = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
     struct.pack_into("!HHHH", frame, IPV4_HEADERS, sport, dport, 8, 0)
+    return bytes(frame)
+
+
+def tcp_segment(
+    route: ResolvedRoute,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    options: TcpOptions,
+) -> bytes:
+    """A TCP segment without payload to the route's destination (random IP id,
+    don't fragment), checksums written."""
+    tcp = Tcp(sport, dport, seq, ack, flags, 64240, 0, options)
+    length = 20 + len(options.build())
+    frame = ipv4_frame(route, IPPROTO_TCP, length, ident=random.getrandbits(16), dont_fragment=True)
+    src, dst = socket.inet_aton(route.source), socket.inet_aton(route.destination)
+    tcp.build_into(frame, IPV4_HEADERS, b"", src, dst)
     return bytes(frame)
 
 

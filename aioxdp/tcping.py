@@ -5,37 +5,31 @@ own through AF_XDP, matches the SYN-ACK or RST that comes back by that port
 and by the acknowledgement of our sequence number, and answers a SYN-ACK
 with RST so the peer frees what it set up. The result is a
 :class:`~aioxdp.PingResult` whose ``open`` is True (SYN-ACK), False (RST)
-or None (silence).
-
-Probe states (one at a time, so a table of one row):
-
-    waiting  --SYN-ACK, ack = isn+1-->  open     (we send RST)
-    waiting  --RST,     ack = isn+1-->  closed
-    waiting  --timeout----------------> lost
+or None (silence). The probing is :class:`aioxdp.tcp_probe.TcpProbeSession`
+(sans-IO); this driver runs it with anyio on the running library's shared
+interface, so it works on asyncio, uvloop and trio alike.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import random
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from aioxdp.echo import validate_arguments
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
-from aioxdp.frames import IPV4_HEADERS, ipv4_frame
-from aioxdp.interface import PacketTransport, shared_interface
-from aioxdp.neighbour import resolve_neighbour
-from aioxdp.packet import Packet, PacketProtocol
-from aioxdp.protocols.errors import DecodeError
-from aioxdp.protocols.tcp import ACK, IPPROTO_TCP, RST, SYN, Tcp, TcpOptions
 from aioxdp.results import PingResult
-from aioxdp.route import ResolvedRoute, route_to
+from aioxdp.route import route_to
+from aioxdp.shared import shared_nic
+from aioxdp.tcp_probe import ProbeTarget, TcpProbeReply, TcpProbeSession
+from aioxdp.xsk import RxBatch
 
 __all__ = ["TcpProbeReply", "tcp_ping"]
 
@@ -64,61 +58,6 @@ def pick_source_port() -> int:
     raise XDPError(errno.EADDRINUSE, "choosing a TCP source port", "every port tried is in use")
 
 
-def segment(
-    route: ResolvedRoute,
-    sport: int,
-    dport: int,
-    seq: int,
-    ack: int,
-    flags: int,
-    options: TcpOptions,
-) -> bytes:
-    """A TCP segment from us to the route's destination, in an Ethernet frame."""
-    tcp = Tcp(sport, dport, seq, ack, flags, 64240, 0, options)
-    length = 20 + len(options.build())
-    frame = ipv4_frame(route, IPPROTO_TCP, length, ident=random.getrandbits(16), dont_fragment=True)
-    src, dst = socket.inet_aton(route.source), socket.inet_aton(route.destination)
-    tcp.build_into(frame, IPV4_HEADERS, b"", src, dst)
-    return bytes(frame)
-
-
-class TcpProbeReply:
-    """What came back for one probe."""
-
-    __slots__ = ("open", "rtt", "seq")
-
-    def __init__(self, seq: int, open_: bool, rtt: float) -> None:
-        self.seq = seq
-        self.open = open_
-        self.rtt = rtt
-
-    def __repr__(self) -> str:
-        return f"TcpProbeReply(seq={self.seq}, open={self.open}, rtt={self.rtt:.6f})"
-
-
-class _Replies(PacketProtocol):
-    def __init__(self) -> None:
-        self.waiting: tuple[int, asyncio.Future[tuple[Tcp, int]]] | None = None
-        self.malformed: dict[str, int] = {}
-        self.stray = 0
-
-    def packet_received(self, packet: Packet) -> None:
-        try:
-            tcp = packet.l4
-        except DecodeError as exc:
-            self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
-            return
-        now = time.monotonic_ns()
-        if not isinstance(tcp, Tcp) or self.waiting is None:
-            self.stray += 1
-            return
-        isn, future = self.waiting
-        if tcp.ack != (isn + 1) & 0xFFFFFFFF or not tcp.flags & (RST | ACK) or future.done():
-            self.stray += 1  # not an answer to the probe in flight
-            return
-        future.set_result((tcp, now))
-
-
 async def tcp_ping(
     host: str,
     port: int,
@@ -128,81 +67,65 @@ async def tcp_ping(
     timeout: float = 1.0,
     interface: str | None = None,
     source: str | None = None,
-    on_reply: object = None,
+    on_reply: Any = None,
 ) -> PingResult:
     """Probe ``host``:``port`` with ``count`` SYNs; see the module docstring."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port: must be 1..65535, got {port!r}")
     validate_arguments(count, interval, timeout, 8, 64, 1)
+    if on_reply is not None and not callable(on_reply):
+        raise TypeError(f"on_reply: must be callable, got {type(on_reply).__name__}")
     found = await route_to(host, interface=interface, source=source)
-    async with shared_interface(found.ifname) as nic:
-        route = await resolve_neighbour(found, nic)
+    async with shared_nic(found.ifname) as nic:
+        (route,) = await nic.resolve_neighbours([found])
         sport = pick_source_port()
-        rule = Rule("tcp", src=route.destination, src_port=port, dst_port=sport)
-        transport, replies = await nic.create_packet_endpoint(_Replies, rules=[rule])
-        try:
-            return await _probe(
-                transport, replies, route, host, port, sport, count, interval, timeout, on_reply
-            )
-        finally:
-            transport.close()
-
-
-async def _probe(
-    transport: PacketTransport,
-    replies: _Replies,
-    route: ResolvedRoute,
-    host: str,
-    port: int,
-    sport: int,
-    count: int,
-    interval: float,
-    timeout: float,
-    on_reply: object,
-) -> PingResult:
-    loop = asyncio.get_running_loop()
-    syn_options = TcpOptions(mss=min(route.mtu - 40, 65495), wscale=7, sack_permitted=True)
-    rtts: list[float] = []
-    verdicts: list[bool] = []
-    start = time.monotonic_ns()
-    sent = 0
-    for i in range(count):
-        next_at = start + int(i * interval * 1e9)
-        if time.monotonic_ns() < next_at:
-            await asyncio.sleep((next_at - time.monotonic_ns()) / 1e9)
-        isn = random.getrandbits(32)
-        future: asyncio.Future[tuple[Tcp, int]] = loop.create_future()
-        replies.waiting = (isn, future)
-        t0 = time.monotonic_ns()
-        transport.write(segment(route, sport, port, isn, 0, SYN, syn_options))
-        sent += 1
-        try:
-            tcp, t1 = await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            continue
-        finally:
-            replies.waiting = None
-        is_open = bool(tcp.flags & SYN and tcp.flags & ACK)
-        if is_open:
-            # we never meant to connect: tell the peer to forget the half-open connection
-            transport.write(
-                segment(route, sport, port, (isn + 1) & 0xFFFFFFFF, 0, RST, TcpOptions())
-            )
-        rtt = (t1 - t0) / 1e9
-        rtts.append(rtt)
-        verdicts.append(is_open)
-        if callable(on_reply):
-            on_reply(TcpProbeReply(i + 1, is_open, rtt))
-    await asyncio.sleep(0)  # let the last RST go out before the endpoint closes
+        target = ProbeTarget(host, route, port)
+        session = TcpProbeSession([target], sport, count=count, interval=interval, timeout=timeout)
+        if on_reply is not None:
+            session.listeners.append(lambda _target, reply: on_reply(reply))
+        await _run(nic, session, Rule("tcp", src=route.destination, src_port=port, dst_port=sport))
     result = PingResult(
         host,
         route.destination,
-        sent,
-        len(rtts),
-        rtts,
-        foreign=replies.stray,
-        malformed=dict(replies.malformed),
-        elapsed=(time.monotonic_ns() - start) / 1e9,
+        target.sent,
+        len(target.rtts),
+        target.rtts,
+        foreign=session.stray,
+        malformed=dict(session.malformed),
+        elapsed=(session.end_ns - session.start_ns) / 1e9,
     )
-    state = None if not verdicts else any(verdicts)
-    return replace(result, open=state)
+    return replace(result, open=target.open)
+
+
+async def _run(nic: Any, session: TcpProbeSession, rule: Rule) -> None:
+    """Drive ``session`` on ``nic`` until every probe is answered or lost."""
+    answers: list[bytes] = []  # RSTs to send, found by the handler
+    woken = anyio.Event()
+
+    def segments(rx: RxBatch, start: int, stop: int) -> None:
+        nonlocal woken
+        now = time.monotonic_ns()
+        for i in range(start, stop):
+            answers.extend(session.take(rx.frame(i), now))
+        woken.set()
+
+    claim = nic.claim([rule], segments)
+    try:
+        session.start(time.monotonic_ns())
+        while True:
+            now = time.monotonic_ns()
+            outgoing = answers + session.due(now)
+            answers.clear()
+            for frame in outgoing:
+                await nic.send(frame)
+            if session.finished(now):
+                break
+            woken = anyio.Event()
+            with anyio.move_on_after((session.next_wakeup(now) - now) / 1e9):
+                await woken.wait()
+        for frame in answers:  # a RST for an answer that ended the run
+            await nic.send(frame)
+        await anyio.sleep(0)  # let the last RST go out before the claim closes
+    finally:
+        session.end_ns = time.monotonic_ns()
+        claim.close()

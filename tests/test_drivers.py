@@ -19,7 +19,6 @@ import pytest
 from test_udp_tcp import udp_client
 
 import aioxdp
-from aioxdp.anyio_interface import AnyioInterface
 from aioxdp.forwarder import Rule
 from aioxdp.testing import Lab
 from aioxdp.xsk import RxBatch
@@ -35,7 +34,7 @@ def run(backend: str, main: Any) -> Any:
 
 
 def interface_class(backend: str) -> Any:
-    return AnyioInterface if backend == "trio" else aioxdp.Interface
+    return aioxdp.AnyioInterface if backend == "trio" else aioxdp.Interface
 
 
 def icmp_in_echos(lab: Lab) -> int:
@@ -105,7 +104,7 @@ def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> N
 def test_udp_socket_echoes_for_kernel_clients_byte_for_byte(lab_a: Lab, backend: str) -> None:
     async def main() -> tuple[int, int, int]:
         async with interface_class(backend)(lab_a.a.ifname) as nic:
-            sock = await nic.create_udp_socket((lab_a.a.ip, 9300))
+            sock: aioxdp.UDPSocket = await nic.create_udp_socket((lab_a.a.ip, 9300))
 
             async def serve() -> None:
                 async for data, addr in sock:
@@ -140,9 +139,13 @@ for _ in range(int(sys.argv[3])):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_udp_socket_talks_to_a_kernel_server(lab_a: Lab, backend: str) -> None:
     count = 300
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", lab_a.b.netns, sys.executable, "-c", UDP_ECHO_SERVER]
-        + [lab_a.b.ip, "9301", str(count)],
+    server = lab_a.b.popen(
+        sys.executable,
+        "-c",
+        UDP_ECHO_SERVER,
+        lab_a.b.ip,
+        "9301",
+        str(count),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -152,12 +155,14 @@ def test_udp_socket_talks_to_a_kernel_server(lab_a: Lab, backend: str) -> None:
 
         async def main() -> list[tuple[bytes, tuple[str, int]]]:
             got = []
-            async with interface_class(backend)(lab_a.a.ifname) as nic:
-                async with await nic.create_udp_socket((lab_a.a.ip, 9302)) as sock:
-                    with anyio.fail_after(20):
-                        for i in range(count):  # one at a time: the server answers in turn
-                            await sock.send((b"datagram %05d" % i, (lab_a.b.ip, 9301)))
-                            got.append(await sock.receive())
+            async with (
+                interface_class(backend)(lab_a.a.ifname) as nic,
+                await nic.create_udp_socket((lab_a.a.ip, 9302)) as sock,
+            ):
+                with anyio.fail_after(20):
+                    for i in range(count):  # one at a time: the server answers in turn
+                        await sock.send((b"datagram %05d" % i, (lab_a.b.ip, 9301)))
+                        got.append(await sock.receive())
             return got
 
         got = run(backend, main)
@@ -236,4 +241,41 @@ def test_link_going_down_closes_the_interface_and_says_why(lab_a: Lab, backend: 
     error, raised = run(backend, main)
     assert "went down" in str(error)
     assert "went down" in str(raised)
+    assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tcp_ping_open_closed_and_nothing_half_open(lab_a: Lab, backend: str) -> None:
+    """The sans-IO TCP probe core on each driver, against the peer kernel's
+    listener; ``ss`` in the peer is the witness that every SYN-ACK got a RST."""
+    server = lab_a.b.popen(
+        sys.executable,
+        "-c",
+        "import socket, time\ns = socket.create_server(('0.0.0.0', 8090)); print('up', flush=True)\n"
+        "time.sleep(30)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "up"
+
+        async def main() -> tuple[aioxdp.PingResult, aioxdp.PingResult, list[bool]]:
+            seen: list[bool] = []
+            opened = await aioxdp.tcp_ping(
+                lab_a.b.ip, 8090, count=3, interval=0.05, on_reply=lambda r: seen.append(r.open)
+            )
+            closed = await aioxdp.tcp_ping(lab_a.b.ip, 8091, count=2, interval=0.05)
+            return opened, closed, seen
+
+        opened, closed, seen = run(backend, main)
+        ss = lab_a.b.run("ss", "-tan", "state", "syn-recv").stdout
+    finally:
+        server.kill()
+        server.wait()
+    assert (opened.open, opened.sent, opened.received) == (True, 3, 3)
+    assert seen == [True, True, True]
+    assert all(0 < r < 1 for r in opened.rtts)
+    assert (closed.open, closed.received) == (False, 2)
+    assert "8090" not in ss, f"half-open connections left: {ss}"
     assert no_program_left(lab_a)

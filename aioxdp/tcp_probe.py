@@ -1,0 +1,179 @@
+"""Sans-IO TCP SYN probes: what to send when, which segment answers, and
+the verdict per (host, port).
+
+:class:`TcpProbeSession` probes any number of targets (a route and a
+port each) from one source port of ours. A target's probe ``i`` is due at
+``start + i * interval``, and never while its previous probe waits
+(tcping's rhythm: one probe in flight per target). A probe is answered by
+a segment from the target's address and port to our source port whose
+acknowledgement is our sequence number + 1:
+
+    waiting  --SYN-ACK-->  open    (and a RST goes back, so no half-open state stays)
+    waiting  --RST------>  closed
+    waiting  --timeout-->  lost
+
+It does no I/O: a driver sends what :meth:`due` and :meth:`take` return,
+feeds it the frames its rule redirects, and sleeps until
+:meth:`next_wakeup`. ``aioxdp.tcping`` drives it on either driver.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from aioxdp.frames import tcp_segment
+from aioxdp.protocols.errors import BadFieldError, DecodeError
+from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.tcp import ACK, IPPROTO_TCP, RST, SYN, Tcp, TcpOptions
+from aioxdp.route import ResolvedRoute
+
+__all__ = ["ProbeTarget", "TcpProbeReply", "TcpProbeSession"]
+
+
+class TcpProbeReply:
+    """What came back for one probe."""
+
+    __slots__ = ("open", "rtt", "seq")
+
+    def __init__(self, seq: int, open_: bool, rtt: float) -> None:
+        self.seq = seq
+        self.open = open_
+        self.rtt = rtt
+
+    def __repr__(self) -> str:
+        return f"TcpProbeReply(seq={self.seq}, open={self.open}, rtt={self.rtt:.6f})"
+
+
+@dataclass(eq=False)
+class ProbeTarget:
+    """One (host, port) and what its probes found."""
+
+    host: str
+    route: ResolvedRoute
+    port: int
+    sent: int = 0
+    rtts: list[float] = field(default_factory=list)
+    verdicts: list[bool] = field(default_factory=list)  # True: SYN-ACK, False: RST
+    # the probe in flight: its sequence number and when it left, or None
+    isn: int | None = None
+    sent_ns: int = 0
+
+    @property
+    def open(self) -> bool | None:
+        """True if any probe found it open, False if all answers were RST, None if silent."""
+        return None if not self.verdicts else any(self.verdicts)
+
+
+class TcpProbeSession:
+    """The sans-IO state of TCP probes to many targets; see the module docstring."""
+
+    def __init__(
+        self,
+        targets: Sequence[ProbeTarget],
+        source_port: int,
+        *,
+        count: int,
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self.targets = list(targets)
+        self.source_port = source_port
+        self.count = count
+        self.interval_ns = int(interval * 1e9)
+        self.timeout_ns = int(timeout * 1e9)
+        self.start_ns = 0
+        self.end_ns = 0
+        self.stray = 0  # well-formed segments that answer no probe in flight
+        self.malformed: dict[str, int] = {}
+        self.listeners: list[Callable[[ProbeTarget, TcpProbeReply], None]] = []
+        self._by_peer = {(socket.inet_aton(t.route.destination), t.port): t for t in self.targets}
+        self._options = {
+            t: TcpOptions(mss=min(t.route.mtu - 40, 65495), wscale=7, sack_permitted=True)
+            for t in self.targets
+        }
+
+    def start(self, now_ns: int) -> None:
+        self.start_ns = now_ns
+
+    def _due_at(self, t: ProbeTarget) -> int:
+        return self.start_ns + t.sent * self.interval_ns
+
+    def due(self, now_ns: int) -> list[bytes]:
+        """The SYNs to send now (first expiring probes whose time has passed)."""
+        self.sweep(now_ns)
+        frames = []
+        for t in self.targets:
+            if t.isn is None and t.sent < self.count and self._due_at(t) <= now_ns:
+                t.isn = random.getrandbits(32)
+                t.sent_ns = now_ns
+                t.sent += 1
+                frames.append(
+                    tcp_segment(t.route, self.source_port, t.port, t.isn, 0, SYN, self._options[t])
+                )
+        return frames
+
+    def sweep(self, now_ns: int) -> None:
+        """Probes past their timeout are lost."""
+        for t in self.targets:
+            if t.isn is not None and now_ns - t.sent_ns >= self.timeout_ns:
+                t.isn = None
+
+    def take(self, frame: bytes | bytearray | memoryview, now_ns: int) -> list[bytes]:
+        """One received frame; returns what to send because of it (a RST for a
+        SYN-ACK). Malformed frames are counted by reason, strays counted."""
+        try:
+            eth = Ethernet.parse(frame)
+            if eth.ethertype != ETH_P_IP:
+                raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IPv4")
+            ip = IPv4.parse(frame, eth.header_len)
+            if ip.proto != IPPROTO_TCP or ip.fragment_offset or ip.more_fragments:
+                raise BadFieldError("ipv4", "not one whole TCP segment")
+            start = eth.header_len + ip.header_len
+            tcp = Tcp.parse(frame, start, eth.header_len + ip.total_length, src=ip.src, dst=ip.dst)
+        except DecodeError as exc:
+            self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
+            return []
+        t = self._by_peer.get((ip.src, tcp.sport))
+        if (
+            t is None
+            or tcp.dport != self.source_port
+            or t.isn is None
+            or tcp.ack != (t.isn + 1) & 0xFFFFFFFF
+            or not tcp.flags & (RST | ACK)
+        ):
+            self.stray += 1  # no answer to a probe in flight
+            return []
+        isn, t.isn = t.isn, None
+        is_open = bool(tcp.flags & SYN and tcp.flags & ACK)
+        rtt = (now_ns - t.sent_ns) / 1e9
+        t.rtts.append(rtt)
+        t.verdicts.append(is_open)
+        reply = TcpProbeReply(t.sent, is_open, rtt)
+        for listener in self.listeners:
+            listener(t, reply)
+        if not is_open:
+            return []
+        # we never meant to connect: the peer must forget the half-open connection
+        rst = (isn + 1) & 0xFFFFFFFF
+        return [tcp_segment(t.route, self.source_port, t.port, rst, 0, RST, TcpOptions())]
+
+    def finished(self, now_ns: int) -> bool:
+        self.sweep(now_ns)
+        return all(t.sent == self.count and t.isn is None for t in self.targets)
+
+    def next_wakeup(self, now_ns: int) -> int:
+        """When a probe falls due or times out (``now_ns`` if one is due already)."""
+        wake: int | None = None
+        for t in self.targets:
+            if t.isn is not None:
+                at = t.sent_ns + self.timeout_ns
+            elif t.sent < self.count:
+                at = self._due_at(t)
+            else:
+                continue
+            wake = at if wake is None else min(wake, at)
+        return now_ns if wake is None else max(wake, now_ns)
