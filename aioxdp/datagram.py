@@ -141,6 +141,9 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
         self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", nic.batch_size)  # one per frame
+        # one unfragmented datagram in one UMEM frame with its headers
+        self._max_payload = min(nic.mtu, nic.frame_size - 14) - 28
+        self._tx = nic.tx  # the Interface's sending transport, fixed while it is open
         self._take_protocol(protocol)
         # bounded, so that answering spoofed sources cannot grow memory; a new
         # port of a known host needs no lookup, only a header built from its route
@@ -221,8 +224,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if self._closing:
             self._dropped_write()
             return
-        # one unfragmented datagram, built in one UMEM frame with its headers
-        limit = min(self._nic.mtu, self._nic.frame_size - 14) - 28
+        limit = self._max_payload
         if len(data) > limit:
             raise ValueError(
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
@@ -249,7 +251,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
 
     def _send(self, header: Any, data: bytes | bytearray | memoryview) -> None:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
-        tx = self._nic.tx
+        tx = self._tx
         if not tx.send_udp(header, self._ip_id, data):
             # no frame free: it waits in our share of the backlog
             tx.write_for(self._write_buffer, self._frame(bytes(ffi.buffer(header, 42)), data))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "UnresolvedNeighbourError",
     "resolve_host",
     "route_to",
+    "routes_to",
 ]
 
 # neighbour states whose lladdr can be used (NUD_* from <linux/neighbour.h>)
@@ -125,65 +127,173 @@ async def route_to(host: str, *, interface: str | None = None, source: str | Non
         except ValueError:
             raise ValueError(f"source: not an IPv4 address: {source!r}") from None
 
-    def lookup(ipr: Any) -> tuple[Any, Any, list[Any]]:
+    def lookup(ipr: Any) -> tuple[Any, dict[int, Any], dict[tuple[int, str], bytes]]:
         kwargs: dict[str, Any] = {"dst": destination}
         if oif is not None:
             kwargs["oif"] = oif
         try:
             (rt,) = ipr.route("get", **kwargs)
         except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
-            code = getattr(exc, "code", errno.ENETUNREACH)
-            raise NoRouteError(
-                code,
-                f"routing to {host} ({destination})",
-                "no route to it: check 'ip route' (is the interface up and addressed?)",
-            ) from None
+            return getattr(exc, "code", errno.ENETUNREACH), {}, {}
         (link,) = ipr.link("get", index=rt.get("RTA_OIF"))
         gateway = rt.get("RTA_GATEWAY") or destination
         neigh = ipr.neigh("dump", ifindex=rt.get("RTA_OIF"), dst=gateway)
-        return rt, link, list(neigh)
+        return rt, {link["index"]: link}, _usable_macs(neigh)
 
-    rt, link, neighbours = await _netlink.query(lookup)
-    kind = rt.get("type", RTN_UNICAST)
-    ifname = link.get("IFLA_IFNAME")
+    answer, links, macs = await _netlink.query(lookup)
+    route = _route_from(host, destination, answer, links, macs, source)
+    if isinstance(route, NoRouteError):
+        raise route
+    return route
+
+
+def _usable_macs(neighbours: Any) -> dict[tuple[int, str], bytes]:
+    """(ifindex, address) -> MAC of the neighbour entries whose MAC can be used."""
+    macs = {}
+    for n in neighbours:
+        lladdr = n.get("NDA_LLADDR")
+        if n["state"] & _USABLE and lladdr and n.get("NDA_DST"):
+            macs[(n["ifindex"], n.get("NDA_DST"))] = bytes.fromhex(lladdr.replace(":", ""))
+    return macs
+
+
+def _route_from(
+    host: str,
+    destination: str,
+    answer: Any,
+    links: dict[int, Any],
+    macs: dict[tuple[int, str], bytes],
+    source: str | None,
+) -> Route | NoRouteError:
+    """The Route to ``destination`` from the kernel's ``ip route get`` answer
+    (or the errno it failed with), or the NoRouteError that says why not."""
+    doing = f"routing to {host} ({destination})"
+    if isinstance(answer, int):
+        return NoRouteError(
+            answer, doing, "no route to it: check 'ip route' (is the interface up and addressed?)"
+        )
+    kind = answer.get("type", RTN_UNICAST)
     if kind == RTN_LOCAL:
-        raise NoRouteError(
+        return NoRouteError(
             errno.EINVAL,
-            f"routing to {host} ({destination})",
+            doing,
             "it is an address of this host; aioxdp sends through a NIC, so ping another host",
         )
     if kind != RTN_UNICAST:
-        raise NoRouteError(
+        return NoRouteError(
             errno.ENETUNREACH,
-            f"routing to {host} ({destination})",
+            doing,
             f"the route is not unicast (type {kind}); check 'ip route get {destination}'",
         )
+    ifindex = int(answer.get("RTA_OIF"))
+    link = links.get(ifindex)
+    if link is None:
+        return NoRouteError(errno.ENODEV, doing, f"interface {ifindex} went away")
+    ifname = link.get("IFLA_IFNAME")
     if link.get("IFLA_OPERSTATE") not in ("UP", "UNKNOWN"):
-        raise NoRouteError(
+        return NoRouteError(
             errno.ENETDOWN,
             f"routing to {host} through {ifname}",
             f"{ifname} is down: ip link set dev {ifname} up",
         )
-    src = source or rt.get("RTA_PREFSRC")
+    src = source or answer.get("RTA_PREFSRC")
     if not src:
-        raise NoRouteError(
+        return NoRouteError(
             errno.EADDRNOTAVAIL,
             f"routing to {host} through {ifname}",
             f"{ifname} has no IPv4 address to send from; give source=",
         )
-    mac_text = link.get("IFLA_ADDRESS")
-    next_hop = rt.get("RTA_GATEWAY") or destination
-    next_mac = None
-    for n in neighbours:
-        if n.get("NDA_DST") == next_hop and n["state"] & _USABLE and n.get("NDA_LLADDR"):
-            next_mac = bytes.fromhex(n.get("NDA_LLADDR").replace(":", ""))
+    mac_text = link.get("IFLA_ADDRESS") or "00:00:00:00:00:00"
+    next_hop = answer.get("RTA_GATEWAY") or destination
     return Route(
         destination=destination,
         ifname=ifname,
-        ifindex=int(rt.get("RTA_OIF")),
+        ifindex=ifindex,
         source=src,
         source_mac=bytes.fromhex(mac_text.replace(":", "")),
         next_hop=next_hop,
-        next_hop_mac=next_mac,
+        next_hop_mac=macs.get((ifindex, next_hop)),
         mtu=int(link.get("IFLA_MTU") or 1500),
     )
+
+
+async def routes_to(
+    hosts: Sequence[str], *, interface: str | None = None, source: str | None = None
+) -> list[Route | NoRouteError]:
+    """Routes to many hosts at once, each a Route or the NoRouteError that says
+    why not (in host order).
+
+    One netlink thread dumps the route table, the links and the neighbour
+    table, matches every destination to its longest prefix in process, and
+    asks the kernel (``ip route get``) once per matched prefix, not once per
+    host: a /16 of hosts behind one gateway costs one question. The answer
+    for one address of a prefix holds for all of it unless policy routing
+    splits a prefix (``ip rule`` by destination); aioxdp does not follow such
+    rules.
+    """
+    if isinstance(hosts, str):
+        raise TypeError("hosts: give a sequence of hosts, not one str")
+    oif = None
+    if interface is not None:
+        try:
+            oif = socket.if_nametoindex(interface)
+        except OSError:
+            raise NoRouteError(errno.ENODEV, "routing", interface_hint(interface)) from None
+    if source is not None:
+        try:
+            source = str(ipaddress.IPv4Address(source))
+        except ValueError:
+            raise ValueError(f"source: not an IPv4 address: {source!r}") from None
+    out: list[Route | NoRouteError | None] = [None] * len(hosts)
+    destinations: list[str | None] = [None] * len(hosts)
+    for i, host in enumerate(hosts):
+        try:
+            destinations[i] = await resolve_host(host)
+        except NoRouteError as exc:
+            out[i] = exc
+    wanted = sorted({d for d in destinations if d is not None})
+
+    def lookup(
+        ipr: Any,
+    ) -> tuple[dict[str, Any], dict[Any, Any], dict[int, Any], dict[tuple[int, str], bytes]]:
+        by_length: dict[int, dict[int, list[Any]]] = {}
+        for rt in ipr.route("dump", family=socket.AF_INET):
+            if (
+                oif is not None
+                and rt.get("RTA_OIF") not in (None, oif)
+                and rt.get("RTA_TABLE") != 255
+            ):
+                continue
+            length = rt["dst_len"]
+            network = int(ipaddress.IPv4Address(rt.get("RTA_DST") or "0.0.0.0"))
+            by_length.setdefault(length, {}).setdefault(network, []).append(rt)
+        lengths = sorted(by_length, reverse=True)
+        prefix_of: dict[str, Any] = {}
+        for d in wanted:
+            value = int(ipaddress.IPv4Address(d))
+            for length in lengths:
+                mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+                if value & mask in by_length[length]:
+                    prefix_of[d] = (length, value & mask)
+                    break
+        answers: dict[Any, Any] = {}
+        for prefix in set(prefix_of.values()):
+            representative = next(d for d, p in prefix_of.items() if p == prefix)
+            kwargs: dict[str, Any] = {"dst": representative}
+            if oif is not None:
+                kwargs["oif"] = oif
+            try:
+                (answers[prefix],) = ipr.route("get", **kwargs)
+            except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
+                answers[prefix] = getattr(exc, "code", errno.ENETUNREACH)
+        links = {link["index"]: link for link in ipr.link("dump")}
+        return prefix_of, answers, links, _usable_macs(ipr.neigh("dump", family=socket.AF_INET))
+
+    prefix_of, answers, links, macs = await _netlink.query(lookup)
+    for i, d in enumerate(destinations):
+        if d is None:
+            continue
+        prefix = prefix_of.get(d)
+        answer = answers.get(prefix) if prefix is not None else errno.ENETUNREACH
+        out[i] = _route_from(hosts[i], d, answer, links, macs, source)
+    return out  # type: ignore[return-value]
