@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from aioxdp.anyio_interface import AnyioInterface, shared_anyio_interface
-from aioxdp.echo import EchoSession, pick_ident
+from aioxdp.echo import EchoSession
 from aioxdp.forwarder import Rule
 from aioxdp.pinger_base import PingerBase
 from aioxdp.protocols.icmp import ECHO_REPLY
@@ -68,18 +68,8 @@ class AnyioPinger(PingerBase):
     async def _open(self) -> None:
         routes = await self._find_routes()
         nic = await self._stack.enter_async_context(shared_anyio_interface(routes[0].ifname))
-        self._check_frame_fits(nic.frame_size)
-        self.routes = await nic.resolve_neighbours(routes)
-        self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
-        self._session = EchoSession(
-            self._targets(self._ident),
-            self._ident,
-            interval=self.interval,
-            timeout=self.timeout,
-            window=self.window,
-        )
-        if self._on_reply is not None:
-            self._session.listeners.append(self._on_reply)
+        self._session = await self._prepare(nic)
+        self._ident = self._session.ident
         claim = nic.claim(
             [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)],
             self._replies,
@@ -139,7 +129,7 @@ class AnyioPinger(PingerBase):
 
     async def results(self) -> list[PingResult]:
         await self._done.wait()
-        return self._session.results()
+        return self._merged()
 
 
 async def ping(host: str, **kwargs: Any) -> PingResult:

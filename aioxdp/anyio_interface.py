@@ -149,6 +149,11 @@ class AnyioInterface:
         return None if self._attachment is None else self._attachment.mac
 
     @property
+    def config(self) -> UmemConfig:
+        """The UMEM and ring sizes of every socket."""
+        return self._config
+
+    @property
     def frame_size(self) -> int:
         return self._config.frame_size
 

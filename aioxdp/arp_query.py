@@ -112,6 +112,14 @@ class ArpQuery:
             if ask.mac is None
         }
 
+    def resolve(self, route: Route) -> ResolvedRoute:
+        """``route`` (one of this query's) with its next hop's MAC; ValueError
+        if its next hop did not answer."""
+        if route.next_hop_mac is not None:
+            return route.resolved()
+        ask = self._asks.get(socket.inet_aton(route.next_hop))
+        return route.resolved(ask.mac if ask is not None else None)
+
     def resolved(self) -> list[ResolvedRoute]:
         """Every route with its next hop's MAC, in order; raises the
         UnresolvedNeighbourError of the first route whose next hop did not answer."""

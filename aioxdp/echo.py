@@ -32,6 +32,7 @@ Stamping requests and checking replies run in C over whole batches
 from __future__ import annotations
 
 import array
+import collections
 import contextlib
 import errno
 import math
@@ -54,6 +55,7 @@ __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
 
 MAX_COUNT = 2_000_000  # 26 bytes of state per probe
 DEFAULT_WINDOW = 256
+DEFAULT_MAX_IN_FLIGHT = 1024  # probes in flight over all targets: within the default rings
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
 RX_HEADROOM = 256  # XDP_PACKET_HEADROOM: where the kernel puts a received frame in its UMEM frame
 STATUS_NAMES = {
@@ -124,7 +126,18 @@ class Target:
 
 
 class EchoSession:
-    """The sans-IO state of one ping run over one or more targets."""
+    """The sans-IO state of one ping run over one or more targets.
+
+    Probes leave in rounds: round ``r`` (every target's probe ``r``) is due
+    at ``start + r * interval``, targets in order, at most one probe every
+    ``spacing`` seconds over all targets (fping's ``-p`` and ``-i``). With
+    ``interval=0`` (a flood) a target sends while it has fewer than
+    ``window`` probes in flight. Never more than ``max_in_flight`` probes
+    are in flight in all: the replies must fit what the socket can take
+    back (its fill and RX rings), or the kernel drops them. Every call is
+    O(probes sent or replies received), never O(targets), so a run over
+    65 000 hosts costs what its packets cost.
+    """
 
     def __init__(
         self,
@@ -134,23 +147,56 @@ class EchoSession:
         interval: float,
         timeout: float,
         window: int,
+        spacing: float = 0.0,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.targets = list(targets)
+        if not self.targets:
+            raise ValueError("targets: a session needs at least one")
+        self.count = self.targets[0].count
+        if any(t.count != self.count for t in self.targets):
+            raise ValueError("targets: every target of a session sends the same count")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight!r}")
         self.ident = ident
         self.interval_ns = int(interval * 1e9)
         self.timeout_ns = int(timeout * 1e9)
+        self.spacing_ns = int(spacing * 1e9)
         self.window = window
+        self.max_in_flight = max_in_flight
         self.targets[0].tally.count_malformed = 1  # each batch's faults counted once
         self.unknown_source = 0
         self.start_ns = 0
         self.end_ns = 0
-        count = max(t.count for t in self.targets)
-        # bounded in time: all probes out, then one timeout, then slack
+        self.sent = 0  # probes sent, all targets
+        self.left_flight = 0  # of those, answered or expired
+        self._round = 0  # the cursor: target ``_next`` sends its probe ``_round`` next
+        self._next = 0
+        # (deadline, first, stop) per send: probes first..stop-1 (round * targets + index)
+        self._expiring: collections.deque[tuple[int, int, int]] = collections.deque()
+        self._by_saddr: dict[int, list[Target]] = {}
+        for t in self.targets:
+            self._by_saddr.setdefault(t.saddr, []).append(t)
         self.deadline_ns = 0
-        self._budget_ns = count * self.interval_ns + self.timeout_ns + 2_000_000_000
+        self._budget_ns = self._budget()
         self.listeners: list[Callable[[PingReply], None]] = []
         self.error: str | None = None
         self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
+
+    def _budget(self) -> int:
+        """How long the run may last at most, even if every probe is lost."""
+        total = self.count * len(self.targets)
+        if self.interval_ns:
+            sending = max(self.count * self.interval_ns, total * self.spacing_ns)
+        else:
+            # a flood refills as probes leave flight: at worst a window per timeout
+            slots = min(self.window * len(self.targets), self.max_in_flight)
+            sending = max(-(-total // slots) * self.timeout_ns, total * self.spacing_ns)
+        return sending + self.timeout_ns + 2_000_000_000
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.left_flight
 
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
@@ -159,53 +205,86 @@ class EchoSession:
     def finished(self, now_ns: int) -> bool:
         if now_ns >= self.deadline_ns:
             return True
-        return all(
-            t.probes.next_probe == t.count and t.probes.done == t.count for t in self.targets
-        )
-
-    def due(self, now_ns: int) -> list[tuple[Target, int]]:
-        """How many probes each target should send now."""
-        out = []
-        for t in self.targets:
-            sent = t.probes.next_probe
-            left = t.count - sent
-            if not left:
-                continue
-            if self.interval_ns:
-                n = min(left, (now_ns - self.start_ns) // self.interval_ns + 1 - sent)
-            else:
-                n = min(left, self.window - (sent - t.probes.done))
-            if n > 0:
-                out.append((t, n))
-        return out
+        return self._round >= self.count and self.in_flight == 0
 
     def send(self, tx: Any, now_ns: int) -> int:
         """Stamp and queue the probes due now through ``tx`` (an XSK, or a
         transport that flushes them); returns how many."""
+        room = self.max_in_flight - self.in_flight
+        if self.spacing_ns:
+            room = min(room, (now_ns - self.start_ns) // self.spacing_ns + 1 - self.sent)
+        n_targets = len(self.targets)
+        first = self._round * n_targets + self._next
         queued = 0
-        for t, n in self.due(now_ns):
-            start = t.probes.next_probe
+        while room > 0 and self._round < self.count:
+            if self.interval_ns and self.start_ns + self._round * self.interval_ns > now_ns:
+                break
+            t = self.targets[self._next]
+            probes = t.probes
+            if n_targets == 1:
+                # one target: as many of its probes as are due, in one call
+                if self.interval_ns:
+                    due = (now_ns - self.start_ns) // self.interval_ns + 1 - self._round
+                else:
+                    due = self.window - (probes.next_probe - probes.done)
+                n = min(room, due, self.count - self._round)
+            else:
+                if not self.interval_ns and probes.next_probe - probes.done >= self.window:
+                    break  # this target's window is full: the others wait their turn
+                n = 1
+            if n <= 0:
+                break
+            start = probes.next_probe
             sent = tx.send_echoes(
                 t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
             )
-            t.probes.next_probe += sent
+            if not sent:
+                break  # no free frame: the next call goes on
+            probes.next_probe += sent
             queued += sent
+            room -= sent
+            if n_targets == 1:
+                self._round += sent
+            else:
+                self._next += 1
+                if self._next == n_targets:
+                    self._next = 0
+                    self._round += 1
+            if sent < n:
+                break
+        if queued:
+            self.sent += queued
+            self._expiring.append((now_ns + self.timeout_ns, first, first + queued))
         return queued
 
     def sweep(self, now_ns: int) -> None:
-        """Expire probes whose timeout has passed."""
-        for t in self.targets:
-            lib.aioxdp_echo_sweep(t.probes, now_ns)
+        """Expire probes whose timeout has passed (only targets that sent then)."""
+        expiring = self._expiring
+        targets = self.targets
+        n_targets = len(targets)
+        sweep = lib.aioxdp_echo_sweep
+        while expiring and expiring[0][0] <= now_ns:
+            _, first, stop = expiring.popleft()
+            if n_targets == 1:
+                self.left_flight += sweep(targets[0].probes, now_ns)
+                continue
+            for g in range(first, stop):
+                self.left_flight += sweep(targets[g % n_targets].probes, now_ns)
 
     def next_wakeup(self, now_ns: int) -> int:
         """When the driver must call again even if nothing arrives."""
         wake = self.deadline_ns
-        for t in self.targets:
-            p = t.probes
-            if p.next_probe < t.count and self.interval_ns:
-                wake = min(wake, self.start_ns + p.next_probe * self.interval_ns)
-            if p.sweep < p.next_probe:
-                wake = min(wake, t.sent_ns[p.sweep] + self.timeout_ns)
+        if self._round < self.count and self.in_flight < self.max_in_flight:
+            at = None
+            if self.interval_ns:
+                at = self.start_ns + self._round * self.interval_ns
+            if self.spacing_ns:
+                after = self.start_ns + self.sent * self.spacing_ns
+                at = after if at is None else max(at, after)
+            if at is not None:  # (a flood is woken by replies, or the oldest timeout)
+                wake = min(wake, at)
+        if self._expiring:
+            wake = min(wake, self._expiring[0][0])
         return max(wake, now_ns)
 
     def take(self, rx: RxBatch, start: int, count: int) -> bool:
@@ -221,18 +300,33 @@ class EchoSession:
 
         True if a probe left flight (a flood can send more).
         """
+        if len(self.targets) == 1:
+            touched = self.targets
+        else:
+            # only the targets that answered (and the one that counts faults)
+            ok = lib.AIOXDP_ECHO_OK
+            touched = [self.targets[0]] if valid != n else []
+            seen = {id(t) for t in touched}
+            for i in range(n):
+                r = results[i]
+                if r.status == ok:
+                    for t in self._by_saddr.get(r.saddr, ()):
+                        if id(t) not in seen:
+                            seen.add(id(t))
+                            touched.append(t)
         freed = 0
         matched = 0
-        for t in self.targets:
+        for t in touched:
             before = t.probes.nrec
-            seen = t.tally.matched
+            seen_matched = t.tally.matched
             freed += lib.aioxdp_echo_account(results, n, t.saddr, t.probes, t.tally)
-            matched += t.tally.matched - seen
+            matched += t.tally.matched - seen_matched
             if self.listeners and t.probes.nrec != before:
                 for i in range(before, t.probes.nrec):
                     reply = t.reply(i)
                     for listener in self.listeners:
                         listener(reply)
+        self.left_flight += freed
         self.unknown_source += valid - matched
         return freed > 0
 

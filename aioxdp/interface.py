@@ -147,6 +147,11 @@ class Interface:
         return None if self._attachment is None else self._attachment.mac
 
     @property
+    def config(self) -> UmemConfig:
+        """The UMEM and ring sizes of every socket."""
+        return self._config
+
+    @property
     def frame_size(self) -> int:
         """Bytes of one UMEM frame: the largest frame."""
         return self._config.frame_size

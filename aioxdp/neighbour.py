@@ -21,10 +21,10 @@ import anyio
 
 from aioxdp.arp_query import ArpQuery
 from aioxdp.forwarder import Rule
-from aioxdp.route import ResolvedRoute, Route
+from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError
 from aioxdp.xsk import RxBatch
 
-__all__ = ["ArpCapable", "resolve_neighbour", "resolve_neighbours"]
+__all__ = ["ArpCapable", "resolve_each", "resolve_neighbour", "resolve_neighbours"]
 
 
 class _Closable(Protocol):
@@ -73,9 +73,29 @@ async def resolve_neighbours(
     """Every route with its next hop's MAC; the unknown next hops are asked
     for at once, each once however many routes go through it. Raises the
     UnresolvedNeighbourError of the first route that stays unresolved."""
+    return (await _ask(routes, nic, tries, interval)).resolved()
+
+
+async def resolve_each(
+    routes: Sequence[Route], nic: ArpCapable, *, tries: int = 3, interval: float = 0.5
+) -> list[ResolvedRoute | UnresolvedNeighbourError]:
+    """Like :func:`resolve_neighbours`, but per route: its resolved route or
+    the error that names its silent next hop."""
+    query = await _ask(routes, nic, tries, interval)
+    failures = query.failures()
+    return [
+        failures[r.next_hop]
+        if r.next_hop_mac is None and r.next_hop in failures
+        else query.resolve(r)
+        for r in routes
+    ]
+
+
+async def _ask(routes: Sequence[Route], nic: ArpCapable, tries: int, interval: float) -> ArpQuery:
+    """Run an ArpQuery for ``routes`` through ``nic`` until it is finished."""
     query = ArpQuery(routes, tries=tries, interval=interval)
     if not query.unresolved:
-        return query.resolved()
+        return query
     answered = anyio.Event()
     table = _listeners.setdefault(nic, {})
     joined: list[Rule] = []
@@ -104,4 +124,4 @@ async def resolve_neighbours(
                 del table[rule]
                 if listener.claim is not None:
                     listener.claim.close()
-    return query.resolved()
+    return query

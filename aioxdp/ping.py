@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from aioxdp.echo import DEFAULT_WINDOW, EchoSession, pick_ident
+from aioxdp.echo import DEFAULT_WINDOW, EchoSession
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
@@ -106,22 +106,11 @@ class Pinger(PingerBase):
 
     async def _open(self) -> None:
         from aioxdp.interface import shared_interface
-        from aioxdp.neighbour import resolve_neighbours
 
         routes = await self._find_routes()
         nic = await self._stack.enter_async_context(shared_interface(routes[0].ifname))
-        self._check_frame_fits(nic.frame_size)
-        self.routes = await resolve_neighbours(routes, nic)
-        self._ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
-        self._session = EchoSession(
-            self._targets(self._ident),
-            self._ident,
-            interval=self.interval,
-            timeout=self.timeout,
-            window=self.window,
-        )
-        if self._on_reply is not None:
-            self._session.listeners.append(self._on_reply)
+        self._session = await self._prepare(nic)
+        self._ident = self._session.ident
         rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
         transport, _ = await nic.create_packet_endpoint(lambda: _EchoReplies(self), rules=[rule])
         self._stack.callback(transport.close)
@@ -207,7 +196,7 @@ class Pinger(PingerBase):
                 errno.EINVAL, "waiting for ping results", "use the Pinger in 'async with'"
             )
         await asyncio.shield(self._task)
-        return self._session.results()
+        return self._merged()
 
 
 async def ping(

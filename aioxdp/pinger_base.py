@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,10 +14,14 @@ from aioxdp.echo import (
     EchoSession,
     Target,
     echo_template,
+    pick_ident,
     validate_arguments,
 )
+from aioxdp.neighbour import resolve_each
 from aioxdp.results import PingReply, PingResult
-from aioxdp.route import ResolvedRoute, Route
+from aioxdp.route import NoRouteError, ResolvedRoute, Route, routes_to
+
+DROP_COUNTERS = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
 
 __all__ = ["PingerBase"]
 
@@ -36,8 +42,18 @@ class PingerBase:
         source: str | None = None,
         window: int = DEFAULT_WINDOW,
         on_reply: Callable[[PingReply], None] | None = None,
+        spacing: float = 0.0,
+        max_in_flight: int | None = None,
     ) -> None:
         validate_arguments(count, interval, timeout, size, ttl, window)
+        if not isinstance(spacing, (int, float)) or not math.isfinite(spacing) or spacing < 0:
+            raise ValueError(f"spacing: must be a finite number of seconds >= 0, got {spacing!r}")
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
+            raise ValueError(f"max_in_flight: must be an int >= 1 or None, got {max_in_flight!r}")
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
         if not self.hosts:
             raise ValueError("hosts: give at least one host")
@@ -45,7 +61,14 @@ class PingerBase:
         self.size, self.ttl, self.window = size, ttl, window
         self.interface, self.source = interface, source
         self._on_reply = on_reply
-        self.routes: list[ResolvedRoute] = []  # set when the run starts
+        self.spacing = float(spacing)  # fping -i: seconds between any two probes
+        self.max_in_flight = max_in_flight  # None: what the socket's rings can take back
+        self.routes: list[ResolvedRoute] = []  # set when the run starts, for hosts probed
+        self.failed: dict[int, Exception] = {}  # host index -> why it is not probed
+        self._probed: list[int] = []  # host indices of the targets, in order
+        self._found: list[Route] = []  # their routes, next hops not yet resolved
+        self._drops_before: dict[str, int] = {}
+        self._nic_stats: Callable[[], dict[str, Any]] | None = None
         self._init_driver()
 
     def _init_driver(self) -> None:
@@ -68,7 +91,83 @@ class PingerBase:
 
     def snapshot(self) -> list[PingResult]:
         """Results so far, without waiting (for Ctrl-C summaries)."""
-        return self._session.results()
+        return self._merged()
+
+    def _merged(self) -> list[PingResult]:
+        """One result per host, in host order: the probed ones from the session,
+        the others with the error that kept them from being probed."""
+        probed = iter(self._session.results())
+        drops = self._kernel_drops()
+        out = []
+        for i, host in enumerate(self.hosts):
+            failure = self.failed.get(i)
+            if failure is not None:
+                out.append(PingResult(host, host, 0, 0, [], error=str(failure)))
+            else:
+                out.append(dataclasses.replace(next(probed), kernel_drops=drops))
+        return out
+
+    def _kernel_drops(self) -> dict[str, int]:
+        """The kernel's drops on the interface's sockets since the run began
+        (XDP_STATISTICS; on a shared interface, other users' too)."""
+        if self._nic_stats is None:
+            return {}
+        try:
+            now = self._drop_counts(self._nic_stats())
+        except Exception:  # closed: the last look is all there is
+            return {}
+        return {
+            k: v - self._drops_before.get(k, 0)
+            for k, v in now.items()
+            if v - self._drops_before.get(k, 0)
+        }
+
+    @staticmethod
+    def _drop_counts(stats: dict[str, Any]) -> dict[str, int]:
+        out = dict.fromkeys(DROP_COUNTERS, 0)
+        for queue in stats["queues"].values():
+            for name in DROP_COUNTERS:
+                out[name] += getattr(queue["xdp"], name)
+        return out
+
+    async def _prepare(self, nic: Any) -> EchoSession:
+        """Next hops resolved (unanswered ones reported per host), an echo id
+        no one uses, and the session, its probes in flight within what the
+        socket's rings can take back."""
+        self._check_frame_fits(nic.frame_size)
+        resolved = await resolve_each(self._found, nic)
+        routes = []
+        for i, r in zip(self._probed, resolved, strict=True):
+            if isinstance(r, ResolvedRoute):
+                routes.append(r)
+            else:
+                self.failed[i] = r
+        self._raise_if_nothing_left()
+        self._probed = [i for i in self._probed if i not in self.failed]
+        self.routes = routes
+        ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
+        config = nic.config
+        limit = min(config.fill_size, config.rx_size, config.nframes - config.tx_size)
+        limit -= nic.batch_size  # room for a batch being delivered
+        session = EchoSession(
+            self._targets(ident),
+            ident,
+            interval=self.interval,
+            timeout=self.timeout,
+            window=self.window,
+            spacing=self.spacing,
+            max_in_flight=min(limit, self.max_in_flight or limit),
+        )
+        if self._on_reply is not None:
+            session.listeners.append(self._on_reply)
+        self._nic_stats = nic.stats
+        self._drops_before = self._drop_counts(nic.stats())
+        return session
+
+    def _raise_if_nothing_left(self) -> None:
+        """One host that cannot be probed is an error; of several, only all."""
+        if self.failed and len(self.failed) == len(self.hosts):
+            raise self.failed[min(self.failed)]
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -81,6 +180,8 @@ class PingerBase:
             "source": self.source,
             "window": self.window,
             "on_reply": self._on_reply,
+            "spacing": self.spacing,
+            "max_in_flight": self.max_in_flight,
         }
 
     def _check_frame_fits(self, frame_size: int) -> None:
@@ -93,12 +194,18 @@ class PingerBase:
             )
 
     async def _find_routes(self) -> list[Route]:
-        """Routes to every host: one interface for all, and room for ``size``."""
-        from aioxdp.route import route_to
-
-        routes = [
-            await route_to(h, interface=self.interface, source=self.source) for h in self.hosts
-        ]
+        """Routes to every host (one netlink dump for all): one interface for
+        all, and room for ``size``. A host without a route is reported in its
+        result (or raised, if no host has one)."""
+        found = await routes_to(self.hosts, interface=self.interface, source=self.source)
+        routes = []
+        for i, r in enumerate(found):
+            if isinstance(r, NoRouteError):
+                self.failed[i] = r
+            else:
+                routes.append(r)
+                self._probed.append(i)
+        self._raise_if_nothing_left()
         ifnames = {r.ifname for r in routes}
         if len(ifnames) > 1:
             raise ValueError(
@@ -110,11 +217,12 @@ class PingerBase:
             raise ValueError(
                 f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
             )
+        self._found = routes
         return routes
 
     def _targets(self, ident: int) -> list[Target]:
         timeout_ns = int(self.timeout * 1e9)
         return [
             Target(h, r, echo_template(r, ident, self.size, self.ttl), self.count, timeout_ns)
-            for h, r in zip(self.hosts, self.routes, strict=True)
+            for h, r in zip((self.hosts[i] for i in self._probed), self.routes, strict=True)
         ]

@@ -36,7 +36,10 @@ class PingResult:
     malformed: dict[str, int] = field(default_factory=dict)  # by reason
     elapsed: float = 0.0
     open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
-    error: str | None = None  # why the run ended early (interface gone...), if it did
+    error: str | None = None  # why the run ended early, or the host was not probed at all
+    # the kernel's drops on the interface's sockets during the run (XDP_STATISTICS
+    # deltas, nonzero ones only; on a shared interface, its other users' too)
+    kernel_drops: dict[str, int] = field(default_factory=dict)
     _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
     _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
     _sizes: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
