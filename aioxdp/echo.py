@@ -186,12 +186,16 @@ class EchoSession:
     def _budget(self) -> int:
         """How long the run may last at most, even if every probe is lost."""
         total = self.count * len(self.targets)
-        if self.interval_ns:
-            sending = max(self.count * self.interval_ns, total * self.spacing_ns)
-        else:
-            # a flood refills as probes leave flight: at worst a window per timeout
-            slots = min(self.window * len(self.targets), self.max_in_flight)
-            sending = max(-(-total // slots) * self.timeout_ns, total * self.spacing_ns)
+        # at worst every probe times out: a window of probes (or all that may
+        # be in flight) per timeout
+        slots = self.max_in_flight
+        if not self.interval_ns:
+            slots = min(self.window * len(self.targets), slots)
+        sending = max(
+            self.count * self.interval_ns,
+            total * self.spacing_ns,
+            -(-total // slots) * self.timeout_ns,
+        )
         return sending + self.timeout_ns + 2_000_000_000
 
     @property
@@ -339,7 +343,8 @@ class EchoSession:
             out["unknown_source"] = self.unknown_source
         return out
 
-    def results(self) -> list[PingResult]:
+    def results(self, *, kernel_drops: dict[str, int] | None = None) -> list[PingResult]:
+        """One result per target; ``kernel_drops`` (the interface's) in each."""
         # a run still going (a snapshot) has lasted until now
         end_ns = self.end_ns or time.monotonic_ns()
         elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
@@ -363,6 +368,7 @@ class EchoSession:
                     _ttls=t.ttls[:n],
                     _sizes=t.sizes[:n],
                     error=self.error,
+                    kernel_drops=kernel_drops or {},
                 )
             )
         return out

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,16 +96,16 @@ class PingerBase:
     def _merged(self) -> list[PingResult]:
         """One result per host, in host order: the probed ones from the session,
         the others with the error that kept them from being probed."""
-        probed = iter(self._session.results())
-        drops = self._kernel_drops()
-        out = []
-        for i, host in enumerate(self.hosts):
-            failure = self.failed.get(i)
-            if failure is not None:
-                out.append(PingResult(host, host, 0, 0, [], error=str(failure)))
-            else:
-                out.append(dataclasses.replace(next(probed), kernel_drops=drops))
-        return out
+        probed = self._session.results(kernel_drops=self._kernel_drops())
+        if not self.failed:
+            return probed
+        it = iter(probed)
+        return [
+            PingResult(host, host, 0, 0, [], error=str(self.failed[i]))
+            if i in self.failed
+            else next(it)
+            for i, host in enumerate(self.hosts)
+        ]
 
     def _kernel_drops(self) -> dict[str, int]:
         """The kernel's drops on the interface's sockets since the run began
@@ -222,7 +222,16 @@ class PingerBase:
 
     def _targets(self, ident: int) -> list[Target]:
         timeout_ns = int(self.timeout * 1e9)
-        return [
-            Target(h, r, echo_template(r, ident, self.size, self.ttl), self.count, timeout_ns)
-            for h, r in zip((self.hosts[i] for i in self._probed), self.routes, strict=True)
-        ]
+        # one template per next hop and source; a host's differs only in its
+        # destination address (C writes the IP checksum per probe)
+        bases: dict[tuple[bytes, str], bytes] = {}
+        targets = []
+        for h, r in zip((self.hosts[i] for i in self._probed), self.routes, strict=True):
+            base = bases.get((r.next_hop_mac, r.source))
+            if base is None:
+                base = bases[(r.next_hop_mac, r.source)] = echo_template(
+                    r, ident, self.size, self.ttl
+                )
+            template = base[:30] + socket.inet_aton(r.destination) + base[34:]
+            targets.append(Target(h, r, template, self.count, timeout_ns))
+        return targets

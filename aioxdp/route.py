@@ -138,13 +138,34 @@ async def route_to(host: str, *, interface: str | None = None, source: str | Non
         (link,) = ipr.link("get", index=rt.get("RTA_OIF"))
         gateway = rt.get("RTA_GATEWAY") or destination
         neigh = ipr.neigh("dump", ifindex=rt.get("RTA_OIF"), dst=gateway)
-        return rt, {link["index"]: link}, _usable_macs(neigh)
+        return _answer(rt), {link["index"]: _link(link)}, _usable_macs(neigh)
 
     answer, links, macs = await _netlink.query(lookup)
     route = _route_from(host, destination, answer, links, macs, source)
     if isinstance(route, NoRouteError):
         raise route
     return route
+
+
+def _answer(rt: Any) -> dict[str, Any]:
+    """What aioxdp uses of an RTM_GETROUTE answer, as plain values (netlink
+    messages are slow to read, and a prefix answers for many hosts)."""
+    return {
+        "type": rt.get("type", RTN_UNICAST),
+        "oif": rt.get("RTA_OIF"),
+        "gateway": rt.get("RTA_GATEWAY"),
+        "prefsrc": rt.get("RTA_PREFSRC"),
+    }
+
+
+def _link(link: Any) -> dict[str, Any]:
+    """What aioxdp uses of an RTM_NEWLINK message, as plain values."""
+    return {
+        "ifname": link.get("IFLA_IFNAME"),
+        "operstate": link.get("IFLA_OPERSTATE"),
+        "address": link.get("IFLA_ADDRESS"),
+        "mtu": link.get("IFLA_MTU"),
+    }
 
 
 def _usable_macs(neighbours: Any) -> dict[tuple[int, str], bytes]:
@@ -172,7 +193,7 @@ def _route_from(
         return NoRouteError(
             answer, doing, "no route to it: check 'ip route' (is the interface up and addressed?)"
         )
-    kind = answer.get("type", RTN_UNICAST)
+    kind = answer["type"]
     if kind == RTN_LOCAL:
         return NoRouteError(
             errno.EINVAL,
@@ -185,26 +206,26 @@ def _route_from(
             doing,
             f"the route is not unicast (type {kind}); check 'ip route get {destination}'",
         )
-    ifindex = int(answer.get("RTA_OIF"))
+    ifindex = int(answer["oif"])
     link = links.get(ifindex)
     if link is None:
         return NoRouteError(errno.ENODEV, doing, f"interface {ifindex} went away")
-    ifname = link.get("IFLA_IFNAME")
-    if link.get("IFLA_OPERSTATE") not in ("UP", "UNKNOWN"):
+    ifname = link["ifname"]
+    if link["operstate"] not in ("UP", "UNKNOWN"):
         return NoRouteError(
             errno.ENETDOWN,
             f"routing to {host} through {ifname}",
             f"{ifname} is down: ip link set dev {ifname} up",
         )
-    src = source or answer.get("RTA_PREFSRC")
+    src = source or answer["prefsrc"]
     if not src:
         return NoRouteError(
             errno.EADDRNOTAVAIL,
             f"routing to {host} through {ifname}",
             f"{ifname} has no IPv4 address to send from; give source=",
         )
-    mac_text = link.get("IFLA_ADDRESS") or "00:00:00:00:00:00"
-    next_hop = answer.get("RTA_GATEWAY") or destination
+    mac_text = link["address"] or "00:00:00:00:00:00"
+    next_hop = answer["gateway"] or destination
     return Route(
         destination=destination,
         ifname=ifname,
@@ -213,7 +234,7 @@ def _route_from(
         source_mac=bytes.fromhex(mac_text.replace(":", "")),
         next_hop=next_hop,
         next_hop_mac=macs.get((ifindex, next_hop)),
-        mtu=int(link.get("IFLA_MTU") or 1500),
+        mtu=int(link["mtu"] or 1500),
     )
 
 
@@ -283,10 +304,11 @@ async def routes_to(
             if oif is not None:
                 kwargs["oif"] = oif
             try:
-                (answers[prefix],) = ipr.route("get", **kwargs)
+                (rt,) = ipr.route("get", **kwargs)
+                answers[prefix] = _answer(rt)
             except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
                 answers[prefix] = getattr(exc, "code", errno.ENETUNREACH)
-        links = {link["index"]: link for link in ipr.link("dump")}
+        links = {link["index"]: _link(link) for link in ipr.link("dump")}
         return prefix_of, answers, links, _usable_macs(ipr.neigh("dump", family=socket.AF_INET))
 
     prefix_of, answers, links, macs = await _netlink.query(lookup)

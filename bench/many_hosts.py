@@ -1,0 +1,178 @@
+"""Many hosts x 3 probes: aioxdp's multiping against fping, in one lab run.
+
+    .venv/bin/python bench/many_hosts.py [--sizes 1000 10000 65000] [--count 3]
+
+198.19.0.0/16 is routed via lab host b, whose driver answers every echo
+request with the XDP reflector (neither b's kernel nor a neighbour table
+bounds anything; the peer is not the bottleneck). Each run is a child
+process in host a, so its CPU time and peak RSS are its own (wait4):
+
+  aioxdp  multiping(hosts, count=COUNT, interval=0.001, timeout=2.0)
+  fping   fping -c COUNT -p 1 -i 0 -t 2000 -q -f hosts   (same hosts)
+
+Prints replies, wall time, CPU time and peak RSS per tool and size, the
+ratios, and aioxdp's RSS growth per host over a one-host run; then one
+JSON line with the same figures. Bounded: at most 65 536 hosts, each run
+killed after 300 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from aioxdp.testing import Lab
+from aioxdp.testing.reflector import Reflector
+
+FAR = ipaddress.IPv4Network("198.19.0.0/16")
+RUN_LIMIT = 300.0  # seconds per child
+
+CHILD = """
+import asyncio, json, sys
+import aioxdp
+hosts = open(sys.argv[1]).read().split()
+count = int(sys.argv[2])
+results = asyncio.run(aioxdp.multiping(hosts, count=count, interval=0.001, timeout=2.0))
+print(json.dumps({
+    "replies": sum(r.received for r in results),
+    "sent": sum(r.sent for r in results),
+    "errors": sum(1 for r in results if r.error),
+    "kernel_drops": results[0].kernel_drops,
+}))
+"""
+
+
+def hosts_file(n: int) -> str:
+    if not 1 <= n <= FAR.num_addresses - 2:
+        raise SystemExit(f"--sizes: 1..{FAR.num_addresses - 2} hosts, got {n}")
+    fd, path = tempfile.mkstemp(prefix="aioxdp-hosts-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(str(FAR.network_address + 1 + i) for i in range(n)) + "\n")
+    return path
+
+
+def measured(argv: list[str]) -> tuple[str, str, float, float, int]:
+    """Run ``argv``; its stdout, stderr, wall seconds, CPU seconds and peak
+    RSS (bytes), from its own rusage (wait4), killed after RUN_LIMIT."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: outputs.__setitem__(k, f.read()))
+        for k, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    killer = threading.Timer(RUN_LIMIT, proc.kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    for reader in readers:
+        reader.join()
+    cpu = usage.ru_utime + usage.ru_stime
+    return outputs.get("out", ""), outputs.get("err", ""), wall, cpu, usage.ru_maxrss * 1024
+
+
+def run_aioxdp(lab: Lab, path: str, count: int) -> dict[str, float]:
+    argv = ["ip", "netns", "exec", lab.a.netns, sys.executable, "-c", CHILD, path, str(count)]
+    out, err, wall, cpu, rss = measured(argv)
+    if not out.strip():
+        raise SystemExit(f"aioxdp run failed: {err.strip()[-500:]}")
+    got = json.loads(out.strip().splitlines()[-1])
+    return {
+        "replies": got["replies"],
+        "sent": got["sent"],
+        "wall": wall,
+        "cpu": cpu,
+        "rss": rss,
+        "drops": sum(got["kernel_drops"].values()),
+    }
+
+
+def run_fping(lab: Lab, path: str, count: int) -> dict[str, float]:
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        lab.a.netns,
+        "fping",
+        "-c",
+        str(count),
+        "-p",
+        "1",
+        "-i",
+        "0",
+        "-t",
+        "2000",
+        "-q",
+        "-f",
+        path,
+    ]
+    _out, err, wall, cpu, rss = measured(argv)
+    sent = replies = 0
+    for m in re.finditer(r"xmt/rcv/%loss = (\d+)/(\d+)/", err):
+        sent += int(m.group(1))
+        replies += int(m.group(2))
+    return {"replies": replies, "sent": sent, "wall": wall, "cpu": cpu, "rss": rss, "drops": 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 65000])
+    parser.add_argument("--count", type=int, default=3)
+    args = parser.parse_args()
+    if not 1 <= args.count <= 10:
+        raise SystemExit("--count: 1..10")
+    sizes = sorted(args.sizes)
+    rows = []
+    with Lab() as lab:
+        lab.a.run("ip", "route", "add", str(FAR), "via", lab.b.ip)
+        one = hosts_file(1)
+        try:
+            with Reflector(lab.b, udp_ports=[7]):
+                base = run_aioxdp(lab, one, args.count)  # the interpreter and aioxdp alone
+            for n in sizes:
+                path = hosts_file(n)
+                try:
+                    with Reflector(lab.b, udp_ports=[7]):
+                        ours = run_aioxdp(lab, path, args.count)
+                    # fping uses the kernel: veth hands XDP_TX'd frames only to an XDP peer
+                    with Reflector(lab.b, udp_ports=[7], peer_pass=True):
+                        theirs = run_fping(lab, path, args.count)
+                finally:
+                    os.unlink(path)
+                rows.append((n, ours, theirs))
+        finally:
+            os.unlink(one)
+    print(f"{'hosts':>7} {'tool':7} {'replies':>15} {'wall s':>8} {'cpu s':>7} {'peak RSS':>10}")
+    figures = []
+    for n, ours, theirs in rows:
+        for name, r in (("aioxdp", ours), ("fping", theirs)):
+            print(
+                f"{n:7} {name:7} {int(r['replies']):>7}/{int(n * args.count):<7} {r['wall']:8.2f}"
+                f" {r['cpu']:7.2f} {r['rss'] / 2**20:8.1f}MB"
+            )
+        per_host = (ours["rss"] - base["rss"]) / n
+        print(
+            f"{'':7} aioxdp/fping wall {ours['wall'] / theirs['wall']:.2f}x, "
+            f"cpu {ours['cpu'] / max(theirs['cpu'], 1e-9):.2f}x; RSS growth {per_host:.0f} B/host; "
+            f"kernel drops {int(ours['drops'])}"
+        )
+        figures.append({"hosts": n, "aioxdp": ours, "fping": theirs, "rss_per_host": per_host})
+    print(json.dumps({"bench": "many_hosts", "count": args.count, "rows": figures}))
+
+
+if __name__ == "__main__":
+    main()
