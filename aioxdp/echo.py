@@ -220,6 +220,7 @@ class EchoSession:
         n_targets = len(self.targets)
         first = self._round * n_targets + self._next
         queued = 0
+        latest = now_ns
         while room > 0 and self._round < self.count:
             if self.interval_ns and self.start_ns + self._round * self.interval_ns > now_ns:
                 break
@@ -245,6 +246,7 @@ class EchoSession:
             if not sent:
                 break  # no free frame: the next call goes on
             probes.next_probe += sent
+            latest = max(latest, t.sent_ns[probes.next_probe - 1])  # C's own stamp
             queued += sent
             room -= sent
             if n_targets == 1:
@@ -258,7 +260,8 @@ class EchoSession:
                 break
         if queued:
             self.sent += queued
-            self._expiring.append((now_ns + self.timeout_ns, first, first + queued))
+            # due when the last of them is: C stamped them after now_ns
+            self._expiring.append((latest + self.timeout_ns, first, first + queued))
         return queued
 
     def sweep(self, now_ns: int) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 
 from aioxdp.arp_query import ArpQuery
 from aioxdp.forwarder import Rule
@@ -39,19 +40,26 @@ class ArpCapable(Protocol):
     async def send(self, frame: bytes | bytearray | memoryview) -> None: ...
 
 
+class _Waiter:
+    """A query's wake-up: set when a reply resolves one of its next hops."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+
 class _Listener:
     """One installed ARP-reply rule and the queries waiting on its replies."""
 
     def __init__(self) -> None:
         self.claim: _Closable | None = None
-        self.waiters: dict[ArpQuery, anyio.Event] = {}
+        self.waiters: dict[ArpQuery, _Waiter] = {}
 
     def __call__(self, rx: RxBatch, start: int, stop: int) -> None:
         for i in range(start, stop):
             frame = rx.frame(i)
-            for query, answered in list(self.waiters.items()):
-                if query.reply(frame) and not query.unresolved:
-                    answered.set()
+            for query, waiter in list(self.waiters.items()):
+                if query.reply(frame):
+                    waiter.event.set()  # room in its flight, or done
 
 
 # interface -> reply rule -> its listener
@@ -96,7 +104,7 @@ async def _ask(routes: Sequence[Route], nic: ArpCapable, tries: int, interval: f
     query = ArpQuery(routes, tries=tries, interval=interval)
     if not query.unresolved:
         return query
-    answered = anyio.Event()
+    waiter = _Waiter()
     table = _listeners.setdefault(nic, {})
     joined: list[Rule] = []
     try:
@@ -106,7 +114,7 @@ async def _ask(routes: Sequence[Route], nic: ArpCapable, tries: int, interval: f
                 listener = _Listener()
                 listener.claim = nic.claim([rule], listener)
                 table[rule] = listener
-            listener.waiters[query] = answered
+            listener.waiters[query] = waiter
             joined.append(rule)
         while True:
             now = time.monotonic_ns()
@@ -114,8 +122,12 @@ async def _ask(routes: Sequence[Route], nic: ArpCapable, tries: int, interval: f
                 await nic.send(frame)
             if query.finished(now):
                 break
+            if waiter.event.is_set():
+                waiter.event = anyio.Event()
+                await anyio.lowlevel.checkpoint()
+                continue
             with anyio.move_on_after(max((query.next_wakeup(now) - now) / 1e9, 0.001)):
-                await answered.wait()
+                await waiter.event.wait()
     finally:
         for rule in joined:
             listener = table[rule]

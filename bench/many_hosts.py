@@ -125,6 +125,8 @@ def run_fping(lab: Lab, path: str, count: int) -> dict[str, float]:
     for m in re.finditer(r"xmt/rcv/%loss = (\d+)/(\d+)/", err):
         sent += int(m.group(1))
         replies += int(m.group(2))
+    if not sent:
+        print(f"fping sent nothing: {err.strip()[:300]!r}", file=sys.stderr)
     return {"replies": replies, "sent": sent, "wall": wall, "cpu": cpu, "rss": rss, "drops": 0}
 
 

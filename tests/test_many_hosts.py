@@ -137,3 +137,31 @@ async def test_hosts_that_cannot_be_probed_are_reported_each(
     # alone, such a host is an error, as before
     with pytest.raises(aioxdp.XDPError, match="no route"):
         await aioxdp.multiping([unrouted], count=1)
+
+
+ONLINK = ipaddress.IPv4Network("198.19.128.0/20")
+
+
+async def test_four_thousand_on_link_hosts_resolved_by_our_own_arp(
+    lab_a: Lab, reflected: Reflector
+) -> None:
+    """4000 next hops the kernel does not know, on the link: our ARP asks for
+    them, 256 at a time, each on its own clock (b's kernel answers as a proxy
+    for the /20, its driver answers the echoes)."""
+    lab_a.a.run("ip", "addr", "add", f"{ONLINK.network_address + 1}/20", "dev", lab_a.a.ifname)
+    b = lab_a.b
+    b.run("ip", "route", "add", str(ONLINK), "dev", "lo")
+    for key, value in (
+        ("net.ipv4.conf.all.forwarding", "1"),
+        (f"net.ipv4.conf.{b.ifname}.proxy_arp", "1"),
+        (f"net.ipv4.neigh.{b.ifname}.proxy_delay", "0"),
+    ):
+        b.run("sysctl", "-qw", f"{key}={value}")
+    hosts = [str(ONLINK.network_address + 2 + i) for i in range(4000)]
+    results = await aioxdp.multiping(hosts, count=1, interval=0.001, timeout=2.0)
+    failed = [r for r in results if r.received != 1]
+    assert not failed, f"{len(failed)} hosts failed, first {failed[:2]}"
+    assert reflected.counters()["icmp"] == 4000
+    # our ARP, not the kernel's: a's neighbour table learnt none of them
+    neighbours = lab_a.a.run("ip", "neigh", "show", "to", str(ONLINK)).stdout
+    assert neighbours.count("lladdr") == 0, neighbours[:300]
