@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any
 
 import anyio
-import sniffio
 
 from aioxdp import registry
 from aioxdp.attachment import Attachment, check_mode
@@ -38,6 +37,7 @@ from aioxdp.errors import XDPError
 from aioxdp.forwarder import Forwarder, Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.route import ResolvedRoute, Route
+from aioxdp.runtime import running_library
 from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK, RxBatch
@@ -226,7 +226,7 @@ class AnyioInterface:
 
     def _spawn(self, serve: Callable[[], Awaitable[None]]) -> None:
         """Run ``serve`` beside every task of the run, owned by none of them."""
-        if sniffio.current_async_library() == "trio":
+        if running_library() == "trio":
             import trio
 
             trio.lowlevel.spawn_system_task(serve, name=f"aioxdp {self.ifname}")

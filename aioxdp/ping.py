@@ -22,6 +22,7 @@ from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.pinger_base import PingerBase
 from aioxdp.protocols.icmp import ECHO_REPLY
 from aioxdp.results import PingReply, PingResult
+from aioxdp.runtime import running_library
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface
@@ -245,11 +246,4 @@ def _settle(waiter: asyncio.Future[None]) -> None:
 
 
 def _running_under_trio() -> bool:
-    try:
-        import sniffio
-    except ImportError:  # pragma: no cover - anyio depends on sniffio
-        return False
-    try:
-        return sniffio.current_async_library() == "trio"
-    except sniffio.AsyncLibraryNotFoundError:
-        return False
+    return running_library() == "trio"

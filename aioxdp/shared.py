@@ -2,7 +2,7 @@
 
 Code that runs on either driver (tcping, UDP sockets in tests) asks here:
 under trio it gets this run's AnyioInterface, on asyncio and uvloop this
-loop's Interface; the choice is by ``sniffio``, the library anyio uses.
+loop's Interface (aioxdp.runtime says which library runs).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import sniffio
-
 from aioxdp.anyio_interface import shared_anyio_interface
 from aioxdp.bpf import Mode
 from aioxdp.interface import shared_interface
+from aioxdp.runtime import running_library
 
 __all__ = ["running_driver", "shared_nic"]
 
 
 def running_driver() -> str:
     """ "anyio" under trio, "asyncio" on asyncio and uvloop."""
-    return "anyio" if sniffio.current_async_library() == "trio" else "asyncio"
+    return "anyio" if running_library() == "trio" else "asyncio"
 
 
 @contextlib.asynccontextmanager
