@@ -1,4 +1,4 @@
-"""The ``aioxdp`` command: ``ping``, ``tcping``, ``doctor``, ``demo``.
+"""The ``aioxdp`` command: ``ping``, ``fping``, ``tcping``, ``doctor``, ``demo``.
 
 ``aioxdp ping`` mirrors iputils' ping: the same flags, reply lines, summary
 and exit codes (0 a reply came, 1 none came, 2 an error). Errors are one
@@ -119,6 +119,12 @@ async def run_tcping(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if result.received else EXIT_NO_REPLY
 
 
+def _fping(args: argparse.Namespace) -> int:
+    from aioxdp.fping import run_fping
+
+    return _run_async(run_fping(args, sys.stdout, sys.stderr), args.loop)
+
+
 def _tcping(args: argparse.Namespace) -> int:
     return _run_async(run_tcping(args, sys.stdout), args.loop)
 
@@ -177,11 +183,14 @@ def _version_text() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, exit status 2, as for every other error."""
+    """Usage errors in one line, exit status 2 (``usage_status``), as for
+    every other error; fping's subcommand uses fping's 3."""
+
+    usage_status = EXIT_ERROR
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: {message} (see: {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
+        sys.exit(self.usage_status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +249,50 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("port", type=int)
     t.set_defaults(func=_tcping)
 
+    f = sub.add_parser(
+        "fping", help="ping many hosts at once, with fping's flags, output and exit codes"
+    )
+    f.usage_status = 1  # what fping 5 exits with on a usage error
+    f.add_argument(
+        "-c", dest="count", type=int, default=None, help="probes per target, with per-probe lines"
+    )
+    f.add_argument(
+        "-C", dest="vcount", type=int, default=None, help="like -c, summary lists every time"
+    )
+    f.add_argument(
+        "-p",
+        dest="period",
+        type=float,
+        default=1000.0,
+        help="ms between probes to one target (1000)",
+    )
+    f.add_argument(
+        "-i", dest="interval", type=float, default=10.0, help="ms between any two probes (10)"
+    )
+    f.add_argument(
+        "-t", dest="timeout", type=float, default=500.0, help="ms to wait for a reply (500)"
+    )
+    f.add_argument("-r", dest="retries", type=int, default=3, help="retries without -c (3)")
+    f.add_argument(
+        "-g", dest="generate", action="store_true", help="targets from a prefix, or a start and end"
+    )
+    f.add_argument("-f", dest="file", default=None, help="targets from a file ('-': stdin)")
+    f.add_argument("-q", dest="quiet", action="store_true", help="no per-probe lines")
+    f.add_argument("-s", dest="stats", action="store_true", help="statistics at the end")
+    f.add_argument("-a", dest="alive_only", action="store_true", help="show targets that answered")
+    f.add_argument(
+        "-u", dest="unreachable_only", action="store_true", help="show targets that did not"
+    )
+    f.add_argument("-e", dest="elapsed", action="store_true", help="show the time of the reply")
+    f.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only (all aioxdp does today)")
+    f.add_argument("-b", dest="size", type=int, default=56, help="ICMP data bytes (56)")
+    f.add_argument("-I", dest="interface", default=None, help="send through this interface")
+    f.add_argument(
+        "--max-targets", type=int, default=65536, help="refuse more targets than this (65536)"
+    )
+    f.add_argument("hosts", nargs="*")
+    f.set_defaults(func=_fping)
+
     d = sub.add_parser(
         "doctor",
         help="check this machine for what aioxdp needs, and say how to fix what is missing",
@@ -259,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed one line of usage error
-        return EXIT_ERROR if exc.code else EXIT_OK
+        if not exc.code:
+            return EXIT_OK
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="aioxdp: %(name)s: %(message)s",

@@ -180,6 +180,8 @@ class EchoSession:
         self.deadline_ns = 0
         self._budget_ns = self._budget()
         self.listeners: list[Callable[[PingReply], None]] = []
+        # told (host, sequence number) of each probe given up at its timeout
+        self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
         self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
 
@@ -272,11 +274,31 @@ class EchoSession:
         sweep = lib.aioxdp_echo_sweep
         while expiring and expiring[0][0] <= now_ns:
             _, first, stop = expiring.popleft()
-            if n_targets == 1:
+            if self.timeout_listeners:
+                swept = (
+                    [targets[0]]
+                    if n_targets == 1
+                    else [targets[g % n_targets] for g in range(first, stop)]
+                )
+                for t in swept:
+                    self.left_flight += self._sweep_telling(t, now_ns)
+            elif n_targets == 1:
                 self.left_flight += sweep(targets[0].probes, now_ns)
-                continue
-            for g in range(first, stop):
-                self.left_flight += sweep(targets[g % n_targets].probes, now_ns)
+            else:
+                for g in range(first, stop):
+                    self.left_flight += sweep(targets[g % n_targets].probes, now_ns)
+
+    def _sweep_telling(self, t: Target, now_ns: int) -> int:
+        """Sweep one target, telling the timeout listeners of each probe given up."""
+        p = t.probes
+        before = p.sweep
+        expired = int(lib.aioxdp_echo_sweep(p, now_ns))
+        if expired:
+            for i in range(before, p.sweep):
+                if t.state[i] == lib.AIOXDP_PROBE_EXPIRED:
+                    for listener in self.timeout_listeners:
+                        listener(t.host, i + 1)
+        return expired
 
     def next_wakeup(self, now_ns: int) -> int:
         """When the driver must call again even if nothing arrives."""

@@ -20,6 +20,7 @@ from aioxdp.echo import (
 from aioxdp.neighbour import resolve_each
 from aioxdp.results import PingReply, PingResult
 from aioxdp.route import NoRouteError, ResolvedRoute, Route, routes_to
+from aioxdp.targets import MAX_HOSTS, check_target_count
 
 DROP_COUNTERS = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
 
@@ -44,6 +45,8 @@ class PingerBase:
         on_reply: Callable[[PingReply], None] | None = None,
         spacing: float = 0.0,
         max_in_flight: int | None = None,
+        on_timeout: Callable[[str, int], None] | None = None,
+        max_hosts: int = MAX_HOSTS,
     ) -> None:
         validate_arguments(count, interval, timeout, size, ttl, window)
         if not isinstance(spacing, (int, float)) or not math.isfinite(spacing) or spacing < 0:
@@ -57,12 +60,15 @@ class PingerBase:
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
         if not self.hosts:
             raise ValueError("hosts: give at least one host")
+        check_target_count(len(self.hosts), max_hosts)
         self.count, self.interval, self.timeout = count, float(interval), float(timeout)
         self.size, self.ttl, self.window = size, ttl, window
         self.interface, self.source = interface, source
         self._on_reply = on_reply
         self.spacing = float(spacing)  # fping -i: seconds between any two probes
         self.max_in_flight = max_in_flight  # None: what the socket's rings can take back
+        self._on_timeout = on_timeout  # told (host, seq) of each probe given up
+        self.max_hosts = max_hosts
         self.routes: list[ResolvedRoute] = []  # set when the run starts, for hosts probed
         self.failed: dict[int, Exception] = {}  # host index -> why it is not probed
         self._probed: list[int] = []  # host indices of the targets, in order
@@ -160,6 +166,8 @@ class PingerBase:
         )
         if self._on_reply is not None:
             session.listeners.append(self._on_reply)
+        if self._on_timeout is not None:
+            session.timeout_listeners.append(self._on_timeout)
         self._nic_stats = nic.stats
         self._drops_before = self._drop_counts(nic.stats())
         return session
@@ -182,6 +190,8 @@ class PingerBase:
             "on_reply": self._on_reply,
             "spacing": self.spacing,
             "max_in_flight": self.max_in_flight,
+            "on_timeout": self._on_timeout,
+            "max_hosts": self.max_hosts,
         }
 
     def _check_frame_fits(self, frame_size: int) -> None:
