@@ -14,7 +14,7 @@ from aioxdp.interface import Interface, PacketTransport
 from aioxdp.packet import Packet, PacketBatch, PacketProtocol
 from aioxdp.ping import Pinger, multiping, ping
 from aioxdp.results import PingReply, PingResult
-from aioxdp.tcping import tcp_ping
+from aioxdp.tcping import PortState, tcp_ping, tcp_scan
 from aioxdp.transport import XDPTransport
 from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import FrameCounts, UmemConfig
@@ -35,6 +35,7 @@ __all__ = [
     "PingReply",
     "PingResult",
     "Pinger",
+    "PortState",
     "Rule",
     "UDPSocket",
     "UmemConfig",
@@ -45,4 +46,5 @@ __all__ = [
     "multiping",
     "ping",
     "tcp_ping",
+    "tcp_scan",
 ]

@@ -19,6 +19,7 @@ feeds it the frames its rule redirects, and sleeps until
 
 from __future__ import annotations
 
+import collections
 import random
 import socket
 from collections.abc import Callable, Sequence
@@ -69,7 +70,12 @@ class ProbeTarget:
 
 
 class TcpProbeSession:
-    """The sans-IO state of TCP probes to many targets; see the module docstring."""
+    """The sans-IO state of TCP probes to many targets; see the module docstring.
+
+    At most ``max_in_flight`` probes wait for answers at once (the answers
+    must fit the socket's rings); every call is O(probes sent or answered),
+    never O(targets).
+    """
 
     def __init__(
         self,
@@ -79,22 +85,26 @@ class TcpProbeSession:
         count: int,
         interval: float,
         timeout: float,
+        max_in_flight: int = 1024,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight!r}")
         self.targets = list(targets)
         self.source_port = source_port
         self.count = count
         self.interval_ns = int(interval * 1e9)
         self.timeout_ns = int(timeout * 1e9)
+        self.max_in_flight = max_in_flight
         self.start_ns = 0
         self.end_ns = 0
         self.stray = 0  # well-formed segments that answer no probe in flight
         self.malformed: dict[str, int] = {}
         self.listeners: list[Callable[[ProbeTarget, TcpProbeReply], None]] = []
         self._by_peer = {(socket.inet_aton(t.route.destination), t.port): t for t in self.targets}
-        self._options = {
-            t: TcpOptions(mss=min(t.route.mtu - 40, 65495), wscale=7, sack_permitted=True)
-            for t in self.targets
-        }
+        self._options: dict[int, TcpOptions] = {}  # by MTU
+        self._ready: collections.deque[ProbeTarget] = collections.deque(self.targets)
+        self._flying: collections.deque[tuple[int, ProbeTarget, int]] = collections.deque()
+        self._in_flight = 0
 
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
@@ -102,25 +112,47 @@ class TcpProbeSession:
     def _due_at(self, t: ProbeTarget) -> int:
         return self.start_ns + t.sent * self.interval_ns
 
+    def _syn_options(self, mtu: int) -> TcpOptions:
+        options = self._options.get(mtu)
+        if options is None:
+            options = self._options[mtu] = TcpOptions(
+                mss=min(mtu - 40, 65495), wscale=7, sack_permitted=True
+            )
+        return options
+
     def due(self, now_ns: int) -> list[bytes]:
-        """The SYNs to send now (first expiring probes whose time has passed)."""
+        """The SYNs to send now: targets in turn, within the flight."""
         self.sweep(now_ns)
         frames = []
-        for t in self.targets:
-            if t.isn is None and t.sent < self.count and self._due_at(t) <= now_ns:
-                t.isn = random.getrandbits(32)
-                t.sent_ns = now_ns
-                t.sent += 1
-                frames.append(
-                    tcp_segment(t.route, self.source_port, t.port, t.isn, 0, SYN, self._options[t])
-                )
+        ready = self._ready
+        while ready and self._in_flight < self.max_in_flight:
+            t = ready[0]
+            if self._due_at(t) > now_ns:
+                break  # the others come after it
+            ready.popleft()
+            t.isn = random.getrandbits(32)
+            t.sent_ns = now_ns
+            t.sent += 1
+            self._in_flight += 1
+            self._flying.append((now_ns + self.timeout_ns, t, t.sent))
+            options = self._syn_options(t.route.mtu)
+            frames.append(tcp_segment(t.route, self.source_port, t.port, t.isn, 0, SYN, options))
         return frames
+
+    def _landed(self, t: ProbeTarget) -> None:
+        """``t``'s probe is answered or lost: the flight shrinks, its next may go."""
+        t.isn = None
+        self._in_flight -= 1
+        if t.sent < self.count:
+            self._ready.append(t)
 
     def sweep(self, now_ns: int) -> None:
         """Probes past their timeout are lost."""
-        for t in self.targets:
-            if t.isn is not None and now_ns - t.sent_ns >= self.timeout_ns:
-                t.isn = None
+        flying = self._flying
+        while flying and flying[0][0] <= now_ns:
+            _, t, probe = flying.popleft()
+            if t.isn is not None and t.sent == probe:
+                self._landed(t)
 
     def take(self, frame: bytes | bytearray | memoryview, now_ns: int) -> list[bytes]:
         """One received frame; returns what to send because of it (a RST for a
@@ -147,7 +179,8 @@ class TcpProbeSession:
         ):
             self.stray += 1  # no answer to a probe in flight
             return []
-        isn, t.isn = t.isn, None
+        isn = t.isn
+        self._landed(t)
         is_open = bool(tcp.flags & SYN and tcp.flags & ACK)
         rtt = (now_ns - t.sent_ns) / 1e9
         t.rtts.append(rtt)
@@ -163,17 +196,14 @@ class TcpProbeSession:
 
     def finished(self, now_ns: int) -> bool:
         self.sweep(now_ns)
-        return all(t.sent == self.count and t.isn is None for t in self.targets)
+        return not self._in_flight and not self._ready
 
     def next_wakeup(self, now_ns: int) -> int:
         """When a probe falls due or times out (``now_ns`` if one is due already)."""
         wake: int | None = None
-        for t in self.targets:
-            if t.isn is not None:
-                at = t.sent_ns + self.timeout_ns
-            elif t.sent < self.count:
-                at = self._due_at(t)
-            else:
-                continue
+        if self._flying:
+            wake = self._flying[0][0]
+        if self._ready and self._in_flight < self.max_in_flight:
+            at = self._due_at(self._ready[0])
             wake = at if wake is None else min(wake, at)
         return now_ns if wake is None else max(wake, now_ns)
