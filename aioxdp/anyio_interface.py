@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -31,15 +30,14 @@ from typing import Any
 import anyio
 
 from aioxdp import registry
-from aioxdp.attachment import Attachment, check_mode
+from aioxdp.attachment import Attachment, AttachmentOwner
 from aioxdp.bpf import Mode
-from aioxdp.errors import XDPError
-from aioxdp.forwarder import Forwarder, Rule
+from aioxdp.forwarder import Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.runtime import running_library
 from aioxdp.udp_socket import UDPSocket
-from aioxdp.umem import FrameCounts, UmemConfig
+from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK, RxBatch
 
 __all__ = ["AnyioInterface", "Claim", "Handler", "shared_anyio_interface"]
@@ -97,7 +95,7 @@ class Claim:
         return f"<Claim {self.rules} on {self._nic.ifname}{' closed' if self.closed else ''}>"
 
 
-class AnyioInterface:
+class AnyioInterface(AttachmentOwner[Claim]):
     """An Interface for anyio (trio); see the module docstring.
 
     ``async with AnyioInterface("eth0") as nic``; or borrow this loop's
@@ -113,85 +111,11 @@ class AnyioInterface:
         config: UmemConfig | None = None,
         batch_size: int = 64,
     ) -> None:
-        check_mode(mode)
-        self.ifname = ifname
-        self.requested_mode = mode
-        self._queues = None if queues is None else sorted(set(queues))
-        self._config = config or UmemConfig()
-        self.batch_size = batch_size
-        self._attachment: Attachment[Claim] | None = None
+        super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
         self._claims: list[Claim] = []
         self._scope: anyio.CancelScope | None = None
         self._served: anyio.Event | None = None
         self._task: Any = None  # the asyncio task, when serving on asyncio
-        self._lost_exc: Exception | None = None
-
-    def __repr__(self) -> str:
-        state = "open" if self._is_open else "closed"
-        if self._lost_exc is not None:
-            state = f"closed by {self._lost_exc!r}"
-        return f"<AnyioInterface {self.ifname} {self.mode or self.requested_mode} {state}>"
-
-    @property
-    def _is_open(self) -> bool:
-        return self._attachment is not None and not self._attachment.closed
-
-    @property
-    def mode(self) -> str | None:
-        return None if self._attachment is None else self._attachment.mode
-
-    @property
-    def mtu(self) -> int:
-        return 1500 if self._attachment is None else self._attachment.mtu
-
-    @property
-    def mac(self) -> str | None:
-        return None if self._attachment is None else self._attachment.mac
-
-    @property
-    def config(self) -> UmemConfig:
-        """The UMEM and ring sizes of every socket."""
-        return self._config
-
-    @property
-    def frame_size(self) -> int:
-        return self._config.frame_size
-
-    @property
-    def queues(self) -> list[int]:
-        return [] if self._attachment is None else self._attachment.queues
-
-    @property
-    def error(self) -> Exception | None:
-        """The socket or link error that closed this interface, if one did."""
-        return self._lost_exc
-
-    @property
-    def forwarder(self) -> Forwarder:
-        if self._attachment is None:
-            raise self._not_open("using the forwarder")
-        return self._attachment.forwarder
-
-    @property
-    def received(self) -> int:
-        return 0 if self._attachment is None else self._attachment.received
-
-    @property
-    def unclaimed(self) -> int:
-        return 0 if self._attachment is None else self._attachment.unclaimed
-
-    @property
-    def final_counts(self) -> dict[int, FrameCounts]:
-        return {} if self._attachment is None else self._attachment.final_counts
-
-    def _not_open(self, doing: str) -> XDPError:
-        if self._lost_exc is not None:
-            return XDPError(
-                errno.EBADF, doing, f"{self.ifname} was closed by an error: {self._lost_exc}"
-            )
-        return XDPError(errno.EBADF, doing, f"{self.ifname} is not open")
-
-    # -- open and close ---------------------------------------------------------
 
     async def __aenter__(self) -> AnyioInterface:
         return await self.open()
@@ -206,19 +130,7 @@ class AnyioInterface:
         return self
 
     async def _open(self) -> AnyioInterface:
-        if self._is_open:
-            raise XDPError(
-                errno.EISCONN, f"opening {self.ifname}", "this interface is open already"
-            )
-        self._lost_exc = None
-        attachment: Attachment[Claim] = await Attachment.open(
-            self.ifname,
-            mode=self.requested_mode,
-            queues=self._queues,
-            config=self._config,
-            batch_size=self.batch_size,
-        )
-        self._attachment = attachment
+        await self._attach()
         self._scope = anyio.CancelScope()
         self._served = anyio.Event()
         self._spawn(self._serve)
@@ -391,14 +303,6 @@ class AnyioInterface:
         if not self._is_open:
             raise self._not_open("creating a UDP socket")
         return UDPSocket(self, local_addr, max_queued=max_queued)
-
-    def frame_counts(self) -> dict[int, FrameCounts]:
-        return {} if self._attachment is None else self._attachment.frame_counts()
-
-    def stats(self) -> dict[str, Any]:
-        if self._attachment is None or self._attachment.closed:
-            raise self._not_open("reading statistics")
-        return self._attachment.stats()
 
 
 @contextlib.asynccontextmanager

@@ -26,7 +26,7 @@ from aioxdp.link import LinkInfo, link_info, link_trouble
 from aioxdp.umem import FrameCounts, UmemConfig
 from aioxdp.xsk import XSK, RxBatch
 
-__all__ = ["Attachment", "check_mode"]
+__all__ = ["Attachment", "AttachmentOwner", "check_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +211,126 @@ class Attachment(Generic[H]):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.mode} on queues {self.queues}"
         return f"<Attachment {self.ifname} {state}>"
+
+
+class AttachmentOwner(Generic[H]):
+    """What both drivers' interfaces share: the arguments of their
+    Attachment, and what it knows (counts and final frame states stay
+    readable after close). Subclasses read the sockets on their loop."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        mode: Mode = "auto",
+        queues: Iterable[int] | None = None,
+        config: UmemConfig | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        check_mode(mode)
+        self.ifname = ifname
+        self.requested_mode = mode
+        self._queues = None if queues is None else sorted(set(queues))
+        self._config = config or UmemConfig()
+        self.batch_size = batch_size  # most frames one receive hands over
+        self._attachment: Attachment[H] | None = None
+        self._lost_exc: Exception | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._is_open else "closed"
+        if self._lost_exc is not None:
+            state = f"closed by {self._lost_exc!r}"
+        return f"<{type(self).__name__} {self.ifname} {self.mode or self.requested_mode} {state}>"
+
+    async def _attach(self) -> Attachment[H]:
+        """Open the attachment (refused if one is open; a closed owner opens again)."""
+        if self._is_open:
+            raise XDPError(errno.EISCONN, f"opening {self.ifname}", "it is open already")
+        self._lost_exc = None
+        attachment: Attachment[H] = await Attachment.open(
+            self.ifname,
+            mode=self.requested_mode,
+            queues=self._queues,
+            config=self._config,
+            batch_size=self.batch_size,
+        )
+        self._attachment = attachment
+        return attachment
+
+    @property
+    def _is_open(self) -> bool:
+        return self._attachment is not None and not self._attachment.closed
+
+    def _not_open(self, doing: str) -> XDPError:
+        if self._lost_exc is not None:
+            return XDPError(
+                errno.EBADF, doing, f"{self.ifname} was closed by an error: {self._lost_exc}"
+            )
+        return XDPError(errno.EBADF, doing, f"{self.ifname} is not open")
+
+    @property
+    def mode(self) -> str | None:
+        """'native' or 'generic' once open."""
+        return None if self._attachment is None else self._attachment.mode
+
+    @property
+    def mtu(self) -> int:
+        return 1500 if self._attachment is None else self._attachment.mtu
+
+    @property
+    def mac(self) -> str | None:
+        return None if self._attachment is None else self._attachment.mac
+
+    @property
+    def config(self) -> UmemConfig:
+        """The UMEM and ring sizes of every socket."""
+        return self._config
+
+    @property
+    def frame_size(self) -> int:
+        """Bytes of one UMEM frame: the largest frame."""
+        return self._config.frame_size
+
+    @property
+    def tx_size(self) -> int:
+        return self._config.tx_size
+
+    @property
+    def queues(self) -> list[int]:
+        return [] if self._attachment is None else self._attachment.queues
+
+    @property
+    def error(self) -> Exception | None:
+        """The socket or link error that closed this interface, if one did."""
+        return self._lost_exc
+
+    @property
+    def forwarder(self) -> Forwarder:
+        if self._attachment is None:
+            raise self._not_open("using the forwarder")
+        return self._attachment.forwarder
+
+    @property
+    def received(self) -> int:
+        """Frames drained from the sockets."""
+        return 0 if self._attachment is None else self._attachment.received
+
+    @property
+    def unclaimed(self) -> int:
+        """Of those, frames nobody claimed (untagged, or their owner closed)."""
+        return 0 if self._attachment is None else self._attachment.unclaimed
+
+    @property
+    def final_counts(self) -> dict[int, FrameCounts]:
+        """Per queue, who owned the frames when its socket closed."""
+        return {} if self._attachment is None else self._attachment.final_counts
+
+    def frame_counts(self) -> dict[int, FrameCounts]:
+        """Per queue: who owns the frames (open sockets only)."""
+        return {} if self._attachment is None else self._attachment.frame_counts()
+
+    def stats(self) -> dict[str, Any]:
+        """The kernel's XDP_STATISTICS per queue, frame counts, and forwarder verdicts."""
+        if self._attachment is None or self._attachment.closed:
+            raise self._not_open("reading statistics")
+        return self._attachment.stats()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from aioxdp.packet import PacketBatch
 from aioxdp.protocols.ipv4 import IPv4
 from aioxdp.protocols.udp import IPPROTO_UDP, Udp
 from aioxdp.route import ResolvedRoute, route_to
+from aioxdp.udp_socket import check_local_addr
 
 if TYPE_CHECKING:
     from aioxdp.interface import Interface
@@ -321,15 +321,7 @@ async def create_datagram_endpoint(
     nic: Interface, protocol_factory: Any, *, local_addr: tuple[str, int]
 ) -> tuple[DatagramTransport, Any]:
     """See :meth:`aioxdp.Interface.create_datagram_endpoint`."""
-    if not isinstance(local_addr, tuple) or len(local_addr) != 2:
-        raise ValueError(f"local_addr: expected (ip, port), got {local_addr!r}")
-    ip, port = local_addr
-    try:
-        ip = str(ipaddress.IPv4Address(ip))
-    except ValueError:
-        raise ValueError(f"local_addr: not an IPv4 address: {ip!r}") from None
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ValueError(f"local_addr: port must be 1..65535, got {port!r}")
+    ip, port = check_local_addr(local_addr, allow_any=True)
     if ip == "0.0.0.0":
         addresses = await local_ipv4_addresses()
         if not addresses:

@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aioxdp import registry
-from aioxdp.attachment import Attachment, check_mode
+from aioxdp.attachment import Attachment, AttachmentOwner
 from aioxdp.bpf import Mode
 from aioxdp.datagram import DatagramTransport, create_datagram_endpoint
 from aioxdp.endpoints import Endpoint, PacketTransport
-from aioxdp.errors import XDPError
-from aioxdp.forwarder import Forwarder, Rule
+from aioxdp.forwarder import Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.transport import XDPTransport
 from aioxdp.udp_socket import UDPSocket
-from aioxdp.umem import FrameCounts, UmemConfig
+from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK, RxBatch
 
 __all__ = ["Endpoint", "Interface", "PacketTransport", "shared_interface"]
@@ -96,7 +94,7 @@ class _HandlerProtocol(PacketProtocol):
             self._on_lost(exc)
 
 
-class Interface:
+class Interface(AttachmentOwner[Endpoint]):
     """One network interface driven by aioxdp on asyncio; see the module docstring."""
 
     def __init__(
@@ -108,90 +106,11 @@ class Interface:
         config: UmemConfig | None = None,
         batch_size: int = 64,
     ) -> None:
-        check_mode(mode)
-        self.ifname = ifname
-        self.requested_mode = mode
-        self._queues = None if queues is None else sorted(set(queues))
-        self._config = config or UmemConfig()
-        self.batch_size = batch_size  # most frames one receive hands over
-        self._attachment: Attachment[Endpoint] | None = None
+        super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
         self._transports: dict[int, XDPTransport] = {}
         self._endpoints: list[Endpoint] = []
         self._loop: asyncio.AbstractEventLoop
-        self._lost_exc: Exception | None = None
         self._watch: asyncio.TimerHandle | None = None
-
-    def __repr__(self) -> str:
-        state = "open" if self._is_open else "closed"
-        if self._lost_exc is not None:
-            state = f"closed by {self._lost_exc!r}"
-        return f"<Interface {self.ifname} {self.mode or self.requested_mode} {state}>"
-
-    @property
-    def _is_open(self) -> bool:
-        return self._attachment is not None and not self._attachment.closed
-
-    # -- what the attachment knows (kept after close: counts, final frame states)
-
-    @property
-    def mode(self) -> str | None:
-        """'native' or 'generic' once open."""
-        return None if self._attachment is None else self._attachment.mode
-
-    @property
-    def mtu(self) -> int:
-        return 1500 if self._attachment is None else self._attachment.mtu
-
-    @property
-    def mac(self) -> str | None:
-        return None if self._attachment is None else self._attachment.mac
-
-    @property
-    def config(self) -> UmemConfig:
-        """The UMEM and ring sizes of every socket."""
-        return self._config
-
-    @property
-    def frame_size(self) -> int:
-        """Bytes of one UMEM frame: the largest frame."""
-        return self._config.frame_size
-
-    @property
-    def tx_size(self) -> int:
-        return self._config.tx_size
-
-    @property
-    def forwarder(self) -> Forwarder:
-        if self._attachment is None:
-            raise self._not_open("using the forwarder")
-        return self._attachment.forwarder
-
-    @property
-    def received(self) -> int:
-        """Frames drained from the sockets."""
-        return 0 if self._attachment is None else self._attachment.received
-
-    @property
-    def unclaimed(self) -> int:
-        """Of those, frames no endpoint claimed (untagged, or its endpoint closed)."""
-        return 0 if self._attachment is None else self._attachment.unclaimed
-
-    @property
-    def final_counts(self) -> dict[int, FrameCounts]:
-        """Per queue, who owned the frames when its socket closed."""
-        return {} if self._attachment is None else self._attachment.final_counts
-
-    @property
-    def error(self) -> Exception | None:
-        """The socket or link error that closed this Interface, if one did."""
-        return self._lost_exc
-
-    def _not_open(self, doing: str) -> XDPError:
-        if self._lost_exc is not None:
-            return XDPError(
-                errno.EBADF, doing, f"{self.ifname} was closed by an error: {self._lost_exc}"
-            )
-        return XDPError(errno.EBADF, doing, f"{self.ifname} is not open")
 
     async def __aenter__(self) -> Interface:
         return await self.open()
@@ -204,10 +123,6 @@ class Interface:
         """The event loop this Interface was opened on."""
         return self._loop
 
-    @property
-    def queues(self) -> list[int]:
-        return [] if self._attachment is None else self._attachment.queues
-
     async def open(self) -> Interface:
         """Load, attach and open the sockets (called by ``async with``).
 
@@ -218,20 +133,8 @@ class Interface:
         return self
 
     async def _open(self) -> Interface:
-        if self._is_open:
-            raise XDPError(
-                errno.EISCONN, f"opening {self.ifname}", "this Interface is open already"
-            )
-        self._lost_exc = None  # a closed Interface opens again
         self._loop = asyncio.get_running_loop()
-        attachment: Attachment[Endpoint] = await Attachment.open(
-            self.ifname,
-            mode=self.requested_mode,
-            queues=self._queues,
-            config=self._config,
-            batch_size=self.batch_size,
-        )
-        self._attachment = attachment
+        attachment = await self._attach()
         try:
             dispatcher = _Dispatcher(self, attachment)
             for q, xsk in attachment.sockets.items():
@@ -398,16 +301,6 @@ class Interface:
             transport.abort()
         # after the connection_lost calls just scheduled
         self._loop.call_soon(self._teardown)
-
-    def frame_counts(self) -> dict[int, FrameCounts]:
-        """Per queue: who owns the frames (open sockets only)."""
-        return {} if self._attachment is None else self._attachment.frame_counts()
-
-    def stats(self) -> dict[str, Any]:
-        """The kernel's XDP_STATISTICS per queue, frame counts, and forwarder verdicts."""
-        if self._attachment is None or self._attachment.closed:
-            raise self._not_open("reading statistics")
-        return self._attachment.stats()
 
     async def aclose(self) -> None:
         """Close endpoints, drain queued frames, close sockets, detach. Idempotent."""

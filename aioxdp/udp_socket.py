@@ -37,7 +37,7 @@ from aioxdp.frames import udp_header
 from aioxdp.route import ResolvedRoute, Route, route_to
 from aioxdp.xsk import RxBatch
 
-__all__ = ["UDPSocket", "UdpCapable"]
+__all__ = ["UDPSocket", "UdpCapable", "check_local_addr"]
 
 MAX_HEADERS = 4096  # (host, port) headers cached, least recently used evicted
 MAX_ROUTES = 4096  # hosts whose resolved route is cached, likewise
@@ -80,7 +80,9 @@ class UdpCapable(Protocol):
     async def resolve_neighbours(self, routes: Sequence[Route]) -> list[ResolvedRoute]: ...
 
 
-def check_local_addr(local_addr: object) -> tuple[str, int]:
+def check_local_addr(local_addr: object, *, allow_any: bool = False) -> tuple[str, int]:
+    """``local_addr`` as (IPv4 address, port), or the ValueError that names it;
+    0.0.0.0 (every address) only where ``allow_any``."""
     if not isinstance(local_addr, tuple) or len(local_addr) != 2:
         raise ValueError(f"local_addr: expected (ip, port), got {local_addr!r}")
     ip, port = local_addr
@@ -88,7 +90,7 @@ def check_local_addr(local_addr: object) -> tuple[str, int]:
         ip = str(ipaddress.IPv4Address(ip))
     except ValueError:
         raise ValueError(f"local_addr: not an IPv4 address: {ip!r}") from None
-    if ip == "0.0.0.0":
+    if ip == "0.0.0.0" and not allow_any:
         raise ValueError("local_addr: name one address of this host (0.0.0.0 is not supported)")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"local_addr: port must be 1..65535, got {port!r}")

@@ -75,6 +75,7 @@ def test_tcp_scan_agrees_with_nmap_and_leaves_nothing_half_open(listening: Lab) 
     lab = listening
     pairs = [(lab.b.ip, p) for p in PORTS] + [(SILENT_HOST, p) for p in SILENT_PORTS]
     results = asyncio.run(aioxdp.tcp_scan(pairs, timeout=0.5, retries=1))
+    assert all(isinstance(r, aioxdp.PortState) for r in results)
     half_open = lab.b.run("ss", "-tan", "state", "syn-recv").stdout
     theirs = nmap_states(lab)
     assert [(r.host, r.port) for r in results] == pairs  # in order
