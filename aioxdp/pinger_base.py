@@ -17,6 +17,7 @@ from aioxdp.echo import (
     pick_ident,
     validate_arguments,
 )
+from aioxdp.errors import XDPError
 from aioxdp.neighbour import resolve_each
 from aioxdp.results import PingReply, PingResult
 from aioxdp.route import NoRouteError, ResolvedRoute, Route, routes_to
@@ -120,7 +121,7 @@ class PingerBase:
             return {}
         try:
             now = self._drop_counts(self._nic_stats())
-        except Exception:  # closed: the last look is all there is
+        except XDPError:  # the interface closed: nothing more to read
             return {}
         return {
             k: v - self._drops_before.get(k, 0)

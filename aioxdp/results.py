@@ -38,7 +38,8 @@ class PingResult:
     open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
     error: str | None = None  # why the run ended early, or the host was not probed at all
     # the kernel's drops on the interface's sockets during the run (XDP_STATISTICS
-    # deltas, nonzero ones only; on a shared interface, its other users' too)
+    # deltas, nonzero ones only; on a shared interface, its other users' too;
+    # one dict shared by every result of the run)
     kernel_drops: dict[str, int] = field(default_factory=dict)
     _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
     _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
