@@ -30,6 +30,24 @@ AS_NOBODY = [
 ]  # the soak test runs bench/soak.py's core
 
 
+class FlowEvents:
+    """A test protocol's record of flow control and of connection_lost."""
+
+    def __init__(self) -> None:
+        self.lost: list[Exception | None] = []
+        self.paused = 0
+        self.resumed = 0
+
+    def pause_writing(self) -> None:
+        self.paused += 1
+
+    def resume_writing(self) -> None:
+        self.resumed += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+
+
 def wait_until(
     predicate: Callable[[], bool], *, timeout: float = 5.0, interval: float = 0.02
 ) -> bool:

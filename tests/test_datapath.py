@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import FlowEvents, eventually
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -28,15 +28,13 @@ from aioxdp.errors import InterfaceNotFoundError
 from aioxdp.testing import Host, Lab
 
 
-class Recorder(PacketProtocol):
+class Recorder(FlowEvents, PacketProtocol):
     """Keeps a copy of every frame, and counts connection events."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.made = asyncio.Event()
-        self.lost: list[Exception | None] = []
-        self.paused = 0
-        self.resumed = 0
+        FlowEvents.__init__(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -44,15 +42,6 @@ class Recorder(PacketProtocol):
 
     def packet_received(self, packet: aioxdp.Packet) -> None:
         self.frames.append(bytes(packet.data))
-
-    def pause_writing(self) -> None:
-        self.paused += 1
-
-    def resume_writing(self) -> None:
-        self.resumed += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.append(exc)
 
 
 class Counter(PacketProtocol):

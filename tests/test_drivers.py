@@ -279,3 +279,84 @@ def test_tcp_ping_open_closed_and_nothing_half_open(lab_a: Lab, backend: str) ->
     assert (closed.open, closed.received) == (False, 2)
     assert "8090" not in ss, f"half-open connections left: {ss}"
     assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_claims_and_udp_sockets_misused_say_what_is_wrong(lab_a: Lab, backend: str) -> None:
+    """Every misuse raises a named error and leaves the interface working."""
+
+    async def main() -> list[str]:
+        raised: list[str] = []
+
+        def expect(kind: type[BaseException], match: str, call: Any) -> None:
+            with pytest.raises(kind, match=match):
+                call()
+            raised.append(match)
+
+        async def expect_async(kind: type[BaseException], match: str, call: Any) -> None:
+            with pytest.raises(kind, match=match or None):
+                await call()
+            raised.append(match)
+
+        async with interface_class(backend)(lab_a.a.ifname) as nic:
+            expect(ValueError, "at least one rule", lambda: nic.claim([], print))
+            expect(
+                TypeError,
+                "handler: must be callable",
+                lambda: nic.claim([Rule("udp", dst_port=9330)], 5),
+            )
+            for bad in [
+                (lab_a.a.ip,),
+                ("not-an-ip", 1),
+                (lab_a.a.ip, 0),
+                (lab_a.a.ip, True),
+                ("0.0.0.0", 9),
+            ]:
+                await expect_async(
+                    ValueError, "local_addr", lambda bad=bad: nic.create_udp_socket(bad)
+                )
+            sock = await nic.create_udp_socket((lab_a.a.ip, 9331))
+            # the same address twice: the forwarder refuses the second rule
+            await expect_async(
+                ValueError, "already installed", lambda: nic.create_udp_socket((lab_a.a.ip, 9331))
+            )
+            await expect_async(
+                TypeError, "data: expected bytes", lambda: sock.sendto("text", lab_a.b.ip, 9)
+            )
+            await expect_async(TypeError, "host: must be", lambda: sock.sendto(b"x", 5, 9))
+            await expect_async(
+                ValueError, "port: must be", lambda: sock.sendto(b"x", lab_a.b.ip, 70000)
+            )
+            await expect_async(TypeError, r"\(data, \(host, port\)\)", lambda: sock.send(b"x"))
+            await expect_async(
+                ValueError,
+                "exceed what one unfragmented",
+                lambda: sock.sendto(bytes(9000), lab_a.b.ip, 9),
+            )
+            await sock.aclose()
+            await expect_async(
+                anyio.ClosedResourceError, "", lambda: sock.sendto(b"x", lab_a.b.ip, 9)
+            )
+            await expect_async(anyio.ClosedResourceError, "", sock.receive)
+            # and the interface still serves: a ping through it answers
+            result = await aioxdp.ping(lab_a.b.ip, count=2, interval=0.01)
+            assert result.received == 2
+        return raised
+
+    assert len(run(backend, main)) == 15  # every expectation above ran
+    assert no_program_left(lab_a)
+
+
+def test_multiping_arguments_misused_say_what_is_wrong(lab_a: Lab) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"spacing": -1}, "spacing"),
+        ({"spacing": float("nan")}, "spacing"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"max_in_flight": True}, "max_in_flight"),
+        ({"max_hosts": 0}, "max_hosts"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            aioxdp.Pinger([lab_a.b.ip], **kwargs)
+    with pytest.raises(ValueError, match="3 targets exceed the limit of 2"):
+        aioxdp.Pinger([lab_a.b.ip] * 3, max_hosts=2)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PYTHON, TESTS, eventually, link_stat, read_line
+from conftest import PYTHON, TESTS, FlowEvents, eventually, link_stat, read_line
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from test_datapath import Capture
@@ -49,30 +49,19 @@ from aioxdp.xsk import XSK
 TINY = UmemConfig(nframes=64, fill_size=32, comp_size=32, rx_size=32, tx_size=32)
 
 
-class Recorder(PacketProtocol):
+class Recorder(FlowEvents, PacketProtocol):
     """Counts packets and every connection and flow-control event."""
 
     def __init__(self) -> None:
         self.count = 0
         self.made = 0
-        self.lost: list[Exception | None] = []
-        self.paused = 0
-        self.resumed = 0
+        FlowEvents.__init__(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.made += 1
 
     def packets_received(self, batch: PacketBatch) -> None:
         self.count += len(batch)
-
-    def pause_writing(self) -> None:
-        self.paused += 1
-
-    def resume_writing(self) -> None:
-        self.resumed += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.append(exc)
 
 
 class Datagrams(asyncio.DatagramProtocol):
