@@ -71,60 +71,6 @@ STATUS_NAMES = {
 }
 
 
-class Target:
-    """One destination of a session, and the fate of every probe sent to it.
-
-    The per-probe arrays live in Python objects; C reads and updates them
-    through ``probes`` (struct aioxdp_echo_probes) a batch at a time.
-    """
-
-    def __init__(
-        self, host: str, route: ResolvedRoute, template: bytes, count: int, timeout_ns: int
-    ) -> None:
-        self.host = host
-        self.route = route
-        self.template = template
-        self.template_c = ffi.from_buffer("uint8_t[]", template)
-        self.saddr = int.from_bytes(socket.inet_aton(route.destination), "little")  # as C reads it
-        self.count = count
-        self.state = bytearray(count)
-        self.sent_ns = array.array("q", bytes(8 * count))
-        self.rtts = array.array("d", bytes(8 * count))
-        self.seqs = array.array("I", bytes(4 * count))
-        self.ttls = array.array("B", bytes(count))
-        self.sizes = array.array("I", bytes(4 * count))
-        p = self.probes = ffi.new("struct aioxdp_echo_probes *")
-        p.state = ffi.from_buffer("uint8_t[]", self.state)
-        p.sent_ns = self.stamps = ffi.from_buffer("int64_t[]", self.sent_ns)
-        p.rtts = ffi.from_buffer("double[]", self.rtts)
-        p.seqs = ffi.from_buffer("uint32_t[]", self.seqs)
-        p.ttls = ffi.from_buffer("uint8_t[]", self.ttls)
-        p.sizes = ffi.from_buffer("uint32_t[]", self.sizes)
-        p.timeout_ns = timeout_ns
-        self.tally = ffi.new("struct aioxdp_echo_tally *")
-
-    @property
-    def next_probe(self) -> int:
-        return int(self.probes.next_probe)
-
-    @property
-    def done(self) -> int:
-        return int(self.probes.done)
-
-    @property
-    def in_flight(self) -> int:
-        return int(self.probes.next_probe - self.probes.done)
-
-    @property
-    def received(self) -> int:
-        return int(self.probes.nrec)
-
-    def reply(self, i: int) -> PingReply:
-        return PingReply(
-            self.seqs[i], self.rtts[i], self.ttls[i], self.sizes[i], self.route.destination
-        )
-
-
 class EchoSession:
     """The sans-IO state of one ping run over one or more targets.
 
@@ -137,35 +83,45 @@ class EchoSession:
     back (its fill and RX rings), or the kernel drops them. Every call is
     O(probes sent or replies received), never O(targets), so a run over
     65 000 hosts costs what its packets cost.
+
+    The state of every target's probes lives in session-wide arrays (a
+    slice of ``count`` per target) that C reads and updates a batch at a
+    time: no Python object per target, so a run's memory grows by a few
+    hundred bytes per host.
     """
 
     def __init__(
         self,
-        targets: Sequence[Target],
+        hosts: Sequence[str],
+        routes: Sequence[ResolvedRoute],
         ident: int,
         *,
+        count: int,
+        size: int,
+        ttl: int,
         interval: float,
         timeout: float,
         window: int,
         spacing: float = 0.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
-        self.targets = list(targets)
-        if not self.targets:
-            raise ValueError("targets: a session needs at least one")
-        self.count = self.targets[0].count
-        if any(t.count != self.count for t in self.targets):
-            raise ValueError("targets: every target of a session sends the same count")
+        n = len(hosts)
+        if not n:
+            raise ValueError("hosts: a session needs at least one")
+        if len(routes) != n:
+            raise ValueError(f"routes: one per host ({n}), got {len(routes)}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight!r}")
+        self.hosts = list(hosts)
+        self.routes = list(routes)
+        self.n_targets = n
+        self.count = count
         self.ident = ident
         self.interval_ns = int(interval * 1e9)
         self.timeout_ns = int(timeout * 1e9)
         self.spacing_ns = int(spacing * 1e9)
         self.window = window
         self.max_in_flight = max_in_flight
-        self.targets[0].tally.count_malformed = 1  # each batch's faults counted once
-        self.unknown_source = 0
         self.start_ns = 0
         self.end_ns = 0
         self.sent = 0  # probes sent, all targets
@@ -174,9 +130,6 @@ class EchoSession:
         self._next = 0
         # (deadline, first, stop) per send: probes first..stop-1 (round * targets + index)
         self._expiring: collections.deque[tuple[int, int, int]] = collections.deque()
-        self._by_saddr: dict[int, list[Target]] = {}
-        for t in self.targets:
-            self._by_saddr.setdefault(t.saddr, []).append(t)
         self.deadline_ns = 0
         self._budget_ns = self._budget()
         self.listeners: list[Callable[[PingReply], None]] = []
@@ -184,15 +137,79 @@ class EchoSession:
         self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
         self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
+        self._frames(size, ttl)
+        self._probe_arrays()
+
+    def _frames(self, size: int, ttl: int) -> None:
+        """One request template per target, copied from one per next hop and
+        source: a host's differs only in its destination address (C writes
+        the IP id and checksums per probe)."""
+        length = self.frame_len = HEADERS + size
+        frames = self._frame_bytes = bytearray(self.n_targets * length)
+        bases: dict[tuple[bytes, str], bytes] = {}
+        destinations = bytearray(4 * self.n_targets)
+        for i, r in enumerate(self.routes):
+            base = bases.get((r.next_hop_mac, r.source))
+            if base is None:
+                base = bases[(r.next_hop_mac, r.source)] = echo_template(r, self.ident, size, ttl)
+            at = i * length
+            frames[at : at + length] = base
+            destinations[4 * i : 4 * i + 4] = frames[at + 30 : at + 34] = socket.inet_aton(
+                r.destination
+            )
+        self._frames_c = ffi.from_buffer("uint8_t[]", frames)
+        # replies are looked up by source address, as C reads it from the frame
+        self._saddrs = array.array("I", bytes(destinations))
+
+    def _probe_arrays(self) -> None:
+        n, count = self.n_targets, self.count
+        total = n * count
+        self._state = bytearray(total)
+        self._sent_ns = array.array("q", bytes(8 * total))
+        self._rtts = array.array("d", bytes(8 * total))
+        self._seqs = array.array("I", bytes(4 * total))
+        self._ttls = array.array("B", bytes(total))
+        self._sizes = array.array("I", bytes(4 * total))
+        # the cdata views pin the buffers: none of them can be resized under C
+        self._views = [
+            ffi.from_buffer(kind, buf)
+            for kind, buf in (
+                ("uint8_t[]", self._state),
+                ("int64_t[]", self._sent_ns),
+                ("double[]", self._rtts),
+                ("uint32_t[]", self._seqs),
+                ("uint8_t[]", self._ttls),
+                ("uint32_t[]", self._sizes),
+            )
+        ]
+        self._stamps = self._views[1]
+        self._probes = ffi.new("struct aioxdp_echo_probes[]", n)
+        lib.aioxdp_echo_probes_init(self._probes, n, count, *self._views, self.timeout_ns)
+        self._tallies = ffi.new("struct aioxdp_echo_tally[]", n)
+        self._faults = ffi.new("uint64_t[]", lib.AIOXDP_ECHO_STATUS_MAX)
+        self._unknown = ffi.new("uint64_t *")
+        slots = 1 << max(1, (2 * n - 1).bit_length())
+        self._keys = array.array("I", bytes(4 * slots))
+        self._index = array.array("i", bytes(4 * slots))
+        self._next_same = array.array("i", bytes(4 * n))
+        lookup = self._lookup = ffi.new("struct aioxdp_echo_lookup *")
+        lookup.keys = ffi.from_buffer("uint32_t[]", self._keys)
+        lookup.index = ffi.from_buffer("int32_t[]", self._index)
+        lookup.next_same = ffi.from_buffer("int32_t[]", self._next_same)
+        lookup.mask = slots - 1
+        lookup.n_targets = n
+        self._lookup_views = (lookup.keys, lookup.index, lookup.next_same)
+        if lib.aioxdp_echo_lookup_build(lookup, ffi.from_buffer("uint32_t[]", self._saddrs)):
+            raise AssertionError("echo lookup: table too small")  # sized above: cannot happen
 
     def _budget(self) -> int:
         """How long the run may last at most, even if every probe is lost."""
-        total = self.count * len(self.targets)
+        total = self.count * self.n_targets
         # at worst every probe times out: a window of probes (or all that may
         # be in flight) per timeout
         slots = self.max_in_flight
         if not self.interval_ns:
-            slots = min(self.window * len(self.targets), slots)
+            slots = min(self.window * self.n_targets, slots)
         sending = max(
             self.count * self.interval_ns,
             total * self.spacing_ns,
@@ -203,6 +220,11 @@ class EchoSession:
     @property
     def in_flight(self) -> int:
         return self.sent - self.left_flight
+
+    def received(self) -> int:
+        """Replies answered in time, over every target (O(targets): for progress)."""
+        probes = self._probes
+        return sum(int(probes[i].nrec) for i in range(self.n_targets))
 
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
@@ -219,45 +241,55 @@ class EchoSession:
         room = self.max_in_flight - self.in_flight
         if self.spacing_ns:
             room = min(room, (now_ns - self.start_ns) // self.spacing_ns + 1 - self.sent)
-        n_targets = len(self.targets)
+        n_targets, count = self.n_targets, self.count
         first = self._round * n_targets + self._next
         queued = 0
         latest = now_ns
-        while room > 0 and self._round < self.count:
+        while room > 0 and self._round < count:
             if self.interval_ns and self.start_ns + self._round * self.interval_ns > now_ns:
                 break
-            t = self.targets[self._next]
-            probes = t.probes
             if n_targets == 1:
                 # one target: as many of its probes as are due, in one call
+                probes = self._probes[0]
                 if self.interval_ns:
                     due = (now_ns - self.start_ns) // self.interval_ns + 1 - self._round
                 else:
                     due = self.window - (probes.next_probe - probes.done)
-                n = min(room, due, self.count - self._round)
-            else:
-                if not self.interval_ns and probes.next_probe - probes.done >= self.window:
-                    break  # this target's window is full: the others wait their turn
-                n = 1
-            if n <= 0:
-                break
-            start = probes.next_probe
-            sent = tx.send_echoes(
-                t.template_c, len(t.template), (start + 1) & 0xFFFF, n, t.stamps + start
-            )
-            if not sent:
-                break  # no free frame: the next call goes on
-            probes.next_probe += sent
-            latest = max(latest, t.sent_ns[probes.next_probe - 1])  # C's own stamp
-            queued += sent
-            room -= sent
-            if n_targets == 1:
+                n = min(room, due, count - self._round)
+                if n <= 0:
+                    break
+                start = probes.next_probe
+                sent = tx.send_echoes(
+                    self._frames_c, self.frame_len, (start + 1) & 0xFFFF, n, self._stamps + start
+                )
+                if not sent:
+                    break  # no free frame: the next call goes on
+                probes.next_probe += sent
+                latest = max(latest, self._sent_ns[start + sent - 1])  # C's own stamp
                 self._round += sent
             else:
-                self._next += 1
+                # this round's next targets, in one call; a flood's stop at
+                # the first whose window is full (the others wait their turn)
+                n = min(room, n_targets - self._next)
+                sent = tx.send_echo_each(
+                    self._frames_c,
+                    self.frame_len,
+                    self._probes,
+                    n_targets,
+                    self._next,
+                    n,
+                    0 if self.interval_ns else self.window,
+                )
+                if not sent:
+                    break
+                last = self._next + sent - 1
+                latest = max(latest, self._sent_ns[last * count + self._round])
+                self._next += sent
                 if self._next == n_targets:
                     self._next = 0
                     self._round += 1
+            queued += sent
+            room -= sent
             if sent < n:
                 break
         if queued:
@@ -269,35 +301,31 @@ class EchoSession:
     def sweep(self, now_ns: int) -> None:
         """Expire probes whose timeout has passed (only targets that sent then)."""
         expiring = self._expiring
-        targets = self.targets
-        n_targets = len(targets)
-        sweep = lib.aioxdp_echo_sweep
         while expiring and expiring[0][0] <= now_ns:
             _, first, stop = expiring.popleft()
             if self.timeout_listeners:
+                n = self.n_targets
                 swept = (
-                    [targets[0]]
-                    if n_targets == 1
-                    else [targets[g % n_targets] for g in range(first, stop)]
+                    range(n) if stop - first >= n else sorted({g % n for g in range(first, stop)})
                 )
-                for t in swept:
-                    self.left_flight += self._sweep_telling(t, now_ns)
-            elif n_targets == 1:
-                self.left_flight += sweep(targets[0].probes, now_ns)
+                for i in swept:
+                    self.left_flight += self._sweep_telling(i, now_ns)
             else:
-                for g in range(first, stop):
-                    self.left_flight += sweep(targets[g % n_targets].probes, now_ns)
+                self.left_flight += lib.aioxdp_echo_sweep_each(
+                    self._probes, self.n_targets, first, stop, now_ns
+                )
 
-    def _sweep_telling(self, t: Target, now_ns: int) -> int:
-        """Sweep one target, telling the timeout listeners of each probe given up."""
-        p = t.probes
+    def _sweep_telling(self, i: int, now_ns: int) -> int:
+        """Sweep target ``i``, telling the timeout listeners of each probe given up."""
+        p = self._probes + i
         before = p.sweep
         expired = int(lib.aioxdp_echo_sweep(p, now_ns))
         if expired:
-            for i in range(before, p.sweep):
-                if t.state[i] == lib.AIOXDP_PROBE_EXPIRED:
+            at = i * self.count
+            for probe in range(before, p.sweep):
+                if self._state[at + probe] == lib.AIOXDP_PROBE_EXPIRED:
                     for listener in self.timeout_listeners:
-                        listener(t.host, i + 1)
+                        listener(self.hosts[i], probe + 1)
         return expired
 
     def next_wakeup(self, now_ns: int) -> int:
@@ -318,82 +346,80 @@ class EchoSession:
 
     def take(self, rx: RxBatch, start: int, count: int) -> bool:
         """Check ``count`` received frames from ``start`` in C and account them:
-        the one call a driver makes per batch. True if a probe left flight."""
+        the one call a driver makes per batch. True if a probe left flight
+        (a flood can send more)."""
         if len(self._results) < count:
             self._results = ffi.new("struct aioxdp_echo_reply[]", count)
-        valid = rx.parse_echo_replies(start, count, self.ident, self._results)
-        return self.replies(self._results, count, valid)
-
-    def replies(self, results: Any, n: int, valid: int) -> bool:
-        """Account a batch of C-checked replies (``valid`` of them well formed).
-
-        True if a probe left flight (a flood can send more).
-        """
-        if len(self.targets) == 1:
-            touched = self.targets
-        else:
-            # only the targets that answered (and the one that counts faults)
-            ok = lib.AIOXDP_ECHO_OK
-            touched = [self.targets[0]] if valid != n else []
-            seen = {id(t) for t in touched}
-            for i in range(n):
+        results = self._results
+        rx.parse_echo_replies(start, count, self.ident, results)
+        freed = int(
+            lib.aioxdp_echo_account(
+                results,
+                count,
+                self._lookup,
+                self._probes,
+                self._tallies,
+                self._faults,
+                self._unknown,
+            )
+        )
+        if self.listeners:
+            for i in range(count):
                 r = results[i]
-                if r.status == ok:
-                    for t in self._by_saddr.get(r.saddr, ()):
-                        if id(t) not in seen:
-                            seen.add(id(t))
-                            touched.append(t)
-        freed = 0
-        matched = 0
-        for t in touched:
-            before = t.probes.nrec
-            seen_matched = t.tally.matched
-            freed += lib.aioxdp_echo_account(results, n, t.saddr, t.probes, t.tally)
-            matched += t.tally.matched - seen_matched
-            if self.listeners and t.probes.nrec != before:
-                for i in range(before, t.probes.nrec):
-                    reply = t.reply(i)
+                if r.target >= 0:
+                    reply = PingReply(
+                        r.seq,
+                        (r.recv_ns - r.sent_ns) / 1e9,
+                        r.ttl,
+                        r.size,
+                        self.routes[r.target].destination,
+                    )
                     for listener in self.listeners:
                         listener(reply)
         self.left_flight += freed
-        self.unknown_source += valid - matched
         return freed > 0
 
     def malformed(self) -> dict[str, int]:
-        counts = self.targets[0].tally.malformed
+        counts = self._faults
         out = {name: int(counts[status]) for status, name in STATUS_NAMES.items() if counts[status]}
         if counts[lib.AIOXDP_ECHO_FOREIGN]:
             out["foreign_id"] = int(counts[lib.AIOXDP_ECHO_FOREIGN])
-        if self.unknown_source:
-            out["unknown_source"] = self.unknown_source
+        if self._unknown[0]:
+            out["unknown_source"] = int(self._unknown[0])
         return out
 
     def results(self, *, kernel_drops: dict[str, int] | None = None) -> list[PingResult]:
-        """One result per target; ``kernel_drops`` (the interface's) in each."""
+        """One result per target; ``kernel_drops`` (the interface's) and the
+        malformed counts (the run's) are one dict each, shared by every result."""
         # a run still going (a snapshot) has lasted until now
         end_ns = self.end_ns or time.monotonic_ns()
         elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
         malformed = self.malformed()
+        drops = kernel_drops or {}
+        count = self.count
         out = []
-        for t in self.targets:
-            n = t.received
+        for i, (host, route) in enumerate(zip(self.hosts, self.routes, strict=True)):
+            p = self._probes[i]
+            t = self._tallies[i]
+            at = i * count
+            stop = at + p.nrec
             out.append(
                 PingResult(
-                    t.host,
-                    t.route.destination,
-                    t.next_probe,
-                    n,
-                    t.rtts[:n].tolist(),
-                    duplicates=int(t.tally.duplicates),
-                    late=int(t.tally.late),
-                    foreign=int(t.tally.foreign),
-                    malformed=dict(malformed),
+                    host,
+                    route.destination,
+                    int(p.next_probe),
+                    int(p.nrec),
+                    self._rtts[at:stop].tolist(),
+                    duplicates=int(t.duplicates),
+                    late=int(t.late),
+                    foreign=int(t.foreign),
+                    malformed=malformed,
                     elapsed=elapsed,
-                    _seqs=t.seqs[:n],
-                    _ttls=t.ttls[:n],
-                    _sizes=t.sizes[:n],
+                    _seqs=self._seqs[at:stop],
+                    _ttls=self._ttls[at:stop],
+                    _sizes=self._sizes[at:stop],
                     error=self.error,
-                    kernel_drops=kernel_drops or {},
+                    kernel_drops=drops,
                 )
             )
         return out

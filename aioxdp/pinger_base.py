@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,8 +11,6 @@ from aioxdp.echo import (
     HEADERS,
     RX_HEADROOM,
     EchoSession,
-    Target,
-    echo_template,
     pick_ident,
     validate_arguments,
 )
@@ -93,8 +90,8 @@ class PingerBase:
 
     def progress(self) -> tuple[int, int]:
         """Probes sent and replies received so far, over every host (cheap)."""
-        targets = self._session.targets
-        return sum(t.next_probe for t in targets), sum(t.received for t in targets)
+        session = self._session
+        return session.sent, session.received()
 
     def snapshot(self) -> list[PingResult]:
         """Results so far, without waiting (for Ctrl-C summaries)."""
@@ -157,8 +154,12 @@ class PingerBase:
         limit = min(config.fill_size, config.rx_size, config.nframes - config.tx_size)
         limit -= nic.batch_size  # room for a batch being delivered
         session = EchoSession(
-            self._targets(ident),
+            [self.hosts[i] for i in self._probed],
+            routes,
             ident,
+            count=self.count,
+            size=self.size,
+            ttl=self.ttl,
             interval=self.interval,
             timeout=self.timeout,
             window=self.window,
@@ -230,19 +231,3 @@ class PingerBase:
             )
         self._found = routes
         return routes
-
-    def _targets(self, ident: int) -> list[Target]:
-        timeout_ns = int(self.timeout * 1e9)
-        # one template per next hop and source; a host's differs only in its
-        # destination address (C writes the IP checksum per probe)
-        bases: dict[tuple[bytes, str], bytes] = {}
-        targets = []
-        for h, r in zip((self.hosts[i] for i in self._probed), self.routes, strict=True):
-            base = bases.get((r.next_hop_mac, r.source))
-            if base is None:
-                base = bases[(r.next_hop_mac, r.source)] = echo_template(
-                    r, ident, self.size, self.ttl
-                )
-            template = base[:30] + socket.inet_aton(r.destination) + base[34:]
-            targets.append(Target(h, r, template, self.count, timeout_ns))
-        return targets

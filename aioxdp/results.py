@@ -33,7 +33,8 @@ class PingResult:
     duplicates: int = 0  # extra replies to an answered probe
     late: int = 0  # replies after their probe's timeout
     foreign: int = 0  # our echo id, but an unknown source or sequence
-    malformed: dict[str, int] = field(default_factory=dict)  # by reason
+    # frames that failed the checks, by reason (the run's: one dict shared by its results)
+    malformed: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
     open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
     error: str | None = None  # why the run ended early, or the host was not probed at all

@@ -13,7 +13,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -75,8 +75,19 @@ class Route:
         mac = mac or self.next_hop_mac
         if mac is None:
             raise ValueError(f"route: the MAC of {self.next_hop} is not known yet")
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return ResolvedRoute(**{**values, "next_hop_mac": mac})
+        if isinstance(self, ResolvedRoute) and mac == self.next_hop_mac:
+            return self
+        # positional, in field order (asserted in tests): hosts by the thousand pass here
+        return ResolvedRoute(
+            self.destination,
+            self.ifname,
+            self.ifindex,
+            self.source,
+            self.source_mac,
+            self.next_hop,
+            mac,
+            self.mtu,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +97,22 @@ class ResolvedRoute(Route):
     next_hop_mac: bytes
 
 
-async def resolve_host(host: str) -> str:
-    """An IPv4 address for ``host`` (an address, or a name through the resolver)."""
+def _literal(host: str) -> str | None:
+    """``host`` as a canonical IPv4 address if it is one, else None (a name)."""
     if not isinstance(host, str) or not host:
         raise ValueError(f"host: expected a host name or IPv4 address, got {host!r}")
     try:
-        return str(ipaddress.IPv4Address(host))
-    except ValueError:
-        pass
+        # as strict as ipaddress (four decimal parts, no leading zeros), and fast
+        return socket.inet_ntoa(socket.inet_pton(socket.AF_INET, host))
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+async def resolve_host(host: str) -> str:
+    """An IPv4 address for ``host`` (an address, or a name through the resolver)."""
+    address = _literal(host)
+    if address is not None:
+        return address
     try:
         infos = await anyio.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_RAW)
     except OSError as exc:
@@ -163,7 +182,7 @@ def _link(link: Any) -> dict[str, Any]:
     return {
         "ifname": link.get("IFLA_IFNAME"),
         "operstate": link.get("IFLA_OPERSTATE"),
-        "address": link.get("IFLA_ADDRESS"),
+        "mac": bytes.fromhex((link.get("IFLA_ADDRESS") or "00:" * 5 + "00").replace(":", "")),
         "mtu": link.get("IFLA_MTU"),
     }
 
@@ -188,28 +207,14 @@ def _route_from(
 ) -> Route | NoRouteError:
     """The Route to ``destination`` from the kernel's ``ip route get`` answer
     (or the errno it failed with), or the NoRouteError that says why not."""
-    doing = f"routing to {host} ({destination})"
-    if isinstance(answer, int):
-        return NoRouteError(
-            answer, doing, "no route to it: check 'ip route' (is the interface up and addressed?)"
-        )
-    kind = answer["type"]
-    if kind == RTN_LOCAL:
-        return NoRouteError(
-            errno.EINVAL,
-            doing,
-            "it is an address of this host; aioxdp sends through a NIC, so ping another host",
-        )
-    if kind != RTN_UNICAST:
-        return NoRouteError(
-            errno.ENETUNREACH,
-            doing,
-            f"the route is not unicast (type {kind}); check 'ip route get {destination}'",
-        )
+    if isinstance(answer, int) or answer["type"] != RTN_UNICAST:
+        return _not_unicast(host, destination, answer)
     ifindex = int(answer["oif"])
     link = links.get(ifindex)
     if link is None:
-        return NoRouteError(errno.ENODEV, doing, f"interface {ifindex} went away")
+        return NoRouteError(
+            errno.ENODEV, f"routing to {host} ({destination})", f"interface {ifindex} went away"
+        )
     ifname = link["ifname"]
     if link["operstate"] not in ("UP", "UNKNOWN"):
         return NoRouteError(
@@ -224,17 +229,37 @@ def _route_from(
             f"routing to {host} through {ifname}",
             f"{ifname} has no IPv4 address to send from; give source=",
         )
-    mac_text = link["address"] or "00:00:00:00:00:00"
     next_hop = answer["gateway"] or destination
     return Route(
-        destination=destination,
-        ifname=ifname,
-        ifindex=ifindex,
-        source=src,
-        source_mac=bytes.fromhex(mac_text.replace(":", "")),
-        next_hop=next_hop,
-        next_hop_mac=macs.get((ifindex, next_hop)),
-        mtu=int(link["mtu"] or 1500),
+        destination,
+        ifname,
+        ifindex,
+        src,
+        link["mac"],
+        next_hop,
+        macs.get((ifindex, next_hop)),
+        int(link["mtu"] or 1500),
+    )
+
+
+def _not_unicast(host: str, destination: str, answer: Any) -> NoRouteError:
+    """Why a route the kernel gave (or the errno it failed with) is not one to send on."""
+    doing = f"routing to {host} ({destination})"
+    if isinstance(answer, int):
+        return NoRouteError(
+            answer, doing, "no route to it: check 'ip route' (is the interface up and addressed?)"
+        )
+    kind = answer["type"]
+    if kind == RTN_LOCAL:
+        return NoRouteError(
+            errno.EINVAL,
+            doing,
+            "it is an address of this host; aioxdp sends through a NIC, so ping another host",
+        )
+    return NoRouteError(
+        errno.ENETUNREACH,
+        doing,
+        f"the route is not unicast (type {kind}); check 'ip route get {destination}'",
     )
 
 
@@ -268,10 +293,13 @@ async def routes_to(
     out: list[Route | NoRouteError | None] = [None] * len(hosts)
     destinations: list[str | None] = [None] * len(hosts)
     for i, host in enumerate(hosts):
-        try:
-            destinations[i] = await resolve_host(host)
-        except NoRouteError as exc:
-            out[i] = exc
+        # addresses need no resolver (and no await per host)
+        destinations[i] = _literal(host)
+        if destinations[i] is None:
+            try:
+                destinations[i] = await resolve_host(host)
+            except NoRouteError as exc:
+                out[i] = exc
     wanted = sorted({d for d in destinations if d is not None})
 
     def lookup(
@@ -291,7 +319,7 @@ async def routes_to(
         lengths = sorted(by_length, reverse=True)
         prefix_of: dict[str, Any] = {}
         for d in wanted:
-            value = int(ipaddress.IPv4Address(d))
+            value = int.from_bytes(socket.inet_aton(d), "big")  # canonical already
             for length in lengths:
                 mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
                 if value & mask in by_length[length]:

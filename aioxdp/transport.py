@@ -270,6 +270,23 @@ class XDPTransport(asyncio.Transport):
         self._queued(n)
         return n
 
+    def send_echo_each(
+        self,
+        frames: Any,
+        length: int,
+        probes: Any,
+        n_targets: int,
+        first: int,
+        count: int,
+        window: int,
+    ) -> int:
+        """The next probe of several targets (see XSK.send_echo_each); how many went."""
+        if self._closing:
+            return 0
+        n = self._xsk.send_echo_each(frames, length, probes, n_targets, first, count, window)
+        self._queued(n)
+        return n
+
     def echo_udp(self, batch: PacketBatch, dgrams: Any) -> int:
         """Answer the batch's valid datagrams in place (see RxBatch.echo_udp)."""
         n = batch.rx.echo_udp(batch.start, len(batch), dgrams)

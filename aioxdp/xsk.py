@@ -342,6 +342,25 @@ class XSK:
         frames there were for."""
         return int(lib.aioxdp_echo_send(self._handle(), template, length, seq, count, stamps))
 
+    def send_echo_each(
+        self,
+        frames: Any,
+        length: int,
+        probes: Any,
+        n_targets: int,
+        first: int,
+        count: int,
+        window: int,
+    ) -> int:
+        """Stamp and queue the next probe of targets ``first``..``first+count-1``
+        of an echo session, each from its own template in ``frames``; returns
+        how many went (see aioxdp_echo_send_each)."""
+        return int(
+            lib.aioxdp_echo_send_each(
+                self._handle(), frames, length, probes, n_targets, first, count, window
+            )
+        )
+
     def send_batch(self, batch: RxBatch, start: int = 0, count: int | None = None) -> int:
         """Queue received frames (possibly rewritten in place) for TX, without copying."""
         handle = self._handle()

@@ -165,3 +165,28 @@ async def test_four_thousand_on_link_hosts_resolved_by_our_own_arp(
     # our ARP, not the kernel's: a's neighbour table learnt none of them
     neighbours = lab_a.a.run("ip", "neigh", "show", "to", str(ONLINK)).stdout
     assert neighbours.count("lladdr") == 0, neighbours[:300]
+
+
+async def test_a_host_named_twice_is_probed_and_answered_as_two_targets(
+    lab_a: Lab, reflected: Reflector
+) -> None:
+    """Targets that share an address share a source in every reply: each
+    reply goes to the target whose probe (sequence and stamp) it answers."""
+    hosts = far_hosts(3)
+    hosts = [hosts[0], hosts[1], hosts[0], hosts[2], hosts[0]]
+    results = await aioxdp.multiping(hosts, count=4, interval=0.002, timeout=2.0)
+    assert [r.host for r in results] == hosts
+    assert [(r.sent, r.received, r.duplicates, r.foreign) for r in results] == [(4, 4, 0, 0)] * 5
+    assert [[x.seq for x in r.replies] for r in results] == [[1, 2, 3, 4]] * 5
+    assert reflected.counters()["icmp"] == 20
+
+
+async def test_a_flood_over_many_targets_keeps_each_window(
+    lab_a: Lab, reflected: Reflector
+) -> None:
+    hosts = far_hosts(300)
+    results = await aioxdp.multiping(hosts, count=20, interval=0, timeout=2.0, window=2)
+    assert [(r.sent, r.received) for r in results] == [(20, 20)] * 300
+    assert reflected.counters()["icmp"] == 6000
+    assert results[0].malformed == {}
+    assert results[0].kernel_drops == {}

@@ -57,3 +57,24 @@ def test_interface_and_rule_arguments_are_named() -> None:
 def test_every_public_name_exists() -> None:
     for name in aioxdp.__all__:
         assert getattr(aioxdp, name) is not None, name
+
+
+def test_a_resolved_route_keeps_every_field_and_takes_the_mac() -> None:
+    from aioxdp.route import ResolvedRoute, Route
+
+    route = Route("198.19.0.9", "veth-a", 7, "198.18.0.1", b"\x02" * 6, "198.18.0.2", None, 1500)
+    resolved = route.resolved(b"\x0a" * 6)
+    assert isinstance(resolved, ResolvedRoute)
+    assert resolved == ResolvedRoute(
+        destination="198.19.0.9",
+        ifname="veth-a",
+        ifindex=7,
+        source="198.18.0.1",
+        source_mac=b"\x02" * 6,
+        next_hop="198.18.0.2",
+        next_hop_mac=b"\x0a" * 6,
+        mtu=1500,
+    )
+    assert resolved.resolved() is resolved
+    with pytest.raises(ValueError, match="not known yet"):
+        route.resolved()

@@ -119,7 +119,8 @@ enum aioxdp_probe_state {
 	AIOXDP_PROBE_EXPIRED,
 };
 
-/* One target's probes: arrays owned by Python, sized to the probe count. */
+/* One target's probes: its slices of session-wide arrays owned by Python,
+ * ``count`` probes long (aioxdp_echo_probes_init sets them for all targets). */
 struct aioxdp_echo_probes {
 	uint8_t *state;       /* enum aioxdp_probe_state per probe */
 	int64_t *sent_ns;     /* per probe */
@@ -127,6 +128,7 @@ struct aioxdp_echo_probes {
 	uint32_t *seqs;
 	uint8_t *ttls;
 	uint32_t *sizes;
+	uint64_t count;       /* room in each array: no index reaches it */
 	uint64_t nrec;        /* answered replies recorded */
 	uint64_t next_probe;  /* probes sent */
 	uint64_t done;        /* probes that left flight */
@@ -137,8 +139,17 @@ struct aioxdp_echo_probes {
 struct aioxdp_echo_tally {
 	uint64_t matched;     /* valid replies from this target */
 	uint64_t duplicates, late, foreign;
-	uint64_t malformed[AIOXDP_ECHO_STATUS_MAX];
-	int count_malformed;  /* only one target per batch counts them */
+};
+
+/* Which target a source address is: open addressing over ``mask + 1``
+ * slots (a power of two, at least twice the targets); targets that share
+ * an address are chained through ``next_same`` (-1 ends a chain). */
+struct aioxdp_echo_lookup {
+	uint32_t *keys;       /* source address as read from the frame */
+	int32_t *index;       /* first target with it, -1 for an empty slot */
+	int32_t *next_same;   /* per target */
+	uint32_t mask;
+	uint32_t n_targets;
 };
 
 struct aioxdp_echo_reply {
@@ -149,7 +160,7 @@ struct aioxdp_echo_reply {
 	uint16_t seq;
 	uint8_t ttl;
 	uint8_t status;   /* enum aioxdp_echo_status */
-	uint32_t _pad;
+	int32_t target;   /* set by accounting: the target it answered in time, else -1 */
 };
 
 int64_t aioxdp_now_ns(void);
@@ -159,9 +170,29 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns);
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out);
-uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
-			     struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t);
+/* Point every target's probes at its slice of the session-wide arrays. */
+void aioxdp_echo_probes_init(struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t count,
+			     uint8_t *state, int64_t *sent_ns, double *rtts, uint32_t *seqs,
+			     uint8_t *ttls, uint32_t *sizes, int64_t timeout_ns);
+/* Fill the lookup from each target's source address; -1 if it is too small. */
+int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs);
+/* Send the next probe of targets first..first+n-1, each from its own frame
+ * template (``frames + i * len``); returns how many went: it stops at the
+ * first target without a free frame, without probes left, or (``window`` >
+ * 0) with ``window`` probes in flight. */
+uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint32_t len,
+			       struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t first,
+			       uint32_t n, uint32_t window);
+/* Account a batch of checked replies against every target: faults counted
+ * by status in ``faults`` (AIOXDP_ECHO_STATUS_MAX of them), replies from no
+ * target's address in ``*unknown``. Returns how many probes left flight. */
+uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
+			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
+			     struct aioxdp_echo_tally *t, uint64_t *faults, uint64_t *unknown);
 uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
+/* Sweep the targets of probes first..stop-1 (numbered round * n_targets + target). */
+uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint32_t n_targets, uint64_t first,
+				uint64_t stop, int64_t now_ns);
 /* One frame's bytes (parse.c): the status, and the fields when it is OK. */
 uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 			  struct aioxdp_echo_reply *r);

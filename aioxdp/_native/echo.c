@@ -99,69 +99,167 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 	return ok;
 }
 
-/* Account a batch of checked replies against one target's probes (see the
- * state table in aioxdp/ping.py). Answered replies are appended to the
- * record arrays at *nrec. Returns how many probes left flight. */
-uint32_t aioxdp_echo_account(const struct aioxdp_echo_reply *res, uint32_t n, uint32_t saddr,
-			     struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t)
+void aioxdp_echo_probes_init(struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t count,
+			     uint8_t *state, int64_t *sent_ns, double *rtts, uint32_t *seqs,
+			     uint8_t *ttls, uint32_t *sizes, int64_t timeout_ns)
+{
+	for (uint32_t i = 0; i < n_targets; i++) {
+		size_t at = (size_t)i * count;
+
+		memset(&p[i], 0, sizeof(p[i]));
+		p[i].state = state + at;
+		p[i].sent_ns = sent_ns + at;
+		p[i].rtts = rtts + at;
+		p[i].seqs = seqs + at;
+		p[i].ttls = ttls + at;
+		p[i].sizes = sizes + at;
+		p[i].count = count;
+		p[i].timeout_ns = timeout_ns;
+	}
+}
+
+static uint32_t lookup_slot(uint32_t saddr, uint32_t mask)
+{
+	return (uint32_t)((saddr * 2654435761u) >> 7) & mask; /* Knuth's multiplicative hash */
+}
+
+int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs)
+{
+	if (l->mask + 1 < 2 * (uint64_t)l->n_targets || (l->mask & (l->mask + 1)))
+		return -1; /* too small to stay sparse, or not a power of two */
+	for (uint32_t h = 0; h <= l->mask; h++)
+		l->index[h] = -1;
+	/* in reverse, so each chain runs in target order */
+	for (uint32_t i = l->n_targets; i-- > 0;) {
+		uint32_t h = lookup_slot(saddrs[i], l->mask);
+
+		while (l->index[h] >= 0 && l->keys[h] != saddrs[i])
+			h = (h + 1) & l->mask;
+		l->next_same[i] = l->index[h]; /* -1, or the next target with it */
+		l->keys[h] = saddrs[i];
+		l->index[h] = (int32_t)i;
+	}
+	return 0;
+}
+
+static int32_t lookup_find(const struct aioxdp_echo_lookup *l, uint32_t saddr)
+{
+	uint32_t h = lookup_slot(saddr, l->mask);
+
+	while (l->index[h] >= 0) {
+		if (l->keys[h] == saddr)
+			return l->index[h];
+		h = (h + 1) & l->mask;
+	}
+	return -1;
+}
+
+uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint32_t len,
+			       struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t first,
+			       uint32_t n, uint32_t window)
+{
+	uint32_t sent = 0;
+
+	if (first > n_targets || n > n_targets - first)
+		return 0;
+	for (uint32_t i = first; i < first + n; i++) {
+		struct aioxdp_echo_probes *t = &p[i];
+
+		if (t->next_probe >= t->count || (window && t->next_probe - t->done >= window))
+			break;
+		if (!aioxdp_echo_send(x, frames + (size_t)i * len, len,
+				      (uint16_t)(t->next_probe + 1), 1, &t->sent_ns[t->next_probe]))
+			break;
+		t->next_probe++;
+		sent++;
+	}
+	return sent;
+}
+
+enum fate { ANSWERED, TAKEN, NOT_OURS }; /* TAKEN: a duplicate, or late */
+
+/* One valid reply against one target's probes (see the state table in
+ * aioxdp/echo.py): ANSWERED in time, TAKEN (a duplicate, or late), or
+ * NOT_OURS if no probe of this target was sent with its sequence and stamp. */
+static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
+			     struct aioxdp_echo_tally *t, uint32_t *freed)
+{
+	uint64_t last, probe;
+	int64_t rtt;
+	uint8_t state;
+
+	if (!p->next_probe)
+		return NOT_OURS;
+	last = p->next_probe - 1;
+	/* the latest probe sent with this sequence number (seq = probe + 1) */
+	probe = (uint16_t)(last - (uint16_t)(r->seq - 1));
+	if (probe > last)
+		return NOT_OURS;
+	probe = last - probe;
+	rtt = r->recv_ns - r->sent_ns;
+	if (r->sent_ns != p->sent_ns[probe] || rtt < 0)
+		return NOT_OURS; /* not the stamp we sent with that sequence */
+	t->matched++;
+	state = p->state[probe];
+	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE) {
+		t->duplicates++;
+		return TAKEN;
+	}
+	if (!state) { /* an expired probe already left flight */
+		p->done++;
+		(*freed)++;
+	}
+	if (rtt > p->timeout_ns) {
+		t->late++;
+		p->state[probe] = AIOXDP_PROBE_LATE;
+		return TAKEN;
+	}
+	p->state[probe] = AIOXDP_PROBE_ANSWERED;
+	if (p->nrec >= p->count)
+		return TAKEN; /* cannot happen (one record per probe, answered once); never overrun */
+	p->rtts[p->nrec] = rtt / 1e9;
+	p->seqs[p->nrec] = r->seq;
+	p->ttls[p->nrec] = r->ttl;
+	p->sizes[p->nrec] = r->size;
+	p->nrec++;
+	return ANSWERED;
+}
+
+uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
+			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
+			     struct aioxdp_echo_tally *t, uint64_t *faults, uint64_t *unknown)
 {
 	uint32_t freed = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		const struct aioxdp_echo_reply *r = &res[i];
-		uint64_t last, probe;
-		int64_t rtt;
-		uint8_t state;
+		struct aioxdp_echo_reply *r = &res[i];
+		int32_t first, j;
 
+		r->target = -1;
 		if (r->status != AIOXDP_ECHO_OK) {
-			if (t->count_malformed && r->status < AIOXDP_ECHO_STATUS_MAX)
-				t->malformed[r->status]++;
+			if (r->status < AIOXDP_ECHO_STATUS_MAX)
+				faults[r->status]++;
 			continue;
 		}
-		if (r->saddr != saddr)
-			continue; /* another target's (or nobody's: the caller counts those) */
-		t->matched++;
-		if (!p->next_probe) {
-			t->foreign++;
+		first = lookup_find(l, r->saddr);
+		if (first < 0) {
+			(*unknown)++;
 			continue;
 		}
-		last = p->next_probe - 1;
-		/* the latest probe sent with this sequence number (seq = probe + 1) */
-		probe = (uint16_t)(last - (uint16_t)(r->seq - 1));
-		if (probe > last) {
-			t->foreign++;
-			continue;
+		/* targets sharing an address (a host named twice): the one whose
+		 * probe this answers, else a foreign reply to the first */
+		for (j = first; j >= 0; j = l->next_same[j]) {
+			enum fate fate = account_one(r, &p[j], &t[j], &freed);
+
+			if (fate == ANSWERED)
+				r->target = j;
+			if (fate != NOT_OURS)
+				break;
 		}
-		probe = last - probe;
-		state = p->state[probe];
-		if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE) {
-			t->duplicates++;
-			continue;
+		if (j < 0) {
+			t[first].matched++;
+			t[first].foreign++;
 		}
-		rtt = r->recv_ns - r->sent_ns;
-		if (r->sent_ns != p->sent_ns[probe] || rtt < 0) {
-			t->foreign++; /* not the stamp we sent with that sequence */
-			continue;
-		}
-		if (rtt > p->timeout_ns) {
-			t->late++;
-			p->state[probe] = AIOXDP_PROBE_LATE;
-			if (!state) {
-				p->done++;
-				freed++;
-			}
-			continue;
-		}
-		p->state[probe] = AIOXDP_PROBE_ANSWERED;
-		if (!state) { /* an expired probe already left flight */
-			p->done++;
-			freed++;
-		}
-		p->rtts[p->nrec] = rtt / 1e9;
-		p->seqs[p->nrec] = r->seq;
-		p->ttls[p->nrec] = r->ttl;
-		p->sizes[p->nrec] = r->size;
-		p->nrec++;
 	}
 	return freed;
 }
@@ -182,5 +280,19 @@ uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns)
 		i++;
 	}
 	p->sweep = i;
+	return expired;
+}
+
+uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint32_t n_targets, uint64_t first,
+				uint64_t stop, int64_t now_ns)
+{
+	uint32_t expired = 0;
+
+	if (!n_targets)
+		return 0;
+	if (stop - first >= n_targets) /* a whole round or more: every target once */
+		first = 0, stop = n_targets;
+	for (uint64_t g = first; g < stop; g++)
+		expired += aioxdp_echo_sweep(&p[g % n_targets], now_ns);
 	return expired;
 }
