@@ -13,7 +13,7 @@ from aioxdp.forwarder import Action, Rule
 from aioxdp.interface import Interface, PacketTransport
 from aioxdp.packet import Packet, PacketBatch, PacketProtocol
 from aioxdp.ping import Pinger, multiping, ping
-from aioxdp.results import PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult
 from aioxdp.tcping import PortState, tcp_ping, tcp_scan
 from aioxdp.transport import XDPTransport
 from aioxdp.udp_socket import UDPSocket
@@ -32,6 +32,7 @@ __all__ = [
     "PacketBatch",
     "PacketProtocol",
     "PacketTransport",
+    "PingError",
     "PingReply",
     "PingResult",
     "Pinger",

@@ -1,10 +1,11 @@
 """Netlink queries from async code, on any event loop (asyncio, uvloop, trio).
 
-pyroute2's async socket needs AF_NETLINK datagram endpoints, which uvloop
-lacks, and its sync socket cannot run inside a running asyncio loop. So a
-sync query runs in a fresh thread started from the loop's own thread (a new
-thread inherits the caller's network namespace, which a pooled worker
-thread might not have), and the loop awaits a pipe the thread writes to.
+A query is a few blocking rtnetlink requests (aioxdp._rtnetlink); a dump
+of a large table can take a while, so it runs in a fresh thread started
+from the loop's own thread (a new thread inherits the caller's network
+namespace, which a pooled worker thread might not have), and the loop
+awaits a pipe the thread writes to: any event loop, asyncio, uvloop or
+trio, waits the same way.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-from pyroute2 import IPRoute
+
+from aioxdp._rtnetlink import RtNetlink
 
 T = TypeVar("T")
 
 
-async def query(fn: Callable[[IPRoute], T]) -> T:
-    """Run ``fn(ipr)`` with a sync IPRoute in a fresh thread; await its result."""
+async def query(fn: Callable[[RtNetlink], T]) -> T:
+    """Run ``fn(rtnl)`` with a blocking RtNetlink in a fresh thread; await its result."""
     outcome: list[Any] = []
     rfd, wfd = os.pipe()
 
     def work() -> None:
         try:
-            with IPRoute() as ipr:
-                outcome.append((fn(ipr), None))
+            with RtNetlink() as rtnl:
+                outcome.append((fn(rtnl), None))
         except BaseException as exc:
             outcome.append((None, exc))
         finally:

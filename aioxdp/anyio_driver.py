@@ -20,10 +20,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from aioxdp.anyio_interface import AnyioInterface, shared_anyio_interface
 from aioxdp.echo import EchoSession
-from aioxdp.forwarder import Rule
 from aioxdp.pinger_base import PingerBase
-from aioxdp.protocols.icmp import ECHO_REPLY
-from aioxdp.results import PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult
 from aioxdp.xsk import RxBatch
 
 __all__ = ["AnyioPinger", "ping"]
@@ -38,8 +36,8 @@ class AnyioPinger(PingerBase):
         self._stack = contextlib.AsyncExitStack()
         self._done = anyio.Event()
         self._wake = anyio.Event()
-        self._send: MemoryObjectSendStream[PingReply] | None = None
-        self._receive: MemoryObjectReceiveStream[PingReply] | None = None
+        self._send: MemoryObjectSendStream[PingReply | PingError] | None = None
+        self._receive: MemoryObjectReceiveStream[PingReply | PingError] | None = None
         self._session: EchoSession
         self._ident = 0
 
@@ -71,7 +69,7 @@ class AnyioPinger(PingerBase):
         self._session = await self._prepare(nic)
         self._ident = self._session.ident
         claim = nic.claim(
-            [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)],
+            self._echo_rules(self._ident),
             self._replies,
             on_lost=self._ended,
         )
@@ -91,11 +89,14 @@ class AnyioPinger(PingerBase):
 
     def __aiter__(self) -> AnyioPinger:
         if self._send is None:
-            self._send, self._receive = anyio.create_memory_object_stream[PingReply](math.inf)
+            self._send, self._receive = anyio.create_memory_object_stream[PingReply | PingError](
+                math.inf
+            )
             self._session.listeners.append(self._send.send_nowait)
+            self._session.error_listeners.append(self._send.send_nowait)
         return self
 
-    async def __anext__(self) -> PingReply:
+    async def __anext__(self) -> PingReply | PingError:
         assert self._receive is not None
         try:
             return await self._receive.receive()

@@ -108,8 +108,8 @@ class DatagramBatch:
 
 async def local_ipv4_addresses() -> list[str]:
     """Every IPv4 address of this host (network namespace), from netlink."""
-    replies = await _netlink.query(lambda ipr: ipr.get_addr(family=socket.AF_INET))
-    return sorted({str(reply.get_attr("IFA_ADDRESS")) for reply in replies})
+    replies = await _netlink.query(lambda rtnl: rtnl.addresses(socket.AF_INET))
+    return sorted({str(reply["IFA_ADDRESS"]) for reply in replies if "IFA_ADDRESS" in reply})
 
 
 def _ntoa(addr: int) -> str:

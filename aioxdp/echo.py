@@ -36,6 +36,7 @@ import collections
 import contextlib
 import errno
 import math
+import mmap
 import random
 import socket
 import time
@@ -47,7 +48,7 @@ from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
 from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
-from aioxdp.results import PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult, icmp_error_kind
 from aioxdp.route import ResolvedRoute
 from aioxdp.xsk import RxBatch
 
@@ -67,7 +68,6 @@ STATUS_NAMES = {
     lib.AIOXDP_ECHO_FRAGMENT: "fragment",
     lib.AIOXDP_ECHO_BAD_ICMP_CHECKSUM: "bad_icmp_checksum",
     lib.AIOXDP_ECHO_NOT_REPLY: "not_echo_reply",
-    lib.AIOXDP_ECHO_NO_STAMP: "no_timestamp",
 }
 
 
@@ -125,7 +125,10 @@ class EchoSession:
         self.start_ns = 0
         self.end_ns = 0
         self.sent = 0  # probes sent, all targets
-        self.left_flight = 0  # of those, answered or expired
+        self.left_flight = 0  # of those, answered, errored or expired
+        self.first_sent_ns = 0  # C's stamps of the first and the latest probe
+        self.last_sent_ns = 0
+        self.most_in_flight = 0  # the most probes in flight at once (ping's "pipe")
         self._round = 0  # the cursor: target ``_next`` sends its probe ``_round`` next
         self._next = 0
         # (deadline, first, stop) per send: probes first..stop-1 (round * targets + index)
@@ -133,6 +136,8 @@ class EchoSession:
         self.deadline_ns = 0
         self._budget_ns = self._budget()
         self.listeners: list[Callable[[PingReply], None]] = []
+        # told each ICMP error that answered a probe
+        self.error_listeners: list[Callable[[PingError], None]] = []
         # told (host, sequence number) of each probe given up at its timeout
         self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
@@ -164,12 +169,12 @@ class EchoSession:
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
         total = n * count
-        self._state = bytearray(total)
-        self._sent_ns = array.array("q", bytes(8 * total))
-        self._rtts = array.array("d", bytes(8 * total))
-        self._seqs = array.array("I", bytes(4 * total))
-        self._ttls = array.array("B", bytes(total))
-        self._sizes = array.array("I", bytes(4 * total))
+        self._state = _zeroed("B", total)
+        self._sent_ns = _zeroed("q", total)
+        self._rtts = _zeroed("d", total)
+        self._seqs = _zeroed("I", total)
+        self._ttls = _zeroed("B", total)
+        self._sizes = _zeroed("I", total)
         # the cdata views pin the buffers: none of them can be resized under C
         self._views = [
             ffi.from_buffer(kind, buf)
@@ -186,8 +191,9 @@ class EchoSession:
         self._probes = ffi.new("struct aioxdp_echo_probes[]", n)
         lib.aioxdp_echo_probes_init(self._probes, n, count, *self._views, self.timeout_ns)
         self._tallies = ffi.new("struct aioxdp_echo_tally[]", n)
-        self._faults = ffi.new("uint64_t[]", lib.AIOXDP_ECHO_STATUS_MAX)
-        self._unknown = ffi.new("uint64_t *")
+        self._counts = ffi.new("struct aioxdp_echo_counts *")
+        # ICMP errors, by target index (few targets meet any): kind -> count
+        self._errors: dict[int, dict[str, int]] = {}
         slots = 1 << max(1, (2 * n - 1).bit_length())
         self._keys = array.array("I", bytes(4 * slots))
         self._index = array.array("i", bytes(4 * slots))
@@ -293,7 +299,11 @@ class EchoSession:
             if sent < n:
                 break
         if queued:
+            if not self.sent:
+                self.first_sent_ns = self._sent_ns[0]  # target 0's probe 0 goes first
             self.sent += queued
+            self.last_sent_ns = latest
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
             # due when the last of them is: C stamped them after now_ns
             self._expiring.append((latest + self.timeout_ns, first, first + queued))
         return queued
@@ -352,21 +362,19 @@ class EchoSession:
             self._results = ffi.new("struct aioxdp_echo_reply[]", count)
         results = self._results
         rx.parse_echo_replies(start, count, self.ident, results)
+        errors_before = self._counts.errors
         freed = int(
             lib.aioxdp_echo_account(
-                results,
-                count,
-                self._lookup,
-                self._probes,
-                self._tallies,
-                self._faults,
-                self._unknown,
+                results, count, self._lookup, self._probes, self._tallies, self._counts
             )
         )
+        if self._counts.errors != errors_before:
+            self._take_errors(results, count)
         if self.listeners:
+            error = lib.AIOXDP_ECHO_ERROR
             for i in range(count):
                 r = results[i]
-                if r.target >= 0:
+                if r.target >= 0 and r.status != error:
                     reply = PingReply(
                         r.seq,
                         (r.recv_ns - r.sent_ns) / 1e9,
@@ -379,24 +387,52 @@ class EchoSession:
         self.left_flight += freed
         return freed > 0
 
+    def _take_errors(self, results: Any, count: int) -> None:
+        """Record the batch's ICMP errors that C matched to a probe, and tell."""
+        error = lib.AIOXDP_ECHO_ERROR
+        for i in range(count):
+            r = results[i]
+            if r.status != error or r.target < 0:
+                continue
+            kind = icmp_error_kind(r.icmp_type, r.icmp_code)[0]
+            tally = self._errors.setdefault(r.target, {})
+            tally[kind] = tally.get(kind, 0) + 1
+            if self.error_listeners:
+                event = PingError(
+                    r.seq,
+                    kind,
+                    r.icmp_type,
+                    r.icmp_code,
+                    socket.inet_ntoa(int(r.sender).to_bytes(4, "little")),
+                    self.routes[r.target].destination,
+                    r.info,
+                )
+                for listener in self.error_listeners:
+                    listener(event)
+
     def malformed(self) -> dict[str, int]:
-        counts = self._faults
+        counts = self._counts.faults
         out = {name: int(counts[status]) for status, name in STATUS_NAMES.items() if counts[status]}
         if counts[lib.AIOXDP_ECHO_FOREIGN]:
             out["foreign_id"] = int(counts[lib.AIOXDP_ECHO_FOREIGN])
-        if self._unknown[0]:
-            out["unknown_source"] = int(self._unknown[0])
+        if self._counts.unknown:
+            out["unknown_source"] = int(self._counts.unknown)
         return out
 
-    def results(self, *, kernel_drops: dict[str, int] | None = None) -> list[PingResult]:
+    def results(
+        self, *, kernel_drops: dict[str, int] | None = None, settled: bool = False
+    ) -> list[PingResult]:
         """One result per target; ``kernel_drops`` (the interface's) and the
-        malformed counts (the run's) are one dict each, shared by every result."""
+        malformed counts (the run's) are one dict each, shared by every result.
+        ``settled``: count as sent only the probes that left flight (a run
+        interrupted now: those still in flight are neither received nor lost)."""
         # a run still going (a snapshot) has lasted until now
         end_ns = self.end_ns or time.monotonic_ns()
         elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
         malformed = self.malformed()
         drops = kernel_drops or {}
         count = self.count
+        span = (self.last_sent_ns - self.first_sent_ns) / 1e9
         out = []
         for i, (host, route) in enumerate(zip(self.hosts, self.routes, strict=True)):
             p = self._probes[i]
@@ -407,7 +443,7 @@ class EchoSession:
                 PingResult(
                     host,
                     route.destination,
-                    int(p.next_probe),
+                    int(p.done if settled else p.next_probe),
                     int(p.nrec),
                     self._rtts[at:stop].tolist(),
                     duplicates=int(t.duplicates),
@@ -415,21 +451,39 @@ class EchoSession:
                     foreign=int(t.foreign),
                     malformed=malformed,
                     elapsed=elapsed,
-                    _seqs=self._seqs[at:stop],
-                    _ttls=self._ttls[at:stop],
-                    _sizes=self._sizes[at:stop],
+                    _seqs=_copy("I", self._seqs[at:stop]),
+                    _ttls=_copy("B", self._ttls[at:stop]),
+                    _sizes=_copy("I", self._sizes[at:stop]),
                     error=self.error,
+                    errors=dict(self._errors.get(i, {})),
+                    span=span,
+                    most_in_flight=self.most_in_flight,
                     kernel_drops=drops,
                 )
             )
         return out
 
 
+def _zeroed(code: str, n: int) -> Any:
+    """``n`` zeroed items of array type ``code`` in anonymous memory: pages
+    the kernel gives only when first written, so a run sized for two million
+    probes costs what it sends."""
+    size = n * array.array(code).itemsize
+    return memoryview(mmap.mmap(-1, max(size, 1)))[:size].cast(code)  # type: ignore[call-overload]
+
+
+def _copy(code: str, view: Any) -> array.array[Any]:
+    out = array.array(code)
+    out.frombytes(view.tobytes())
+    return out
+
+
 def echo_template(route: ResolvedRoute, ident: int, size: int, ttl: int) -> bytes:
     """An echo request to ``route``; C writes the IP id, sequence, stamp and checksums."""
     frame = ipv4_frame(route, IPPROTO_ICMP, 8 + size, ttl=ttl)
     pattern = bytes(range(256)) * (size // 256 + 1)
-    payload = bytes(lib.AIOXDP_ECHO_STAMP_LEN) + pattern[: size - lib.AIOXDP_ECHO_STAMP_LEN]
+    stamp = lib.AIOXDP_ECHO_STAMP_LEN if size >= lib.AIOXDP_ECHO_STAMP_LEN else 0  # else none
+    payload = bytes(stamp) + pattern[: size - stamp]
     Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, IPV4_HEADERS, payload)
     return bytes(frame)
 
@@ -475,9 +529,10 @@ def validate_arguments(
         )
     if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < lib.AIOXDP_ECHO_STAMP_LEN:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ValueError(
-            f"size: must be an integer >= {lib.AIOXDP_ECHO_STAMP_LEN} (room for the send time), got {size!r}"
+            f"size: must be an integer >= 0 (below {lib.AIOXDP_ECHO_STAMP_LEN} the requests carry "
+            f"no send time), got {size!r}"
         )
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 255:
         raise ValueError(f"ttl: must be 1..255, got {ttl!r}")

@@ -44,6 +44,9 @@ PROTOCOLS = {
 ARP = 0  # the key's protocol number for ARP frames (with the ARP flag set)
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
+# errors that quote the datagram they answer: a rule names the echo id it quotes
+ICMP_ERRORS_QUOTING_ECHO = (3, 11, 12)  # destination unreachable, time exceeded, parameter problem
+ICMP_TYPES_WITH_ID = frozenset((ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, *ICMP_ERRORS_QUOTING_ECHO))
 
 
 class Action(enum.IntEnum):
@@ -79,7 +82,9 @@ class Rule:
     protocol number; ``src``/``dst`` an IPv4 address or prefix
     (``"198.18.0.0/24"``; for ARP the sender and target addresses); ports
     only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp, and
-    ``icmp_id`` only for echo request (8) or reply (0); ``arp_op`` (1
+    ``icmp_id`` only for echo request (8) or reply (0), or for an error
+    (destination unreachable 3, time exceeded 11, parameter problem 12),
+    where it is the id of the echo request the error quotes; ``arp_op`` (1
     request, 2 reply) only with arp; ``vlan`` (1..4094) to take frames
     tagged with that VLAN id instead of untagged ones.
     """
@@ -131,10 +136,10 @@ class Rule:
         if self.icmp_id is not None:
             if not 0 <= self.icmp_id <= 0xFFFF:
                 raise ValueError(f"icmp_id: must be 0..65535, got {self.icmp_id!r}")
-            if self.icmp_type not in (ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST):
+            if self.icmp_type not in ICMP_TYPES_WITH_ID:
                 raise ValueError(
-                    "icmp_id: only echo messages carry an id; set icmp_type to 0 (reply) "
-                    f"or 8 (request), not {self.icmp_type!r}"
+                    "icmp_id: only echo messages carry an id (or quote one, in an error); "
+                    f"set icmp_type to one of {sorted(ICMP_TYPES_WITH_ID)}, not {self.icmp_type!r}"
                 )
         if self.arp_op is not None and (number != ARP or self.arp_op not in (1, 2)):
             raise ValueError(

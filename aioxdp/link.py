@@ -43,7 +43,7 @@ class LinkInfo:
 async def link_info(ifname: str) -> LinkInfo:
     """RX queues, MTU and MAC of ``ifname``, from netlink (sysfs may show another namespace)."""
     index = ifindex_of(ifname)
-    (link,) = await _netlink.query(lambda ipr: ipr.link("get", index=index))
+    link = await _netlink.query(lambda rtnl: rtnl.link(index))
     mac = link.get("IFLA_ADDRESS")
     return LinkInfo(
         int(link.get("IFLA_NUM_RX_QUEUES") or 1),

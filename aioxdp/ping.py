@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aioxdp.echo import DEFAULT_WINDOW, EchoSession
 from aioxdp.errors import XDPError
-from aioxdp.forwarder import Rule
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.pinger_base import PingerBase
-from aioxdp.protocols.icmp import ECHO_REPLY
-from aioxdp.results import PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult
 from aioxdp.runtime import running_library
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ class Pinger(PingerBase):
     driver = "asyncio"
 
     def _init_driver(self) -> None:
-        self._queue: asyncio.Queue[PingReply | None] | None = None
+        self._queue: asyncio.Queue[PingReply | PingError | None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -112,19 +110,21 @@ class Pinger(PingerBase):
         nic = await self._stack.enter_async_context(shared_interface(routes[0].ifname))
         self._session = await self._prepare(nic)
         self._ident = self._session.ident
-        rule = Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=self._ident)
-        transport, _ = await nic.create_packet_endpoint(lambda: _EchoReplies(self), rules=[rule])
+        transport, _ = await nic.create_packet_endpoint(
+            lambda: _EchoReplies(self), rules=self._echo_rules(self._ident)
+        )
         self._stack.callback(transport.close)
         self._nic = nic
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def __aiter__(self) -> AsyncIterator[PingReply]:
+    def __aiter__(self) -> AsyncIterator[PingReply | PingError]:
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._session.listeners.append(self._queue.put_nowait)
+            self._session.error_listeners.append(self._queue.put_nowait)
         return self
 
-    async def __anext__(self) -> PingReply:
+    async def __anext__(self) -> PingReply | PingError:
         assert self._queue is not None
         if self._task is None:
             raise StopAsyncIteration
@@ -212,11 +212,14 @@ async def ping(
     source: str | None = None,
     window: int = DEFAULT_WINDOW,
     on_reply: Callable[[PingReply], None] | None = None,
+    on_error: Callable[[PingError], None] | None = None,
 ) -> PingResult:
     """Ping ``host`` through AF_XDP and return what came back.
 
     ``interval=0`` floods with at most ``window`` probes in flight;
-    ``timeout`` is per probe. Runs on asyncio, uvloop and (through anyio)
+    ``timeout`` is per probe. A probe answered by an ICMP error (a router's
+    "unreachable", an expired TTL) is lost, counted in ``result.errors`` by
+    kind, and told to ``on_error``. Runs on asyncio, uvloop and (through anyio)
     trio: under trio the Pinger hands over to ``aioxdp.anyio_driver``.
     """
     async with Pinger(
@@ -230,6 +233,7 @@ async def ping(
         source=source,
         window=window,
         on_reply=on_reply,
+        on_error=on_error,
     ) as pinger:
         return await pinger.result()
 

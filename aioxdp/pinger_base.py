@@ -15,8 +15,10 @@ from aioxdp.echo import (
     validate_arguments,
 )
 from aioxdp.errors import XDPError
+from aioxdp.forwarder import ICMP_ERRORS_QUOTING_ECHO, Rule
 from aioxdp.neighbour import resolve_each
-from aioxdp.results import PingReply, PingResult
+from aioxdp.protocols.icmp import ECHO_REPLY
+from aioxdp.results import PingError, PingReply, PingResult
 from aioxdp.route import NoRouteError, ResolvedRoute, Route, routes_to
 from aioxdp.targets import MAX_HOSTS, check_target_count
 
@@ -45,6 +47,7 @@ class PingerBase:
         max_in_flight: int | None = None,
         on_timeout: Callable[[str, int], None] | None = None,
         max_hosts: int = MAX_HOSTS,
+        on_error: Callable[[PingError], None] | None = None,
     ) -> None:
         validate_arguments(count, interval, timeout, size, ttl, window)
         if not isinstance(spacing, (int, float)) or not math.isfinite(spacing) or spacing < 0:
@@ -66,6 +69,7 @@ class PingerBase:
         self.spacing = float(spacing)  # fping -i: seconds between any two probes
         self.max_in_flight = max_in_flight  # None: what the socket's rings can take back
         self._on_timeout = on_timeout  # told (host, seq) of each probe given up
+        self._on_error = on_error  # told each ICMP error that answered a probe
         self.max_hosts = max_hosts
         self.routes: list[ResolvedRoute] = []  # set when the run starts, for hosts probed
         self.failed: dict[int, Exception] = {}  # host index -> why it is not probed
@@ -94,13 +98,14 @@ class PingerBase:
         return session.sent, session.received()
 
     def snapshot(self) -> list[PingResult]:
-        """Results so far, without waiting (for Ctrl-C summaries)."""
-        return self._merged()
+        """Results so far, without waiting (for Ctrl-C summaries): probes
+        still in flight are neither sent nor lost yet, as iputils counts them."""
+        return self._merged(settled=True)
 
-    def _merged(self) -> list[PingResult]:
+    def _merged(self, *, settled: bool = False) -> list[PingResult]:
         """One result per host, in host order: the probed ones from the session,
         the others with the error that kept them from being probed."""
-        probed = self._session.results(kernel_drops=self._kernel_drops())
+        probed = self._session.results(kernel_drops=self._kernel_drops(), settled=settled)
         if not self.failed:
             return probed
         it = iter(probed)
@@ -170,9 +175,19 @@ class PingerBase:
             session.listeners.append(self._on_reply)
         if self._on_timeout is not None:
             session.timeout_listeners.append(self._on_timeout)
+        if self._on_error is not None:
+            session.error_listeners.append(self._on_error)
         self._nic_stats = nic.stats
         self._drops_before = self._drop_counts(nic.stats())
         return session
+
+    @staticmethod
+    def _echo_rules(ident: int) -> list[Rule]:
+        """The forwarder rules of a run: its echo replies, and the ICMP errors
+        that quote its requests (matched by the echo id they quote)."""
+        return [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
+            Rule("icmp", icmp_type=kind, icmp_id=ident) for kind in ICMP_ERRORS_QUOTING_ECHO
+        ]
 
     def _raise_if_nothing_left(self) -> None:
         """One host that cannot be probed is an error; of several, only all."""
@@ -194,6 +209,7 @@ class PingerBase:
             "max_in_flight": self.max_in_flight,
             "on_timeout": self._on_timeout,
             "max_hosts": self.max_hosts,
+            "on_error": self._on_error,
         }
 
     def _check_frame_fits(self, frame_size: int) -> None:

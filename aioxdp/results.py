@@ -7,7 +7,62 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PingReply", "PingResult"]
+__all__ = ["ICMP_ERROR_KINDS", "PingError", "PingReply", "PingResult", "icmp_error_kind"]
+
+# (type, code) of the ICMP errors a probe can meet: the kind a result counts
+# them by, and the words iputils' ping prints for them (RFC 792, 1812)
+ICMP_ERROR_KINDS: dict[tuple[int, int], tuple[str, str]] = {
+    (3, 0): ("net_unreachable", "Destination Net Unreachable"),
+    (3, 1): ("host_unreachable", "Destination Host Unreachable"),
+    (3, 2): ("protocol_unreachable", "Destination Protocol Unreachable"),
+    (3, 3): ("port_unreachable", "Destination Port Unreachable"),
+    (3, 4): ("fragmentation_needed", "Frag needed and DF set (mtu = {info})"),
+    (3, 5): ("source_route_failed", "Source Route Failed"),
+    (3, 6): ("net_unknown", "Destination Net Unknown"),
+    (3, 7): ("host_unknown", "Destination Host Unknown"),
+    (3, 8): ("source_host_isolated", "Source Host Isolated"),
+    (3, 9): ("net_prohibited", "Destination Net Prohibited"),
+    (3, 10): ("host_prohibited", "Destination Host Prohibited"),
+    (3, 11): ("net_unreachable_for_tos", "Destination Net Unreachable for Type of Service"),
+    (3, 12): ("host_unreachable_for_tos", "Destination Host Unreachable for Type of Service"),
+    (3, 13): ("admin_prohibited", "Packet filtered"),
+    (3, 14): ("precedence_violation", "Precedence Violation"),
+    (3, 15): ("precedence_cutoff", "Precedence Cutoff"),
+    (11, 0): ("ttl_exceeded", "Time to live exceeded"),
+    (11, 1): ("reassembly_time_exceeded", "Frag reassembly time exceeded"),
+}
+
+
+def icmp_error_kind(icmp_type: int, code: int) -> tuple[str, str]:
+    """The kind and iputils' words for an ICMP error (``{info}`` in the words
+    stands for the error's MTU or pointer)."""
+    known = ICMP_ERROR_KINDS.get((icmp_type, code))
+    if known is not None:
+        return known
+    if icmp_type == 3:
+        return f"unreachable_code_{code}", f"Dest Unreachable, Bad Code: {code}"
+    if icmp_type == 11:
+        return f"time_exceeded_code_{code}", f"Time exceeded, Bad Code: {code}"
+    return "parameter_problem", "Parameter problem: pointer = {info}"
+
+
+@dataclass(frozen=True, slots=True)
+class PingError:
+    """An ICMP error that answered one of our echo requests (matched to it by
+    the request it quotes): the probe counts as lost, and as an error."""
+
+    seq: int  # the ICMP sequence number of the request it answers
+    kind: str  # e.g. "net_unreachable", "admin_prohibited", "ttl_exceeded"
+    icmp_type: int
+    icmp_code: int
+    source: str  # who sent the error: a router on the way, or the host
+    destination: str  # where the request was going
+    info: int = 0  # the next-hop MTU of "fragmentation_needed", the pointer of a parameter problem
+
+    @property
+    def text(self) -> str:
+        """What iputils' ping prints for it."""
+        return icmp_error_kind(self.icmp_type, self.icmp_code)[1].format(info=self.info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +93,10 @@ class PingResult:
     elapsed: float = 0.0
     open: bool | None = None  # tcp_ping only: SYN-ACK (True), RST (False), silence (None)
     error: str | None = None  # why the run ended early, or the host was not probed at all
+    # probes answered by an ICMP error instead of a reply, by kind (see PingError)
+    errors: dict[str, int] = field(default_factory=dict)
+    span: float = 0.0  # from the run's first probe sent to its last (ping's "time")
+    most_in_flight: int = 0  # the most probes of the run in flight at once (ping's "pipe")
     # the kernel's drops on the interface's sockets during the run (XDP_STATISTICS
     # deltas, nonzero ones only; on a shared interface, its other users' too;
     # one dict shared by every result of the run)
@@ -98,6 +157,7 @@ class PingResult:
             "elapsed_s": self.elapsed,
             "open": self.open,  # TCP probes: True SYN-ACK, False RST, None silence
             "error": self.error,
+            "errors": dict(self.errors),
             "rtt_ms": {
                 "min": ms(self.min),
                 "avg": ms(self.avg),

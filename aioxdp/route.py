@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from aioxdp import _netlink
+from aioxdp._rtnetlink import NetlinkError, RtNetlink
 from aioxdp.errors import XDPError, interface_hint
 from aioxdp.protocols.ethernet import mac_str
 
@@ -125,10 +126,6 @@ async def resolve_host(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def _attr(msg: Any, name: str) -> Any:
-    return msg.get(name) if hasattr(msg, "get") else None
-
-
 async def route_to(host: str, *, interface: str | None = None, source: str | None = None) -> Route:
     """The route to ``host``, with the next hop's MAC if the kernel knows it."""
     destination = await resolve_host(host)
@@ -146,18 +143,15 @@ async def route_to(host: str, *, interface: str | None = None, source: str | Non
         except ValueError:
             raise ValueError(f"source: not an IPv4 address: {source!r}") from None
 
-    def lookup(ipr: Any) -> tuple[Any, dict[int, Any], dict[tuple[int, str], bytes]]:
-        kwargs: dict[str, Any] = {"dst": destination}
-        if oif is not None:
-            kwargs["oif"] = oif
+    def lookup(rtnl: RtNetlink) -> tuple[Any, dict[int, Any], dict[tuple[int, str], bytes]]:
         try:
-            (rt,) = ipr.route("get", **kwargs)
-        except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
-            return getattr(exc, "code", errno.ENETUNREACH), {}, {}
-        (link,) = ipr.link("get", index=rt.get("RTA_OIF"))
-        gateway = rt.get("RTA_GATEWAY") or destination
-        neigh = ipr.neigh("dump", ifindex=rt.get("RTA_OIF"), dst=gateway)
-        return _answer(rt), {link["index"]: _link(link)}, _usable_macs(neigh)
+            rt = rtnl.route_to(destination, oif)
+        except NetlinkError as exc:
+            return exc.errno, {}, {}
+        if rt.get("RTA_OIF") is None:  # a local or unreachable route: no link to read
+            return _answer(rt), {}, {}
+        link = rtnl.link(rt["RTA_OIF"])
+        return _answer(rt), {link["index"]: _link(link)}, _usable_macs(rtnl.neighbours())
 
     answer, links, macs = await _netlink.query(lookup)
     route = _route_from(host, destination, answer, links, macs, source)
@@ -303,10 +297,10 @@ async def routes_to(
     wanted = sorted({d for d in destinations if d is not None})
 
     def lookup(
-        ipr: Any,
+        rtnl: RtNetlink,
     ) -> tuple[dict[str, Any], dict[Any, Any], dict[int, Any], dict[tuple[int, str], bytes]]:
         by_length: dict[int, dict[int, list[Any]]] = {}
-        for rt in ipr.route("dump", family=socket.AF_INET):
+        for rt in rtnl.routes(socket.AF_INET):
             if (
                 oif is not None
                 and rt.get("RTA_OIF") not in (None, oif)
@@ -328,16 +322,12 @@ async def routes_to(
         answers: dict[Any, Any] = {}
         for prefix in set(prefix_of.values()):
             representative = next(d for d, p in prefix_of.items() if p == prefix)
-            kwargs: dict[str, Any] = {"dst": representative}
-            if oif is not None:
-                kwargs["oif"] = oif
             try:
-                (rt,) = ipr.route("get", **kwargs)
-                answers[prefix] = _answer(rt)
-            except Exception as exc:  # pyroute2's NetlinkError carries the errno in .code
-                answers[prefix] = getattr(exc, "code", errno.ENETUNREACH)
-        links = {link["index"]: _link(link) for link in ipr.link("dump")}
-        return prefix_of, answers, links, _usable_macs(ipr.neigh("dump", family=socket.AF_INET))
+                answers[prefix] = _answer(rtnl.route_to(representative, oif))
+            except NetlinkError as exc:
+                answers[prefix] = exc.errno
+        links = {link["index"]: _link(link) for link in rtnl.links()}
+        return prefix_of, answers, links, _usable_macs(rtnl.neighbours(socket.AF_INET))
 
     prefix_of, answers, links, macs = await _netlink.query(lookup)
     for i, d in enumerate(destinations):

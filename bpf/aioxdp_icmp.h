@@ -12,6 +12,9 @@
 
 #define AIOXDP_ICMP_ECHOREPLY 0
 #define AIOXDP_ICMP_ECHO 8
+#define AIOXDP_ICMP_DEST_UNREACH 3
+#define AIOXDP_ICMP_TIME_EXCEEDED 11
+#define AIOXDP_ICMP_PARAMETERPROB 12
 
 /* RFC 792 echo / echo reply; other types share the first four bytes. */
 struct aioxdp_icmp_echo {

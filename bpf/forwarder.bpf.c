@@ -127,6 +127,28 @@ static __always_inline void *parse_ethernet(void *data, void *data_end, __u16 *p
 	return data;
 }
 
+/* An ICMP error quotes the datagram it answers: if that was an echo
+ * request, its id, so an error finds the pinger whose request caused it
+ * through the same rule field as its replies; else 0. */
+static __always_inline __be16 quoted_echo_id(void *quote, void *l3_end, void *data_end)
+{
+	struct iphdr *ip = quote;
+	struct aioxdp_icmp_echo *echo;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > data_end || (void *)(ip + 1) > l3_end)
+		return 0;
+	hlen = ip->ihl * 4;
+	if (ip->version != 4 || hlen < sizeof(*ip) || ip->protocol != IPPROTO_ICMP)
+		return 0;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0; /* a later fragment quotes no ICMP header */
+	echo = quote + hlen;
+	if ((void *)(echo + 1) > data_end || (void *)(echo + 1) > l3_end)
+		return 0;
+	return echo->type == AIOXDP_ICMP_ECHO ? echo->id : 0;
+}
+
 /* The transport header must lie within the IP datagram (l3_end), not just
  * within the frame: padding after the datagram is no header. */
 static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8 proto,
@@ -157,6 +179,10 @@ static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8
 		key->sport = *(__u16 *)icmp;
 		if (icmp->type == AIOXDP_ICMP_ECHO || icmp->type == AIOXDP_ICMP_ECHOREPLY)
 			key->dport = icmp->id;
+		else if (icmp->type == AIOXDP_ICMP_DEST_UNREACH ||
+			 icmp->type == AIOXDP_ICMP_TIME_EXCEEDED ||
+			 icmp->type == AIOXDP_ICMP_PARAMETERPROB)
+			key->dport = quoted_echo_id(icmp + 1, l3_end, data_end);
 	}
 	return PARSE_OK;
 }

@@ -19,7 +19,9 @@ counts it. The forwarder promises:
   header to match, so only rules on addresses and protocol take it;
 - the transport header inside the datagram: UDP 8 bytes (RFC 768), TCP 20
   and its data offset (RFC 9293), ICMP 8 (RFC 792; the echo id of types 0
-  and 8);
+  and 8; for the errors 3, 11 and 12, the echo id of the request they
+  quote: its IPv4 header whole, not a later fragment, and 8 bytes of ICMP
+  of type 8, all inside the error's datagram; else 0);
 - of the rules that match, the most specific wins: the one that fixes most
   header bits (protocol 8, a prefix its length, a port 16, ICMP type 8, echo
   id 16, ARP op 16, and 1 for "has a whole transport header", which a rule
@@ -138,7 +140,22 @@ def _ipv4(frame: bytes, payload: bytes, vlan: int | None) -> Described:
         fields["icmp_type"] = icmp.type
         if icmp.type in (0, 8):  # echo reply and request carry an identifier
             fields["icmp_id"] = icmp.id
+        elif icmp.type in (3, 11, 12):  # errors: the id of the echo request quoted
+            fields["icmp_id"] = _quoted_echo_id(datagram[8:])
     return Described("datagram", **fields)
+
+
+def _quoted_echo_id(quote: bytes) -> int:
+    """RFC 792: an error quotes the IP header and at least 8 bytes of the
+    datagram it answers; the id if that is an echo request (RFC 792 layout)."""
+    if len(quote) < 20 or quote[0] >> 4 != 4 or quote[0] & 0xF < 5 or quote[9] != 1:
+        return 0
+    if struct.unpack_from("!H", quote, 6)[0] & 0x1FFF:
+        return 0  # a later fragment: no ICMP header in it
+    at = (quote[0] & 0xF) * 4
+    if len(quote) < at + 8 or quote[at] != 8:
+        return 0
+    return int(struct.unpack_from("!H", quote, at + 4)[0])
 
 
 def _within(prefix: str | None, address: ipaddress.IPv4Address | None) -> bool:

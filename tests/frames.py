@@ -34,6 +34,18 @@ def icmp(type_: int, id_: int = 0x1234, seq: int = 1, src: str = B_IP, dst: str 
     )
 
 
+def icmp_error(type_: int, code: int, quoted: bytes, src: str = B_IP, dst: str = A_IP) -> bytes:
+    """An ICMP error from ``src`` quoting ``quoted`` (an IP datagram, cut as the sender likes)."""
+    return bytes(ether() / IP(src=src, dst=dst) / ICMP(type=type_, code=code) / Raw(quoted))
+
+
+def echo_request_datagram(id_: int = 0x1234, seq: int = 1, frag: int = 0) -> bytes:
+    """The IP datagram of an echo request from a to a far host, as an error quotes it."""
+    return bytes(
+        IP(src=A_IP, dst="198.19.0.9", frag=frag) / ICMP(type=8, id=id_, seq=seq) / Raw(b"q" * 16)
+    )
+
+
 def arp(op: int = 1) -> bytes:
     dst = "ff:ff:ff:ff:ff:ff" if op == 1 else A_MAC
     return bytes(Ether(src=B_MAC, dst=dst) / ARP(op=op, hwsrc=B_MAC, psrc=B_IP, pdst=A_IP))

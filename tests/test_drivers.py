@@ -93,7 +93,7 @@ def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> N
 
     results, nics, rules_seen = run(backend, main)
     assert nics[0] is nics[1], "the two pings opened two interfaces"
-    assert rules_seen == [2, 2]  # both pings' rules in one forwarder
+    assert rules_seen == [8, 8]  # both pings' rules (a reply and three error rules each) in one forwarder
     assert [r.received for r in results] == [200, 200]
     assert [[x.seq for x in r.replies] for r in results] == [list(range(1, 201))] * 2
     assert icmp_in_echos(lab_a) - before == 400

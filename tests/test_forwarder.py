@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import frames as f
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -129,6 +129,69 @@ MATCH_TABLE = [
         Rule("icmp", icmp_type=0),
         bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, frag=3) / Raw(b"\x00" * 16)),
         False,
+    ),
+    # ICMP errors are matched by the echo id of the request they quote
+    (
+        "unreachable quoting our echo",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(3, 0, f.echo_request_datagram(0x1234)),
+        True,
+    ),
+    (
+        "unreachable quoting another echo",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(3, 1, f.echo_request_datagram(0x1235)),
+        False,
+    ),
+    (
+        "time exceeded quoting our echo, header and 8 bytes only",
+        Rule("icmp", icmp_type=11, icmp_id=0x1234),
+        f.icmp_error(11, 0, f.echo_request_datagram(0x1234)[:28]),
+        True,
+    ),
+    (
+        "parameter problem quoting our echo",
+        Rule("icmp", icmp_type=12, icmp_id=0x1234),
+        f.icmp_error(12, 0, f.echo_request_datagram(0x1234)),
+        True,
+    ),
+    (
+        "error quoting 7 bytes of the echo header",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(3, 0, f.echo_request_datagram(0x1234)[:27]),
+        False,
+    ),
+    (
+        "error quoting an echo reply, not a request",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(
+            3, 0, bytes(IP(src=f.A_IP, dst=f.B_IP) / ICMP(type=0, id=0x1234) / Raw(b"q" * 8))
+        ),
+        False,
+    ),
+    (
+        "error quoting a later fragment",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(3, 0, f.echo_request_datagram(0x1234, frag=3)),
+        False,
+    ),
+    (
+        "error quoting UDP",
+        Rule("icmp", icmp_type=3, icmp_id=0x1234),
+        f.icmp_error(3, 3, bytes(IP(src=f.A_IP, dst=f.B_IP) / UDP(sport=0x1234, dport=53))),
+        False,
+    ),
+    (
+        "redirect quoting our echo: no id for types that are not errors",
+        Rule("icmp", icmp_type=5),
+        f.icmp_error(5, 1, f.echo_request_datagram(0x1234)),
+        True,
+    ),
+    (
+        "unreachable quoting our echo, type-only rule",
+        Rule("icmp", icmp_type=3),
+        f.icmp_error(3, 13, f.echo_request_datagram(0x1234)),
+        True,
     ),
 ]
 
@@ -268,7 +331,7 @@ def test_thousands_of_rules_and_then_a_clear_error(fw: tuple[BPFObject, Forwarde
         ({"proto": "icmp", "dst_port": 5}, "src_port/dst_port"),
         ({"proto": "udp", "icmp_type": 8}, "icmp_type/icmp_id"),
         ({"proto": "icmp", "icmp_id": 5}, "icmp_id"),
-        ({"proto": "icmp", "icmp_type": 3, "icmp_id": 5}, "icmp_id"),
+        ({"proto": "icmp", "icmp_type": 5, "icmp_id": 5}, "icmp_id"),
         ({"proto": "udp", "src": "198.18.0.1/24"}, "src"),
         ({"proto": "udp", "dst": "not-an-address"}, "dst"),
         ({"proto": "udp", "arp_op": 2}, "arp_op"),

@@ -108,7 +108,7 @@ enum aioxdp_echo_status {
 	AIOXDP_ECHO_BAD_ICMP_CHECKSUM,
 	AIOXDP_ECHO_NOT_REPLY,
 	AIOXDP_ECHO_FOREIGN,
-	AIOXDP_ECHO_NO_STAMP,
+	AIOXDP_ECHO_ERROR,    /* not a fault: an ICMP error that quotes one of our requests */
 	AIOXDP_ECHO_STATUS_MAX,
 };
 
@@ -117,6 +117,7 @@ enum aioxdp_probe_state {
 	AIOXDP_PROBE_ANSWERED,
 	AIOXDP_PROBE_LATE,
 	AIOXDP_PROBE_EXPIRED,
+	AIOXDP_PROBE_ERROR,   /* answered by an ICMP error */
 };
 
 /* One target's probes: its slices of session-wide arrays owned by Python,
@@ -152,6 +153,11 @@ struct aioxdp_echo_lookup {
 	uint32_t n_targets;
 };
 
+/* One received frame, checked. For AIOXDP_ECHO_ERROR, ``saddr``, ``seq``
+ * and ``sent_ns`` are those of the quoted request (its destination, its
+ * sequence, its stamp or 0 if the quote is too short to hold it), and
+ * ``sender`` is who sent the error. Requests shorter than the stamp carry
+ * none: their replies have ``sent_ns`` 0 and are timed by the probe's. */
 struct aioxdp_echo_reply {
 	int64_t sent_ns;
 	int64_t recv_ns;
@@ -160,7 +166,17 @@ struct aioxdp_echo_reply {
 	uint16_t seq;
 	uint8_t ttl;
 	uint8_t status;   /* enum aioxdp_echo_status */
-	int32_t target;   /* set by accounting: the target it answered in time, else -1 */
+	int32_t target;   /* set by accounting: the target it answered (or errored) in time, else -1 */
+	uint32_t sender;  /* network order: who sent an ICMP error */
+	uint8_t icmp_type, icmp_code;
+	uint16_t info;    /* an error's next-hop MTU (3/4) or pointer (12), else 0 */
+};
+
+/* What a batch's accounting found besides the targets' own tallies. */
+struct aioxdp_echo_counts {
+	uint64_t faults[AIOXDP_ECHO_STATUS_MAX]; /* by status; the OK and ERROR slots stay 0 */
+	uint64_t unknown;  /* valid replies (or errors) about no target's address */
+	uint64_t errors;   /* ICMP errors matched to a probe of ours */
 };
 
 int64_t aioxdp_now_ns(void);
@@ -183,12 +199,12 @@ int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddr
 uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint32_t len,
 			       struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t first,
 			       uint32_t n, uint32_t window);
-/* Account a batch of checked replies against every target: faults counted
- * by status in ``faults`` (AIOXDP_ECHO_STATUS_MAX of them), replies from no
- * target's address in ``*unknown``. Returns how many probes left flight. */
+/* Account a batch of checked replies and errors against every target
+ * (faults, strangers and errors counted in ``c``). Returns how many probes
+ * left flight. */
 uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
-			     struct aioxdp_echo_tally *t, uint64_t *faults, uint64_t *unknown);
+			     struct aioxdp_echo_tally *t, struct aioxdp_echo_counts *c);
 uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
 /* Sweep the targets of probes first..stop-1 (numbered round * n_targets + target). */
 uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint32_t n_targets, uint64_t first,

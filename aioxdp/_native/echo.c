@@ -37,9 +37,9 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 	uint64_t addrs[256];
 	uint32_t done = 0;
 
-	/* the template must hold the stamp and fit one frame: checked before
-	 * any frame is taken or anything copied */
-	if (len < ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN || len > aioxdp_xsk_frame_size(x))
+	/* the template must hold the echo header and fit one frame: checked
+	 * before any frame is taken or anything copied */
+	if (len < ICMP_OFF + 8 || len > aioxdp_xsk_frame_size(x))
 		return 0;
 	while (done < count) {
 		uint32_t want = count - done, got;
@@ -59,7 +59,8 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
 			aioxdp_put16(f + ICMP_OFF + 6, seq);
 			now = aioxdp_now_ns();
-			memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
+			if (len >= ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN) /* else no room: none carried */
+				memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
 			aioxdp_put16(f + ICMP_OFF + 2, 0);
 			aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
 			if (sent_ns)
@@ -176,7 +177,25 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint
 	return sent;
 }
 
-enum fate { ANSWERED, TAKEN, NOT_OURS }; /* TAKEN: a duplicate, or late */
+enum fate { ANSWERED, TAKEN, NOT_OURS }; /* TAKEN: a duplicate, late, or an error */
+
+/* Which probe of this target a sequence number and stamp name: the latest
+ * sent with that number (seq = probe + 1); -1 if none. A stamp of 0 (the
+ * request had no room for one) is not compared. */
+static int64_t probe_of(const struct aioxdp_echo_probes *p, uint16_t seq, int64_t sent_ns)
+{
+	uint64_t last, back;
+
+	if (!p->next_probe)
+		return -1;
+	last = p->next_probe - 1;
+	back = (uint16_t)(last - (uint16_t)(seq - 1));
+	if (back > last)
+		return -1;
+	if (sent_ns && sent_ns != p->sent_ns[last - back])
+		return -1; /* not the stamp we sent with that sequence */
+	return (int64_t)(last - back);
+}
 
 /* One valid reply against one target's probes (see the state table in
  * aioxdp/echo.py): ANSWERED in time, TAKEN (a duplicate, or late), or
@@ -184,24 +203,20 @@ enum fate { ANSWERED, TAKEN, NOT_OURS }; /* TAKEN: a duplicate, or late */
 static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
 			     struct aioxdp_echo_tally *t, uint32_t *freed)
 {
-	uint64_t last, probe;
-	int64_t rtt;
+	int64_t found = probe_of(p, r->seq, r->sent_ns), rtt;
+	uint64_t probe;
 	uint8_t state;
 
-	if (!p->next_probe)
+	if (found < 0)
 		return NOT_OURS;
-	last = p->next_probe - 1;
-	/* the latest probe sent with this sequence number (seq = probe + 1) */
-	probe = (uint16_t)(last - (uint16_t)(r->seq - 1));
-	if (probe > last)
+	probe = (uint64_t)found;
+	rtt = r->recv_ns - p->sent_ns[probe];
+	if (rtt < 0)
 		return NOT_OURS;
-	probe = last - probe;
-	rtt = r->recv_ns - r->sent_ns;
-	if (r->sent_ns != p->sent_ns[probe] || rtt < 0)
-		return NOT_OURS; /* not the stamp we sent with that sequence */
 	t->matched++;
 	state = p->state[probe];
-	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE) {
+	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
+	    state == AIOXDP_PROBE_ERROR) {
 		t->duplicates++;
 		return TAKEN;
 	}
@@ -215,6 +230,7 @@ static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_pro
 		return TAKEN;
 	}
 	p->state[probe] = AIOXDP_PROBE_ANSWERED;
+	r->sent_ns = p->sent_ns[probe]; /* the reply's own stamp, or the one it had no room for */
 	if (p->nrec >= p->count)
 		return TAKEN; /* cannot happen (one record per probe, answered once); never overrun */
 	p->rtts[p->nrec] = rtt / 1e9;
@@ -225,31 +241,55 @@ static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_pro
 	return ANSWERED;
 }
 
+/* An ICMP error about one of this target's probes: the probe leaves flight
+ * (unless it already did) and counts as an error, once. */
+static enum fate account_error(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
+			       uint32_t *freed)
+{
+	int64_t found = probe_of(p, r->seq, r->sent_ns);
+	uint8_t state;
+
+	if (found < 0)
+		return NOT_OURS;
+	state = p->state[found];
+	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
+	    state == AIOXDP_PROBE_ERROR)
+		return TAKEN; /* answered already, or a second error: nothing new */
+	if (!state) {
+		p->done++;
+		(*freed)++;
+	}
+	p->state[found] = AIOXDP_PROBE_ERROR;
+	return ANSWERED;
+}
+
 uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
-			     struct aioxdp_echo_tally *t, uint64_t *faults, uint64_t *unknown)
+			     struct aioxdp_echo_tally *t, struct aioxdp_echo_counts *c)
 {
 	uint32_t freed = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct aioxdp_echo_reply *r = &res[i];
+		int error = r->status == AIOXDP_ECHO_ERROR;
 		int32_t first, j;
 
 		r->target = -1;
-		if (r->status != AIOXDP_ECHO_OK) {
+		if (r->status != AIOXDP_ECHO_OK && !error) {
 			if (r->status < AIOXDP_ECHO_STATUS_MAX)
-				faults[r->status]++;
+				c->faults[r->status]++;
 			continue;
 		}
 		first = lookup_find(l, r->saddr);
 		if (first < 0) {
-			(*unknown)++;
+			c->unknown++;
 			continue;
 		}
 		/* targets sharing an address (a host named twice): the one whose
 		 * probe this answers, else a foreign reply to the first */
 		for (j = first; j >= 0; j = l->next_same[j]) {
-			enum fate fate = account_one(r, &p[j], &t[j], &freed);
+			enum fate fate = error ? account_error(r, &p[j], &freed)
+					       : account_one(r, &p[j], &t[j], &freed);
 
 			if (fate == ANSWERED)
 				r->target = j;
@@ -259,6 +299,8 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 		if (j < 0) {
 			t[first].matched++;
 			t[first].foreign++;
+		} else if (error && r->target >= 0) {
+			c->errors++;
 		}
 	}
 	return freed;

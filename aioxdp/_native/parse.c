@@ -8,6 +8,35 @@
 #include "aioxdp_native.h"
 #include "frame.h"
 
+/* An ICMP error at ``off`` (``size`` bytes, checksum checked): our echo
+ * request if it quotes one (RFC 792: the IP header and at least 8 bytes). */
+static uint8_t echo_error(const uint8_t *f, uint32_t off, uint32_t size, uint16_t ident,
+			  struct aioxdp_echo_reply *r)
+{
+	uint32_t q = off + 8, qlen = size - 8, qhlen, echo;
+
+	if (qlen < 20 || f[q] >> 4 != 4 || (f[q] & 0xf) < 5)
+		return AIOXDP_ECHO_NOT_REPLY;
+	qhlen = (f[q] & 0xf) * 4u;
+	if (f[q + 9] != 1 || (aioxdp_get16(f + q + 6) & 0x1fff) || qlen < qhlen + 8)
+		return AIOXDP_ECHO_NOT_REPLY; /* not ICMP, a later fragment, or cut short */
+	echo = q + qhlen;
+	if (f[echo] != 8 || f[echo + 1] != 0)
+		return AIOXDP_ECHO_NOT_REPLY; /* it answers no echo request */
+	if (aioxdp_get16(f + echo + 4) != ident)
+		return AIOXDP_ECHO_FOREIGN;
+	r->sender = r->saddr;
+	memcpy(&r->saddr, f + q + 16, 4); /* the request's destination: which target */
+	r->seq = aioxdp_get16(f + echo + 6);
+	r->icmp_type = f[off];
+	r->icmp_code = f[off + 1];
+	r->info = f[off] == 12 ? f[off + 4] : (f[off] == 3 && f[off + 1] == 4) ? aioxdp_get16(f + off + 6) : 0;
+	r->sent_ns = 0;
+	if (qlen >= qhlen + 8 + AIOXDP_ECHO_STAMP_LEN)
+		memcpy(&r->sent_ns, f + echo + 8, sizeof(r->sent_ns));
+	return AIOXDP_ECHO_ERROR;
+}
+
 uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 			  struct aioxdp_echo_reply *r)
 {
@@ -29,14 +58,16 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 		return AIOXDP_ECHO_TRUNCATED;
 	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, 0)) != 0xffff)
 		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
+	if (f[off] == 3 || f[off] == 11 || f[off] == 12)
+		return echo_error(f, off, r->size, ident, r);
 	if (f[off] != 0 || f[off + 1] != 0)
 		return AIOXDP_ECHO_NOT_REPLY;
 	r->seq = aioxdp_get16(f + off + 6);
 	if (aioxdp_get16(f + off + 4) != ident)
 		return AIOXDP_ECHO_FOREIGN;
-	if (r->size < 8 + AIOXDP_ECHO_STAMP_LEN)
-		return AIOXDP_ECHO_NO_STAMP;
-	memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
+	r->sent_ns = 0; /* a request shorter than the stamp carried none */
+	if (r->size >= 8 + AIOXDP_ECHO_STAMP_LEN)
+		memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
 	return AIOXDP_ECHO_OK;
 }
 
