@@ -1,8 +1,9 @@
 """The ``aioxdp`` command: ``ping``, ``fping``, ``tcping``, ``doctor``, ``demo``.
 
-``aioxdp ping`` mirrors iputils' ping: the same flags, reply lines, summary
-and exit codes (0 a reply came, 1 none came, 2 an error). Errors are one
-line on stderr that says what to do, never a traceback.
+``aioxdp ping`` mirrors iputils' ping (20221126): the same flags, reply and
+error lines, summary and exit codes (0 a reply came; 1 none came, or a
+flag's value is invalid; 2 a failure to start). Errors are one line on
+stderr that says what to do, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,48 +20,70 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from aioxdp import __version__
 from aioxdp.errors import XDPError
-from aioxdp.ping_output import FloodDots, format_ms, reply_line, summary_lines
+from aioxdp.ping_output import (
+    FloodDots,
+    error_line,
+    format_ms,
+    reply_line,
+    summary_lines,
+    timed,
+)
 
 if TYPE_CHECKING:
-    from aioxdp.results import PingReply
+    from aioxdp.results import PingError, PingReply
+    from aioxdp.route import Route
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
 EXIT_ERROR = 2
-DEFAULT_COUNT = 4
+DEFAULT_COUNT = 4  # tcping's; ping without -c runs until interrupted, as iputils does
+UNTIL_INTERRUPTED = 2_000_000  # aioxdp.echo.MAX_COUNT: 23 days at ping's default pace
+LINGER = 10.0  # seconds ping waits for a reply (iputils' MAXWAIT, also what -W 0 means)
 
 
 async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
     from aioxdp.ping import Pinger
+    from aioxdp.route import UnresolvedNeighbourError
 
     quiet, flood = args.quiet, args.flood
+    timing = timed(args.size)
+    text = not args.json
+    count = args.count if args.count is not None else UNTIL_INTERRUPTED
 
     def on_reply(reply: PingReply) -> None:
         if not quiet and not flood:
-            print(reply_line(reply), file=out, flush=True)
+            print(reply_line(reply, timing=timing), file=out, flush=True)
+
+    def on_error(error: PingError) -> None:
+        if not quiet and not flood:
+            print(error_line(error), file=out, flush=True)
 
     pinger = Pinger(
         args.host,
-        count=args.count,
+        count=count,
         interval=args.interval,
-        timeout=args.timeout,
+        timeout=args.timeout or LINGER,
         size=args.size,
         ttl=args.ttl,
         interface=args.interface,
-        on_reply=None if args.json else on_reply,
+        window=args.preload or 1,
+        on_reply=on_reply if text else None,
+        on_error=on_error if text else None,
     )
     loop = asyncio.get_running_loop()
-    async with pinger:
-        route = pinger.routes[0]
-        if not args.json:
-            print(
-                f"PING {args.host} ({route.destination}) {args.size}({args.size + 28}) bytes of data.",
-                file=out,
-                flush=True,
-            )
+    try:
+        await pinger.__aenter__()
+    except UnresolvedNeighbourError as exc:
+        # the kernel fails such probes with "Destination Host Unreachable"
+        # from its own address, and so does ping; aioxdp asks ARP before
+        # its first probe, so it says the same of the probes that could not go
+        return await _unresolved(args, exc, count, out)
+    try:
+        if text:
+            print(_ping_header(args, pinger.routes[0]), file=out, flush=True)
         run = asyncio.ensure_future(pinger.result())
         loop.add_signal_handler(signal.SIGINT, run.cancel)
-        dots = FloodDots(out) if flood and not quiet and not args.json else None
+        dots = FloodDots(out) if flood and not quiet and text else None
         try:
             while not run.done():
                 await asyncio.wait({run}, timeout=0.05)
@@ -72,14 +95,69 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             loop.remove_signal_handler(signal.SIGINT)
         if dots is not None:
-            dots.update(result.sent, result.received)
-            print(file=out)
+            dots.update(result.sent, result.received, sum(result.errors.values()))
+            dots.settle(result.sent)
+    finally:
+        await pinger.__aexit__(None, None, None)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2), file=out)
     else:
-        for line in summary_lines(result):
+        for line in summary_lines(result, timing=timing, interval=args.interval, flood=flood):
             print(line, file=out)
     return EXIT_OK if result.received else EXIT_NO_REPLY
+
+
+def _ping_header(args: argparse.Namespace, route: Route) -> str:
+    source = f"from {route.source} {args.interface}: " if args.interface else ""
+    return f"PING {args.host} ({route.destination}) {source}{args.size}({args.size + 28}) bytes of data."
+
+
+async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out: TextIO) -> int:
+    """ping to a neighbour that never answers ARP: one "Destination Host
+    Unreachable" from our own address per probe due, as the kernel reports them."""
+    from aioxdp.results import PingResult
+    from aioxdp.route import route_to
+
+    route = await route_to(args.host, interface=args.interface)
+    if args.json:
+        print(json.dumps({"host": args.host, "error": str(exc)}, indent=2), file=out)
+        return EXIT_NO_REPLY
+    print(_ping_header(args, route), file=out, flush=True)
+    sent = 0
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        while sent < count:
+            sent += 1
+            if not args.quiet:
+                print(
+                    f"From {route.source} icmp_seq={sent} Destination Host Unreachable",
+                    file=out,
+                    flush=True,
+                )
+            if sent < count:
+                await asyncio.sleep(args.interval)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        if task is not None:
+            loop.remove_signal_handler(signal.SIGINT)
+    span = (sent - 1) * args.interval if sent else 0.0
+    result = PingResult(
+        args.host,
+        route.destination,
+        sent,
+        0,
+        [],
+        errors={"host_unreachable": sent},
+        span=span,
+        pipe=sent,
+    )
+    for line in summary_lines(result, interval=args.interval, flood=args.flood):
+        print(line, file=out)
+    return EXIT_NO_REPLY
 
 
 async def run_tcping(args: argparse.Namespace, out: TextIO) -> int:
@@ -94,6 +172,10 @@ async def run_tcping(args: argparse.Namespace, out: TextIO) -> int:
                 flush=True,
             )
 
+    from aioxdp.route import route_to
+
+    # the route first: a host that cannot be probed is an error before any header
+    await route_to(args.host, interface=args.interface)
     if not args.json:
         print(
             f"TCPING {args.host} port {args.port}: SYN probes through AF_XDP", file=out, flush=True
@@ -173,6 +255,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _at_least(low: int, high: int) -> Any:
+    """An integer flag in low..high, refused the way iputils words it."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid argument: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"invalid argument: {text!r}: out of range: {low} <= value <= {high}"
+            )
+        return value
+
+    return parse
+
+
+def _linger(text: str | None) -> float | None:
+    """ping's -W: seconds, 0 for the default; anything else is an error (exit 2, as iputils)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"-W: bad linger time: {text}")
+    return value
+
+
 def _version_text() -> str:
     """aioxdp's version and the libbpf and libxdp it runs on (vendored or system)."""
     from aioxdp._libs import linked_libraries
@@ -212,41 +324,62 @@ def build_parser() -> argparse.ArgumentParser:
         cmd: argparse.ArgumentParser, interval: float | None, interval_help: str
     ) -> None:
         """The flags ping and tcping share, spelled as iputils spells them."""
-        cmd.add_argument(
-            "-c",
-            dest="count",
-            type=int,
-            default=DEFAULT_COUNT,
-            help=f"probes to send (default {DEFAULT_COUNT}; runs are always bounded)",
-        )
         cmd.add_argument("-i", dest="interval", type=_seconds, default=interval, help=interval_help)
-        cmd.add_argument(
-            "-W",
-            dest="timeout",
-            type=_seconds,
-            default=1.0,
-            help="seconds to wait for each answer",
-        )
         cmd.add_argument("-I", dest="interface", default=None, help="send through this interface")
         cmd.add_argument("-q", dest="quiet", action="store_true", help="quiet: only the summary")
         cmd.add_argument("--json", action="store_true", help="print the result as JSON")
         cmd.add_argument("host")
 
     p = sub.add_parser("ping", help="send ICMP echo requests through AF_XDP (iputils-compatible)")
+    p.usage_status = EXIT_NO_REPLY  # iputils exits 1 on an invalid argument
+    p.add_argument(
+        "-c",
+        dest="count",
+        type=_at_least(1, 2_000_000),
+        default=None,
+        help="requests to send (default: until interrupted)",
+    )
+    p.add_argument(
+        "-W",
+        dest="timeout",
+        default=None,
+        help=f"seconds to wait for each reply (default and 0: {LINGER:g})",
+    )
     probe_flags(p, None, "seconds between requests (default 1; 0 with -f)")
-    p.add_argument("-s", dest="size", type=int, default=56, help="ICMP data bytes (default 56)")
-    p.add_argument("-t", dest="ttl", type=int, default=64, help="IP time to live")
+    p.add_argument(
+        "-s", dest="size", type=_at_least(0, 65507), default=56, help="ICMP data bytes (default 56)"
+    )
+    p.add_argument(
+        "-t", dest="ttl", type=_at_least(0, 255), default=64, help="IP time to live (default 64)"
+    )
+    p.add_argument(
+        "-l",
+        dest="preload",
+        type=_at_least(1, 4096),
+        default=None,
+        help="requests in flight before waiting for replies (default 1)",
+    )
     p.add_argument(
         "-f",
         dest="flood",
         action="store_true",
-        help="flood: as fast as replies come, dots for progress",
+        help="flood: the next request as soon as a reply comes, dots for progress",
     )
     p.set_defaults(func=_ping)
 
     t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")
+    t.add_argument(
+        "-c",
+        dest="count",
+        type=_at_least(1, 2_000_000),
+        default=DEFAULT_COUNT,
+        help=f"probes to send (default {DEFAULT_COUNT})",
+    )
+    t.add_argument(
+        "-W", dest="timeout", type=_seconds, default=1.0, help="seconds to wait for each answer"
+    )
     probe_flags(t, 1.0, "seconds between probes")
-    t.add_argument("port", type=int)
+    t.add_argument("port", type=_at_least(1, 65535))
     t.set_defaults(func=_tcping)
 
     f = sub.add_parser(
@@ -319,10 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="aioxdp: %(name)s: %(message)s",
     )
-    if getattr(args, "interval", None) is None and args.command == "ping":
-        args.interval = 0.0 if args.flood else 1.0
+    from aioxdp.route import HostNameError
+
     try:
+        if args.command == "ping":
+            args.timeout = _linger(args.timeout)
+            if args.interval is None:
+                args.interval = 0.0 if args.flood else 1.0
         return int(args.func(args))
+    except HostNameError as exc:
+        print(f"aioxdp: {exc.host}: {exc.reason}", file=sys.stderr)  # as ping says it
+        return EXIT_ERROR
     except (XDPError, ValueError) as exc:
         print(f"aioxdp: {exc}", file=sys.stderr)
         return EXIT_ERROR

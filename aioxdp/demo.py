@@ -42,7 +42,7 @@ async def _demo(lab: Lab, say: TextIO) -> int:
     line(f"flood: {FLOOD} probes, interval 0, window 256")
     async with Pinger(b.ip, count=FLOOD, interval=0, timeout=1.0) as pinger:
         flood = await pinger.result()
-    for text in summary_lines(flood):
+    for text in summary_lines(flood, interval=0):
         line(text)
     rate = flood.received / flood.elapsed if flood.elapsed else 0.0
     line(f"{rate:,.0f} round trips/s through AF_XDP")

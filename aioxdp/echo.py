@@ -128,7 +128,6 @@ class EchoSession:
         self.left_flight = 0  # of those, answered, errored or expired
         self.first_sent_ns = 0  # C's stamps of the first and the latest probe
         self.last_sent_ns = 0
-        self.most_in_flight = 0  # the most probes in flight at once (ping's "pipe")
         self._round = 0  # the cursor: target ``_next`` sends its probe ``_round`` next
         self._next = 0
         # (deadline, first, stop) per send: probes first..stop-1 (round * targets + index)
@@ -232,6 +231,10 @@ class EchoSession:
         probes = self._probes
         return sum(int(probes[i].nrec) for i in range(self.n_targets))
 
+    def errors(self) -> int:
+        """Probes answered by an ICMP error, over every target."""
+        return int(self._counts.errors)
+
     def start(self, now_ns: int) -> None:
         self.start_ns = now_ns
         self.deadline_ns = now_ns + self._budget_ns
@@ -303,7 +306,6 @@ class EchoSession:
                 self.first_sent_ns = self._sent_ns[0]  # target 0's probe 0 goes first
             self.sent += queued
             self.last_sent_ns = latest
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
             # due when the last of them is: C stamped them after now_ns
             self._expiring.append((latest + self.timeout_ns, first, first + queued))
         return queued
@@ -457,7 +459,7 @@ class EchoSession:
                     error=self.error,
                     errors=dict(self._errors.get(i, {})),
                     span=span,
-                    most_in_flight=self.most_in_flight,
+                    pipe=int(t.pipe),
                     kernel_drops=drops,
                 )
             )

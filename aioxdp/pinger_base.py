@@ -92,10 +92,10 @@ class PingerBase:
         """Wait for the run to end; the result of the (first) host."""
         return (await self.results())[0]
 
-    def progress(self) -> tuple[int, int]:
-        """Probes sent and replies received so far, over every host (cheap)."""
+    def progress(self) -> tuple[int, int, int]:
+        """Probes sent, replies received and ICMP errors so far, over every host."""
         session = self._session
-        return session.sent, session.received()
+        return session.sent, session.received(), session.errors()
 
     def snapshot(self) -> list[PingResult]:
         """Results so far, without waiting (for Ctrl-C summaries): probes

@@ -96,7 +96,8 @@ class PingResult:
     # probes answered by an ICMP error instead of a reply, by kind (see PingError)
     errors: dict[str, int] = field(default_factory=dict)
     span: float = 0.0  # from the run's first probe sent to its last (ping's "time")
-    most_in_flight: int = 0  # the most probes of the run in flight at once (ping's "pipe")
+    # the most probes sent to this host when one of them was answered (ping's "pipe")
+    pipe: int = 0
     # the kernel's drops on the interface's sockets during the run (XDP_STATISTICS
     # deltas, nonzero ones only; on a shared interface, its other users' too;
     # one dict shared by every result of the run)

@@ -24,6 +24,7 @@ from aioxdp.errors import XDPError, interface_hint
 from aioxdp.protocols.ethernet import mac_str
 
 __all__ = [
+    "HostNameError",
     "NoRouteError",
     "ResolvedRoute",
     "Route",
@@ -47,6 +48,20 @@ RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_UNREACHABLE, RTN_PROHIBIT, RTN_BLACKH
 
 class NoRouteError(XDPError):
     """No usable route to the host (or the host name does not resolve)."""
+
+
+class HostNameError(NoRouteError):
+    """A host name the resolver does not know (``reason`` is its own words)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(
+            errno.EHOSTUNREACH,
+            f"resolving host {host!r}",
+            "check the name, or give an IPv4 address",
+            detail=reason,
+        )
+        self.host = host
+        self.reason = reason
 
 
 class UnresolvedNeighbourError(XDPError):
@@ -117,12 +132,8 @@ async def resolve_host(host: str) -> str:
     try:
         infos = await anyio.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_RAW)
     except OSError as exc:
-        raise NoRouteError(
-            errno.EHOSTUNREACH,
-            f"resolving host {host!r}",
-            "check the name, or give an IPv4 address",
-            detail=str(exc),
-        ) from None
+        # getaddrinfo's own words ("Name or service not known"), as ping prints them
+        raise HostNameError(host, exc.strerror or str(exc)) from None
     return str(infos[0][4][0])
 
 

@@ -64,6 +64,74 @@ def test_ping_answered_by_the_peer_kernel(lab_a: Lab, backend: str) -> None:
     assert no_program_left(lab_a)
 
 
+def icmp_out(lab: Lab, name: str) -> int:
+    lines = [line.split() for line in lab.b.run("cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = [row for row in lines if row[0] == "Icmp:"][:2]
+    return int(values[names.index(name)])
+
+
+NFT_REJECT = """
+table inet aioxdp_test {
+    chain forward {
+        type filter hook forward priority 0;
+        ip daddr 198.19.8.0/24 reject with icmp type admin-prohibited
+    }
+}
+"""
+
+# what b does with 198.19.8.7 (a routes 198.19.0.0/16 via b), what its kernel
+# answers, the counter it counts that in, and the TTL of our requests
+ERROR_CASES = {
+    "no route onward": ([], "net_unreachable", "OutDestUnreachs", 64),
+    "nft reject": (
+        [["ip", "route", "add", "198.19.8.0/24", "via", "198.18.0.1"], ["nft", "-f", "-"]],
+        "admin_prohibited",
+        "OutDestUnreachs",
+        64,
+    ),
+    "ttl 1 through b": (
+        [["ip", "route", "add", "198.19.8.0/24", "via", "198.18.0.1"]],
+        "ttl_exceeded",
+        "OutTimeExcds",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_icmp_errors_from_the_peer_kernel(lab_a: Lab, backend: str, case: str) -> None:
+    commands, kind, counter, ttl = ERROR_CASES[case]
+    b = lab_a.b
+    b.run("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+    b.run("sysctl", "-qw", "net.ipv4.conf.all.forwarding=1")
+    for command in commands:
+        b.run(*command, input=NFT_REJECT if command[0] == "nft" else None)
+    lab_a.a.run("ip", "route", "add", "198.19.0.0/16", "via", b.ip)
+    before = icmp_out(lab_a, counter)
+
+    async def main() -> tuple[aioxdp.PingResult, list[Any], list[Any]]:
+        told: list[Any] = []
+        streamed: list[Any] = []
+        async with aioxdp.Pinger(
+            "198.19.8.7", count=3, interval=0.02, timeout=1.0, ttl=ttl, on_error=told.append
+        ) as pinger:
+            async for event in pinger:
+                streamed.append(event)
+            return await pinger.result(), told, streamed
+
+    result, told, streamed = run(backend, main)
+    assert icmp_out(lab_a, counter) - before == 3  # b's kernel sent three
+    assert (result.sent, result.received) == (3, 0)
+    assert result.errors == {kind: 3}
+    assert told == streamed
+    assert [(e.seq, e.kind, e.source, e.destination) for e in told] == [
+        (seq, kind, b.ip, "198.19.8.7") for seq in (1, 2, 3)
+    ]
+    assert all(isinstance(e, aioxdp.PingError) for e in told)
+    assert result.malformed == {}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> None:
     before = icmp_in_echos(lab_a)
@@ -93,7 +161,10 @@ def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> N
 
     results, nics, rules_seen = run(backend, main)
     assert nics[0] is nics[1], "the two pings opened two interfaces"
-    assert rules_seen == [8, 8]  # both pings' rules (a reply and three error rules each) in one forwarder
+    assert rules_seen == [
+        8,
+        8,
+    ]  # both pings' rules (a reply and three error rules each) in one forwarder
     assert [r.received for r in results] == [200, 200]
     assert [[x.seq for x in r.replies] for r in results] == [list(range(1, 201))] * 2
     assert icmp_in_echos(lab_a) - before == 400

@@ -31,9 +31,12 @@ A_MAC, B_MAC, A_IP, B_IP, IDENT, PORT = (
 
 def seed_frames() -> list[bytes]:
     short_reply = Ether(src=B_MAC, dst=A_MAC) / IP(src=B_IP, dst=A_IP) / ICMP(type=0, id=IDENT)
+    request = IP(src=A_IP, dst="198.19.0.9") / ICMP(type=8, id=IDENT, seq=1) / Raw(b"s" * 8)
+    error = Ether(src=B_MAC, dst=A_MAC) / IP(src=B_IP, dst=A_IP) / ICMP(type=3, code=1)
     return [
         *cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT),
-        bytes(short_reply / Raw(b"abcd")),  # an echo reply too short for our time stamp
+        bytes(short_reply / Raw(b"abcd")),  # an echo reply too short for a time stamp
+        bytes(error / Raw(bytes(request))),  # an ICMP error quoting our request
     ]
 
 

@@ -140,6 +140,7 @@ struct aioxdp_echo_probes {
 struct aioxdp_echo_tally {
 	uint64_t matched;     /* valid replies from this target */
 	uint64_t duplicates, late, foreign;
+	uint64_t pipe;        /* the most probes sent when one was answered, counting it (ping's) */
 };
 
 /* Which target a source address is: open addressing over ``mask + 1``

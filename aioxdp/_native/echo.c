@@ -197,6 +197,16 @@ static int64_t probe_of(const struct aioxdp_echo_probes *p, uint16_t seq, int64_
 	return (int64_t)(last - back);
 }
 
+/* iputils' "pipe": how many probes were out when this one was answered. */
+static void note_pipe(const struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t,
+		      uint64_t probe)
+{
+	uint64_t out = p->next_probe - probe;
+
+	if (out > t->pipe)
+		t->pipe = out;
+}
+
 /* One valid reply against one target's probes (see the state table in
  * aioxdp/echo.py): ANSWERED in time, TAKEN (a duplicate, or late), or
  * NOT_OURS if no probe of this target was sent with its sequence and stamp. */
@@ -214,6 +224,7 @@ static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_pro
 	if (rtt < 0)
 		return NOT_OURS;
 	t->matched++;
+	note_pipe(p, t, probe);
 	state = p->state[probe];
 	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
 	    state == AIOXDP_PROBE_ERROR) {
@@ -244,13 +255,14 @@ static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_pro
 /* An ICMP error about one of this target's probes: the probe leaves flight
  * (unless it already did) and counts as an error, once. */
 static enum fate account_error(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
-			       uint32_t *freed)
+			       struct aioxdp_echo_tally *t, uint32_t *freed)
 {
 	int64_t found = probe_of(p, r->seq, r->sent_ns);
 	uint8_t state;
 
 	if (found < 0)
 		return NOT_OURS;
+	note_pipe(p, t, (uint64_t)found);
 	state = p->state[found];
 	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
 	    state == AIOXDP_PROBE_ERROR)
@@ -288,7 +300,7 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 		/* targets sharing an address (a host named twice): the one whose
 		 * probe this answers, else a foreign reply to the first */
 		for (j = first; j >= 0; j = l->next_same[j]) {
-			enum fate fate = error ? account_error(r, &p[j], &freed)
+			enum fate fate = error ? account_error(r, &p[j], &t[j], &freed)
 					       : account_one(r, &p[j], &t[j], &freed);
 
 			if (fate == ANSWERED)
