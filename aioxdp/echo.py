@@ -39,6 +39,7 @@ import math
 import mmap
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -46,7 +47,9 @@ from typing import Any
 
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
+from aioxdp.fragments import Reassembler, fragment
 from aioxdp.frames import IPV4_HEADERS, ipv4_frame
+from aioxdp.protocols.checksum import internet_checksum
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
 from aioxdp.results import PingError, PingReply, PingResult, icmp_error_kind
 from aioxdp.route import ResolvedRoute
@@ -56,6 +59,7 @@ __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
 
 MAX_COUNT = 2_000_000  # 26 bytes of state per probe
 DEFAULT_WINDOW = 256
+MAX_SIZE = 65507  # what one IPv4 datagram holds after its headers
 DEFAULT_MAX_IN_FLIGHT = 1024  # probes in flight over all targets: within the default rings
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
 RX_HEADROOM = 256  # XDP_PACKET_HEADROOM: where the kernel puts a received frame in its UMEM frame
@@ -104,6 +108,7 @@ class EchoSession:
         window: int,
         spacing: float = 0.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        mtu: int = 1500,
     ) -> None:
         n = len(hosts)
         if not n:
@@ -141,6 +146,11 @@ class EchoSession:
         self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
         self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
+        # requests larger than the MTU go as IPv4 fragments, and their
+        # replies come back as fragments that are put together here
+        self.mtu = mtu
+        self.size = size
+        self._reassembler = Reassembler() if IPV4_HEADERS - 14 + 8 + size > mtu else None
         self._frames(size, ttl)
         self._probe_arrays()
 
@@ -268,27 +278,39 @@ class EchoSession:
                 if n <= 0:
                     break
                 start = probes.next_probe
-                sent = tx.send_echoes(
-                    self._frames_c, self.frame_len, (start + 1) & 0xFFFF, n, self._stamps + start
-                )
+                if self._reassembler is not None:  # (it counts what it sends)
+                    sent = self._send_split(tx, [(0, start + k) for k in range(n)])
+                else:
+                    sent = tx.send_echoes(
+                        self._frames_c,
+                        self.frame_len,
+                        (start + 1) & 0xFFFF,
+                        n,
+                        self._stamps + start,
+                    )
+                    probes.next_probe += sent
                 if not sent:
                     break  # no free frame: the next call goes on
-                probes.next_probe += sent
                 latest = max(latest, self._sent_ns[start + sent - 1])  # C's own stamp
                 self._round += sent
             else:
                 # this round's next targets, in one call; a flood's stop at
                 # the first whose window is full (the others wait their turn)
                 n = min(room, n_targets - self._next)
-                sent = tx.send_echo_each(
-                    self._frames_c,
-                    self.frame_len,
-                    self._probes,
-                    n_targets,
-                    self._next,
-                    n,
-                    0 if self.interval_ns else self.window,
-                )
+                if self._reassembler is not None:
+                    sent = self._send_split(
+                        tx, [(i, self._round) for i in range(self._next, self._next + n)]
+                    )
+                else:
+                    sent = tx.send_echo_each(
+                        self._frames_c,
+                        self.frame_len,
+                        self._probes,
+                        n_targets,
+                        self._next,
+                        n,
+                        0 if self.interval_ns else self.window,
+                    )
                 if not sent:
                     break
                 last = self._next + sent - 1
@@ -309,6 +331,31 @@ class EchoSession:
             # due when the last of them is: C stamped them after now_ns
             self._expiring.append((latest + self.timeout_ns, first, first + queued))
         return queued
+
+    def _send_split(self, tx: Any, probes: list[tuple[int, int]]) -> int:
+        """Requests over the MTU, as IPv4 fragments: probe ``probe`` of target
+        ``i`` for each pair, in order; stops at a flood's full window."""
+        count, length = self.count, self.frame_len
+        sent = 0
+        for i, probe in probes:
+            p = self._probes[i]
+            if not self.interval_ns and p.next_probe - p.done >= self.window:
+                break
+            frame = bytearray(self._frame_bytes[i * length : (i + 1) * length])
+            seq = (probe + 1) & 0xFFFF
+            struct.pack_into("!H", frame, 18, seq)  # the IP id follows the sequence, as in C
+            struct.pack_into("!H", frame, 36, 0)  # the ICMP checksum, computed below
+            struct.pack_into("!H", frame, 40, seq)  # the echo sequence
+            now = int(lib.aioxdp_now_ns())
+            if self.size >= lib.AIOXDP_ECHO_STAMP_LEN:
+                struct.pack_into("=q", frame, 42, now)
+            struct.pack_into("!H", frame, 36, internet_checksum(memoryview(frame)[34:]))
+            for piece in fragment(frame, self.mtu):
+                tx.send(piece)
+            self._sent_ns[i * count + probe] = now
+            p.next_probe += 1
+            sent += 1
+        return sent
 
     def sweep(self, now_ns: int) -> None:
         """Expire probes whose timeout has passed (only targets that sent then)."""
@@ -365,29 +412,60 @@ class EchoSession:
         results = self._results
         rx.parse_echo_replies(start, count, self.ident, results)
         errors_before = self._counts.errors
+        fragments_before = self._counts.faults[lib.AIOXDP_ECHO_FRAGMENT]
         freed = int(
             lib.aioxdp_echo_account(
                 results, count, self._lookup, self._probes, self._tallies, self._counts
             )
         )
+        if (
+            self._reassembler is not None
+            and self._counts.faults[lib.AIOXDP_ECHO_FRAGMENT] != fragments_before
+        ):
+            freed += self._reassemble(rx, start, results, count)
         if self._counts.errors != errors_before:
             self._take_errors(results, count)
         if self.listeners:
-            error = lib.AIOXDP_ECHO_ERROR
+            ok = lib.AIOXDP_ECHO_OK
             for i in range(count):
                 r = results[i]
-                if r.target >= 0 and r.status != error:
-                    reply = PingReply(
-                        r.seq,
-                        (r.recv_ns - r.sent_ns) / 1e9,
-                        r.ttl,
-                        r.size,
-                        self.routes[r.target].destination,
-                    )
-                    for listener in self.listeners:
-                        listener(reply)
+                if r.target >= 0 and r.status == ok:
+                    self._tell(r)
         self.left_flight += freed
         return freed > 0
+
+    def _reassemble(self, rx: RxBatch, start: int, results: Any, count: int) -> int:
+        """Feed the batch's fragments to the reassembler; check and account
+        each whole reply in C, as one received frame. Returns probes freed."""
+        fragment_status = lib.AIOXDP_ECHO_FRAGMENT
+        reassembler = self._reassembler
+        assert reassembler is not None  # only a session that fragments reassembles
+        freed = 0
+        for i in range(count):
+            if results[i].status != fragment_status:
+                continue
+            self._counts.faults[fragment_status] -= 1  # not a fault: a piece of a reply
+            datagram = reassembler.add(rx.frame(start + i), int(lib.aioxdp_now_ns()))
+            if datagram is None:
+                continue
+            whole = ffi.new("struct aioxdp_echo_reply[1]")
+            whole[0].status = lib.aioxdp_echo_check(
+                ffi.from_buffer(datagram), len(datagram), self.ident, whole
+            )
+            whole[0].recv_ns = lib.aioxdp_now_ns()
+            freed += lib.aioxdp_echo_account(
+                whole, 1, self._lookup, self._probes, self._tallies, self._counts
+            )
+            if whole[0].target >= 0 and whole[0].status == lib.AIOXDP_ECHO_OK:
+                self._tell(whole[0])
+        return freed
+
+    def _tell(self, r: Any) -> None:
+        reply = PingReply(
+            r.seq, (r.recv_ns - r.sent_ns) / 1e9, r.ttl, r.size, self.routes[r.target].destination
+        )
+        for listener in self.listeners:
+            listener(reply)
 
     def _take_errors(self, results: Any, count: int) -> None:
         """Record the batch's ICMP errors that C matched to a probe, and tell."""
@@ -419,6 +497,11 @@ class EchoSession:
             out["foreign_id"] = int(counts[lib.AIOXDP_ECHO_FOREIGN])
         if self._counts.unknown:
             out["unknown_source"] = int(self._counts.unknown)
+        if self._reassembler is not None:
+            if self._reassembler.malformed:
+                out["bad_fragment"] = self._reassembler.malformed
+            if self._reassembler.dropped:
+                out["incomplete_datagram"] = self._reassembler.dropped
         return out
 
     def results(
@@ -531,10 +614,10 @@ def validate_arguments(
         )
     if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout: must be a finite number of seconds > 0, got {timeout!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
         raise ValueError(
-            f"size: must be an integer >= 0 (below {lib.AIOXDP_ECHO_STAMP_LEN} the requests carry "
-            f"no send time), got {size!r}"
+            f"size: must be an integer 0..{MAX_SIZE} (below {lib.AIOXDP_ECHO_STAMP_LEN} the "
+            f"requests carry no send time), got {size!r}"
         )
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 255:
         raise ValueError(f"ttl: must be 1..255, got {ttl!r}")

@@ -86,7 +86,9 @@ class Rule:
     (destination unreachable 3, time exceeded 11, parameter problem 12),
     where it is the id of the echo request the error quotes; ``arp_op`` (1
     request, 2 reply) only with arp; ``vlan`` (1..4094) to take frames
-    tagged with that VLAN id instead of untagged ones.
+    tagged with that VLAN id instead of untagged ones; ``fragments=True``
+    to take only IPv4 fragments (the first one too: none has a whole
+    transport header), so it names no ports nor ICMP fields.
     """
 
     proto: str | int
@@ -99,6 +101,7 @@ class Rule:
     action: Action = Action.REDIRECT
     arp_op: int | None = None
     vlan: int | None = None
+    fragments: bool = False
     _proto_number: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +144,13 @@ class Rule:
                     "icmp_id: only echo messages carry an id (or quote one, in an error); "
                     f"set icmp_type to one of {sorted(ICMP_TYPES_WITH_ID)}, not {self.icmp_type!r}"
                 )
+        if not isinstance(self.fragments, bool):
+            raise ValueError(f"fragments: True or False, got {self.fragments!r}")
+        if self.fragments and (has_ports or has_icmp or number == ARP):
+            raise ValueError(
+                "fragments: a fragment has no whole transport header, so the rule names "
+                "only addresses and an IP protocol"
+            )
         if self.arp_op is not None and (number != ARP or self.arp_op not in (1, 2)):
             raise ValueError(
                 f"arp_op: 1 (request) or 2 (reply), with proto 'arp'; got {self.arp_op!r}"
@@ -195,6 +205,9 @@ class Rule:
         if self.src_port or self.dst_port or self.icmp_type is not None:
             # an L4 rule never matches a packet without an L4 header
             mask.flags |= lib.AIOXDP_FW_KEY_NO_L4
+        if self.fragments:  # and a fragments rule matches nothing else
+            key.flags |= lib.AIOXDP_FW_KEY_NO_L4
+            mask.flags |= lib.AIOXDP_FW_KEY_NO_L4
         return bytes(ffi.buffer(key)), bytes(ffi.buffer(mask))
 
     def __str__(self) -> str:
@@ -208,9 +221,10 @@ class Rule:
             "icmp_id",
             "arp_op",
             "vlan",
+            "fragments",
         ):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value is not False:
                 parts.append(f"{name}={value}")
         return " ".join(parts) + f" -> {self.action.name}"
 

@@ -143,7 +143,7 @@ class PingerBase:
         """Next hops resolved (unanswered ones reported per host), an echo id
         no one uses, and the session, its probes in flight within what the
         socket's rings can take back."""
-        self._check_frame_fits(nic.frame_size)
+        self._check_frame_fits(nic.frame_size, self._found[0].mtu)
         resolved = await resolve_each(self._found, nic)
         routes = []
         for i, r in zip(self._probed, resolved, strict=True):
@@ -170,6 +170,7 @@ class PingerBase:
             window=self.window,
             spacing=self.spacing,
             max_in_flight=min(limit, self.max_in_flight or limit),
+            mtu=routes[0].mtu,
         )
         if self._on_reply is not None:
             session.listeners.append(self._on_reply)
@@ -181,13 +182,20 @@ class PingerBase:
         self._drops_before = self._drop_counts(nic.stats())
         return session
 
-    @staticmethod
-    def _echo_rules(ident: int) -> list[Rule]:
+    def _echo_rules(self, ident: int) -> list[Rule]:
         """The forwarder rules of a run: its echo replies, and the ICMP errors
-        that quote its requests (matched by the echo id they quote)."""
-        return [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
+        that quote its requests (matched by the echo id they quote); with
+        requests over the MTU, the ICMP fragments from each target too (a
+        fragment shows no echo id: the reassembled reply is checked)."""
+        rules = [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
             Rule("icmp", icmp_type=kind, icmp_id=ident) for kind in ICMP_ERRORS_QUOTING_ECHO
         ]
+        if self.routes and self.size + 28 > self.routes[0].mtu:
+            rules += [
+                Rule("icmp", src=address, fragments=True)
+                for address in sorted({r.destination for r in self.routes})
+            ]
+        return rules
 
     def _raise_if_nothing_left(self) -> None:
         """One host that cannot be probed is an error; of several, only all."""
@@ -212,9 +220,18 @@ class PingerBase:
             "on_error": self._on_error,
         }
 
-    def _check_frame_fits(self, frame_size: int) -> None:
-        """A probe and its reply each fit one UMEM frame: refuse a size that cannot."""
+    def _check_frame_fits(self, frame_size: int, mtu: int) -> None:
+        """A probe and its reply each fit one UMEM frame, or go as fragments
+        that each fit one: refuse a size (or a link) for which they cannot."""
         limit = frame_size - RX_HEADROOM - HEADERS
+        if self.size + 28 > mtu:
+            limit = frame_size - RX_HEADROOM - 14  # a fragment: Ethernet and the MTU
+            if mtu <= limit:
+                return
+            raise ValueError(
+                f"size: {self.size} bytes go as IPv4 fragments of up to {mtu} bytes (the MTU), "
+                f"which do not fit one {frame_size}-byte UMEM frame: give a smaller size or MTU"
+            )
         if self.size > limit:
             raise ValueError(
                 f"size: {self.size} bytes do not fit one {frame_size}-byte UMEM frame "
@@ -238,12 +255,6 @@ class PingerBase:
         if len(ifnames) > 1:
             raise ValueError(
                 f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
-            )
-        route = routes[0]
-        limit = route.mtu - 28
-        if self.size > limit:
-            raise ValueError(
-                f"size: {self.size} bytes do not fit {route.ifname} (MTU {route.mtu}): at most {limit}"
             )
         self._found = routes
         return routes

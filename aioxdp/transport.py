@@ -213,6 +213,12 @@ class XDPTransport(asyncio.Transport):
         """Queue one Ethernet frame for sending."""
         self.write_for(None, data)
 
+    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Queue one frame, as ``write`` does; True (like XSK.send, for code
+        that sends through either: a frame with no free UMEM frame waits here)."""
+        self.write(frame)
+        return True
+
     def write_for(self, buffer: WriteBuffer | None, data: bytes | bytearray | memoryview) -> None:
         """Queue one frame; if it must wait, it waits in ``buffer``'s share of
         the backlog (None: the transport's own protocol's)."""

@@ -25,7 +25,8 @@ counts it. The forwarder promises:
 - of the rules that match, the most specific wins: the one that fixes most
   header bits (protocol 8, a prefix its length, a port 16, ICMP type 8, echo
   id 16, ARP op 16, and 1 for "has a whole transport header", which a rule
-  on ports or ICMP fields asks for too); of equals, the one installed first.
+  on ports or ICMP fields asks for too, and a rule on fragments, which
+  takes only fragments); of equals, the one installed first.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ def matches(rule: Rule, seen: Described) -> bool:
         return False
     if _names_transport(rule) and seen.kind != "datagram":
         return False
+    if rule.fragments and seen.kind != "fragment":  # a fragments rule takes nothing else
+        return False
     wanted = (
         (rule.src_port, seen.sport),
         (rule.dst_port, seen.dport),
@@ -195,7 +198,7 @@ def specificity(rule: Rule) -> int:
             bits += ipaddress.IPv4Network(prefix).prefixlen
     bits += 16 * sum(v is not None for v in (rule.src_port, rule.dst_port, rule.icmp_id))
     bits += 16 * (rule.arp_op is not None) + 8 * (rule.icmp_type is not None)
-    return bits + _names_transport(rule)
+    return bits + (_names_transport(rule) or rule.fragments)
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,27 @@ def test_icmp_errors_from_the_peer_kernel(lab_a: Lab, backend: str, case: str) -
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_requests_over_the_mtu_go_as_fragments(lab_a: Lab, backend: str) -> None:
+    """8000 data bytes: six fragments each way; the peer kernel reassembles
+    ours (its IpReasmOKs is the witness) and we reassemble its replies."""
+
+    def reassembled() -> int:
+        return int(lab_a.b.run("nstat", "-az", "IpReasmOKs").stdout.split()[-2])
+
+    before = reassembled()
+
+    async def main() -> aioxdp.PingResult:
+        return await aioxdp.ping(lab_a.b.ip, count=5, interval=0.01, size=8000)
+
+    result = run(backend, main)
+    assert (result.sent, result.received) == (5, 5)
+    assert {r.size for r in result.replies} == {8008}
+    assert reassembled() - before == 5
+    assert result.malformed == {}
+    assert no_program_left(lab_a)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_two_concurrent_pings_share_one_interface(lab_a: Lab, backend: str) -> None:
     before = icmp_in_echos(lab_a)
 

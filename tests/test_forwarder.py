@@ -130,6 +130,25 @@ MATCH_TABLE = [
         bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, frag=3) / Raw(b"\x00" * 16)),
         False,
     ),
+    (
+        "fragments rule, first fragment",
+        Rule("icmp", src=f.B_IP, fragments=True),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, flags="MF") / Raw(b"\x00" * 16)),
+        True,
+    ),
+    (
+        "fragments rule, later fragment",
+        Rule("icmp", src=f.B_IP, fragments=True),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, frag=185) / Raw(b"\x00" * 16)),
+        True,
+    ),
+    ("fragments rule, whole datagram", Rule("icmp", src=f.B_IP, fragments=True), f.icmp(0), False),
+    (
+        "fragments rule, other source",
+        Rule("icmp", src="198.18.0.9", fragments=True),
+        bytes(f.ether() / IP(src=f.B_IP, dst=f.A_IP, proto=1, frag=185) / Raw(b"\x00" * 16)),
+        False,
+    ),
     # ICMP errors are matched by the echo id of the request they quote
     (
         "unreachable quoting our echo",
@@ -332,6 +351,10 @@ def test_thousands_of_rules_and_then_a_clear_error(fw: tuple[BPFObject, Forwarde
         ({"proto": "udp", "icmp_type": 8}, "icmp_type/icmp_id"),
         ({"proto": "icmp", "icmp_id": 5}, "icmp_id"),
         ({"proto": "icmp", "icmp_type": 5, "icmp_id": 5}, "icmp_id"),
+        ({"proto": "udp", "dst_port": 53, "fragments": True}, "fragments"),
+        ({"proto": "icmp", "icmp_type": 0, "fragments": True}, "fragments"),
+        ({"proto": "arp", "fragments": True}, "fragments"),
+        ({"proto": "icmp", "fragments": 1}, "fragments"),
         ({"proto": "udp", "src": "198.18.0.1/24"}, "src"),
         ({"proto": "udp", "dst": "not-an-address"}, "dst"),
         ({"proto": "udp", "arp_op": 2}, "arp_op"),
