@@ -157,23 +157,30 @@ class EchoSession:
     def _frames(self, size: int, ttl: int) -> None:
         """One request template per target, copied from one per next hop and
         source: a host's differs only in its destination address (C writes
-        the IP id and checksums per probe)."""
+        the IP id and checksums per probe). Requests sent as fragments keep
+        only the templates per next hop (they may be 64 KiB each)."""
         length = self.frame_len = HEADERS + size
-        frames = self._frame_bytes = bytearray(self.n_targets * length)
-        bases: dict[tuple[bytes, str], bytes] = {}
+        whole = self._reassembler is None
+        frames = self._frame_bytes = bytearray(self.n_targets * length if whole else 0)
+        bases: dict[tuple[bytes, str], int] = {}
+        self._bases: list[bytes] = []
+        self._base_of = array.array("I", bytes(4 * self.n_targets))
         destinations = bytearray(4 * self.n_targets)
         for i, r in enumerate(self.routes):
-            base = bases.get((r.next_hop_mac, r.source))
-            if base is None:
-                base = bases[(r.next_hop_mac, r.source)] = echo_template(r, self.ident, size, ttl)
-            at = i * length
-            frames[at : at + length] = base
-            destinations[4 * i : 4 * i + 4] = frames[at + 30 : at + 34] = socket.inet_aton(
-                r.destination
-            )
+            b = bases.get((r.next_hop_mac, r.source))
+            if b is None:
+                b = bases[(r.next_hop_mac, r.source)] = len(self._bases)
+                self._bases.append(echo_template(r, self.ident, size, ttl))
+            self._base_of[i] = b
+            destinations[4 * i : 4 * i + 4] = socket.inet_aton(r.destination)
+            if whole:
+                at = i * length
+                frames[at : at + length] = self._bases[b]
+                frames[at + 30 : at + 34] = destinations[4 * i : 4 * i + 4]
+        self._destinations = bytes(destinations)
         self._frames_c = ffi.from_buffer("uint8_t[]", frames)
         # replies are looked up by source address, as C reads it from the frame
-        self._saddrs = array.array("I", bytes(destinations))
+        self._saddrs = array.array("I", self._destinations)
 
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
@@ -335,13 +342,14 @@ class EchoSession:
     def _send_split(self, tx: Any, probes: list[tuple[int, int]]) -> int:
         """Requests over the MTU, as IPv4 fragments: probe ``probe`` of target
         ``i`` for each pair, in order; stops at a flood's full window."""
-        count, length = self.count, self.frame_len
+        count = self.count
         sent = 0
         for i, probe in probes:
             p = self._probes[i]
             if not self.interval_ns and p.next_probe - p.done >= self.window:
                 break
-            frame = bytearray(self._frame_bytes[i * length : (i + 1) * length])
+            frame = bytearray(self._bases[self._base_of[i]])
+            frame[30:34] = self._destinations[4 * i : 4 * i + 4]
             seq = (probe + 1) & 0xFFFF
             struct.pack_into("!H", frame, 18, seq)  # the IP id follows the sequence, as in C
             struct.pack_into("!H", frame, 36, 0)  # the ICMP checksum, computed below
