@@ -34,6 +34,7 @@ __all__ = ["WriteBuffer", "XDPTransport", "report_callback_error"]
 log = logging.getLogger(__name__)
 
 READ_ROUNDS = 8  # batches per readiness before yielding to the loop
+RETRY_FIRST, RETRY_MAX = 20e-6, 1e-3  # seconds: a backlog waiting on free frames looks again
 WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
 
 
@@ -145,6 +146,8 @@ class XDPTransport(asyncio.Transport):
         self._protocol_paused = False
         self._flush_scheduled = False
         self._writer_registered = False
+        self._retry: asyncio.TimerHandle | None = None  # a backlog waiting on completions
+        self._retry_delay = 0.0
         self._waiting = 0  # frames queued in C that the TX ring has not taken yet
         self._high_water = xsk.config.tx_size
         self._low_water = xsk.config.tx_size // 4
@@ -322,6 +325,7 @@ class XDPTransport(asyncio.Transport):
         if self._closed:
             return
         xsk = self._xsk
+        moved_any = False
         try:
             self._waiting = xsk.flush()
             # frames freed by completions take the backlog, a batch per flush
@@ -335,20 +339,49 @@ class XDPTransport(asyncio.Transport):
                 self._waiting = xsk.flush()
                 if not moved:
                     break
+                moved_any = True
         except OSError as exc:
             self._fatal_error(exc, "Fatal error on XDP transport while sending")
             return
-        if self._waiting or self._backlog:
-            # EPOLLOUT on an XSK means TX ring room; polling also drives copy-mode TX
+        if self._waiting:
+            # frames wait for TX ring room: EPOLLOUT says when there is some
+            # (and polling drives copy-mode TX)
+            self._wait_for_completions(None)
             if not self._writer_registered:
                 self._loop.add_writer(xsk.fd, self._flush)
                 self._writer_registered = True
-        elif self._writer_registered:
-            self._loop.remove_writer(xsk.fd)
-            self._writer_registered = False
+        else:
+            if self._writer_registered:
+                self._loop.remove_writer(xsk.fd)
+                self._writer_registered = False
+            # a backlog with the TX ring empty waits for free frames, which
+            # only completions (or released packets) give back: EPOLLOUT would
+            # fire at once, every turn, so look again after a growing pause
+            self._wait_for_completions(moved_any if self._backlog else None)
         self._maybe_resume_protocol()
         if self._closing and not self._waiting and not self._backlog:
             self._call_connection_lost(None)
+
+    def _wait_for_completions(self, progressed: bool | None) -> None:
+        """None: nothing to wait for. Else look at the backlog again after a
+        pause: 20 us, doubling while nothing moves, at most 1 ms."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if progressed is None:
+            self._retry_delay = 0.0
+            return
+        if progressed or not self._retry_delay:
+            self._retry_delay = RETRY_FIRST
+        else:
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+        self._retry = self._loop.call_later(self._retry_delay, self._retry_flush)
+
+    def _retry_flush(self) -> None:
+        self._retry = None
+        if not self._closed and not self._xsk.closed:
+            self._xsk.complete()
+            self._flush()
 
     def get_write_buffer_size(self) -> int:
         return self._waiting + len(self._backlog)
@@ -469,14 +502,17 @@ class XDPTransport(asyncio.Transport):
     def _stop_io(self, *, writer: bool) -> None:
         if not self._paused_reading:
             self._loop.remove_reader(self._xsk.fd)
-        if writer and self._writer_registered:
-            self._loop.remove_writer(self._xsk.fd)
-            self._writer_registered = False
+        if writer:
+            self._wait_for_completions(None)
+            if self._writer_registered:
+                self._loop.remove_writer(self._xsk.fd)
+                self._writer_registered = False
 
     def _call_connection_lost(self, exc: Exception | None) -> None:
         if self._closed:
             return
         self._closed = True
+        self._wait_for_completions(None)
         if self._writer_registered:
             self._loop.remove_writer(self._xsk.fd)
             self._writer_registered = False

@@ -349,6 +349,54 @@ async def test_flow_control_pauses_and_resumes_and_loses_nothing(
     assert nic.final_counts[0].leaked == 0
 
 
+class Keeper(PacketProtocol):
+    """Keeps every packet it gets: the pool of free frames runs dry."""
+
+    def __init__(self) -> None:
+        self.kept: list[aioxdp.Packet] = []
+
+    def packet_received(self, packet: aioxdp.Packet) -> None:
+        self.kept.append(packet.keep())
+
+
+async def test_a_backlog_waiting_for_free_frames_does_not_spin_the_loop(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    """With every frame held by the application, written frames wait in the
+    backlog; the TX ring is empty, so EPOLLOUT is always ready. The writer
+    must wait for frames (a timer backoff), not poll: the process's own CPU
+    time while it waits is the witness."""
+    tiny = UmemConfig(nframes=64, fill_size=16, comp_size=16, rx_size=16, tx_size=16)
+    async with Interface(lab_a.a.ifname, config=tiny) as nic:
+        transport, keeper = await nic.create_packet_endpoint(
+            Keeper, rules=[Rule("udp", dst_port=9003)]
+        )
+        sender = lab_a.b.popen(
+            sys.executable,
+            "-c",
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for i in range(400):\n"
+            f"    s.sendto(b'x' * 64, ({lab_a.a.ip!r}, 9003)); time.sleep(0.001)\n",
+        )
+        await asyncio.to_thread(sender.wait, 30)
+        assert await eventually(lambda: nic.frame_counts()[0].pool == 0), nic.frame_counts()[0]
+        frames = udp_frames(lab_a, 9004, 3, towards=lab_a.b)
+        capture = Capture(lab_a.b, "udp dst port 9004", len(frames), tmp_path)
+        transport.writelines(frames)
+        assert transport.get_write_buffer_size() == 3  # no frame to put them in
+        cpu = time.process_time()
+        await asyncio.sleep(0.5)
+        busy = time.process_time() - cpu
+        assert busy < 0.15, f"{busy:.2f} s of CPU in 0.5 s of waiting: the writer spins"
+        assert transport.get_write_buffer_size() == 3
+        for packet in keeper.kept:
+            packet.release()
+        assert await eventually(lambda: transport.get_write_buffer_size() == 0)
+        assert await asyncio.to_thread(capture.frames) == frames
+    assert nic.final_counts[0].leaked == 0
+
+
 async def test_transport_contract(lab_a: Lab, nic: Interface) -> None:
     transport, proto = await nic.create_packet_endpoint(
         Recorder, rules=[Rule("udp", dst_port=9003)]

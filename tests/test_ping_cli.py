@@ -68,9 +68,10 @@ def rendered(out: str) -> str:
 
 @pytest.fixture
 def lab(lab_a: Lab) -> Lab:
-    """b forwards, without ICMP rate limits, and a routes FAR via b."""
+    """b forwards, without ICMP rate limits (per peer or global), and a routes FAR via b."""
     b = lab_a.b
-    b.run("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+    for key in ("icmp_ratelimit=0", "icmp_msgs_per_sec=100000", "icmp_msgs_burst=10000"):
+        b.run("sysctl", "-qw", f"net.ipv4.{key}")
     b.run("sysctl", "-qw", "net.ipv4.conf.all.forwarding=1")
     lab_a.a.run("ip", "route", "add", FAR, "via", b.ip)
     return lab_a
