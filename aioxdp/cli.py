@@ -15,7 +15,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from aioxdp import __version__
@@ -255,7 +255,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _at_least(low: int, high: int) -> Any:
+def _at_least(low: int, high: int) -> Callable[[str], int]:
     """An integer flag in low..high, refused the way iputils words it."""
 
     def parse(text: str) -> int:

@@ -1,6 +1,7 @@
-"""Echo round trips per second, in the lab, against the peer namespace's kernel:
+"""Echo round trips per second, in the lab, against the peer namespace's kernel
+(or, with --peer reflector, the XDP reflector in the peer's driver):
 
-    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop]
+    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop] [--peer kernel|reflector]
 
   aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256)
   C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, window 256)
@@ -18,6 +19,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,6 +31,7 @@ from aioxdp.echo import echo_template, pick_ident
 from aioxdp.neighbour import resolve_neighbour
 from aioxdp.route import route_to
 from aioxdp.testing import Lab
+from aioxdp.testing.reflector import Reflector
 
 
 async def aioxdp_rate(host: str, count: int) -> float:
@@ -73,6 +76,30 @@ async def icmplib_rate(host: str, count: int) -> float:
     return float(result.packets_received / (time.perf_counter() - t0))
 
 
+def rates(lab: Lab, count: int, icmplib_count: int, run: Any) -> dict[str, float]:
+    """Round trips/s against b's kernel: aioxdp, the C loop, ping -f, icmplib."""
+    with lab.a.enter():
+        lab.a.run("ping", "-c1", lab.b.ip)  # neighbours known, caches warm
+        found = {
+            "aioxdp": run(aioxdp_rate(lab.b.ip, count)),
+            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, count)),
+            "ping -f": ping_f_rate(lab, count),
+        }
+        if icmplib_count:
+            found["icmplib"] = run(icmplib_rate(lab.b.ip, icmplib_count))
+    return found
+
+
+def reflected_rates(lab: Lab, count: int, run: Any) -> dict[str, float]:
+    """Round trips/s with the XDP reflector in b's driver as the peer (it answers
+    in the driver, so b's kernel is not what is measured): aioxdp and the C loop."""
+    with lab.a.enter(), Reflector(lab.b):
+        return {
+            "aioxdp": run(aioxdp_rate(lab.b.ip, count)),
+            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, count)),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,25 +107,23 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--icmplib-count", type=int, default=20_000)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument(
+        "--peer", choices=["kernel", "reflector"], default="kernel", help="who answers"
+    )
     args = parser.parse_args()
-    run = asyncio.run
+    run: Any = asyncio.run
     if args.loop == "uvloop":
         import uvloop
 
         run = uvloop.run
-    with Lab() as lab, lab.a.enter():
-        lab.a.run("ping", "-c1", lab.b.ip)  # neighbours known, caches warm
-        rates = {
-            "aioxdp": run(aioxdp_rate(lab.b.ip, args.count)),
-            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, args.count)),
-            "ping -f": ping_f_rate(lab, args.count),
-            "icmplib": run(icmplib_rate(lab.b.ip, args.icmplib_count)),
-        }
-    ours = rates["aioxdp"]
-    print(
-        f"echo round trips/s ({args.loop}, aioxdp count {args.count}, icmplib count {args.icmplib_count}):"
-    )
-    for name, rate in rates.items():
+    with Lab() as lab:
+        if args.peer == "reflector":
+            found = reflected_rates(lab, args.count, run)
+        else:
+            found = rates(lab, args.count, args.icmplib_count, run)
+    ours = found["aioxdp"]
+    print(f"echo round trips/s ({args.loop}, {args.peer} peer, aioxdp count {args.count}):")
+    for name, rate in found.items():
         ratio = "" if name == "aioxdp" else f"   aioxdp/{name} = {ours / rate:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
 

@@ -65,6 +65,18 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int) -> float:
         proc.wait()
 
 
+def rates(lab: Lab, seconds: float, window: int) -> dict[str, float]:
+    """Datagrams/s of each server in ``lab``, the same client against each."""
+    life = str(seconds + 30)
+    server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
+    servers = {
+        "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
+        "aioxdp": [*server, str(PORT), life],
+        "batch": [*server, str(PORT), life, "--batch"],
+    }
+    return {name: measure(lab, argv, seconds, window) for name, argv in servers.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,34 +84,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--window", type=int, default=256)
     args = parser.parse_args()
-    life = str(args.seconds + 30)
     with Lab() as lab:
-        servers = {
-            "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
-            "aioxdp": [
-                sys.executable,
-                str(EXAMPLES / "udp_echo_server.py"),
-                lab.a.ifname,
-                lab.a.ip,
-                str(PORT),
-                life,
-            ],
-            "batch": [
-                sys.executable,
-                str(EXAMPLES / "udp_echo_server.py"),
-                lab.a.ifname,
-                lab.a.ip,
-                str(PORT),
-                life,
-                "--batch",
-            ],
-        }
-        rates = {
-            name: measure(lab, argv, args.seconds, args.window) for name, argv in servers.items()
-        }
-    base = rates["uvloop"]
+        found = rates(lab, args.seconds, args.window)
+    base = found["uvloop"]
     print(f"UDP echo datagrams/s (window {args.window}, {args.seconds:g}s each):")
-    for name, rate in rates.items():
+    for name, rate in found.items():
         ratio = "" if name == "uvloop" else f"   {name}/uvloop = {rate / base:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
 

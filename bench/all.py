@@ -1,0 +1,85 @@
+"""Every benchmark in one lab, one table of ratios, then one JSON line.
+
+    .venv/bin/python bench/all.py [--quick]
+
+The figures are ratios against a peer measured in the same run, never
+absolute rates alone (the machine's speed varies by +-30% run to run);
+bench/README.md says what each one means and what bounds it. --quick runs
+each for a fraction of the time, for a smoke test of the benches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ping_rate
+import rx_throughput
+import udp_echo
+import uvloop
+
+from aioxdp.testing import Lab
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs: a smoke test")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else 3.0
+    count = 20_000 if args.quick else 200_000
+    rows: list[tuple[str, float, str]] = []
+    raw: dict[str, Any] = {}
+    with Lab() as lab:
+        udp = raw["udp_echo"] = udp_echo.rates(lab, seconds, 256)
+        rows += [
+            ("UDP echo, per datagram / uvloop", udp["aioxdp"] / udp["uvloop"], "client, veth"),
+            ("UDP echo, batch / uvloop", udp["batch"] / udp["uvloop"], "client, veth"),
+            ("UDP echo, per datagram / batch", udp["aioxdp"] / udp["batch"], "our Python"),
+        ]
+        kernel = raw["ping_kernel_peer"] = ping_rate.rates(lab, count, 0, uvloop.run)
+        rows += [
+            (
+                "flood ping, kernel peer, aioxdp / C loop",
+                kernel["aioxdp"] / kernel["C loop"],
+                "peer kernel",
+            ),
+            (
+                "flood ping, kernel peer, aioxdp / ping -f",
+                kernel["aioxdp"] / kernel["ping -f"],
+                "peer kernel",
+            ),
+        ]
+        reflected = raw["ping_reflector_peer"] = ping_rate.reflected_rates(lab, count, uvloop.run)
+        rows.append(
+            (
+                "flood ping, reflector peer, aioxdp / C loop",
+                reflected["aioxdp"] / reflected["C loop"],
+                "us",
+            )
+        )
+        with lab.a.enter():
+            rx = raw["rx_throughput"] = asyncio.run(rx_throughput.measure(lab, seconds, 64))
+        rows += [
+            ("RX, Python / C loop", rx["python"] / rx["c"], "generator if offered ~ C"),
+            ("RX, C loop / offered", rx["c"] / rx["sent_per_s"], "1.0: generator-capped"),
+        ]
+    print(f"{'figure':48s} {'ratio':>7s}  bounded by")
+    for name, ratio, bound in rows:
+        print(f"{name:48s} {ratio:7.2f}  {bound}")
+    print(
+        json.dumps(
+            {"bench": "all", "quick": args.quick, "ratios": {n: r for n, r, _ in rows}, "raw": raw}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
