@@ -84,10 +84,11 @@ class DatagramBatch:
         rx.check("reading received datagrams")
         view = rx.xsk.view
         ok = lib.AIOXDP_UDP_OK
+        peer = self._transport.peer_address
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == ok:
-                yield view[d.off : d.off + d.len].tobytes(), (_ntoa(d.saddr), d.sport)
+                yield view[d.off : d.off + d.len].tobytes(), peer(d.saddr, d.sport)
 
     def views(self) -> Iterator[tuple[memoryview, tuple[str, int]]]:
         """Like iterating, but payloads are memoryviews into the frames.
@@ -99,7 +100,7 @@ class DatagramBatch:
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == lib.AIOXDP_UDP_OK:
-                yield rx.view(d.off, d.len), (_ntoa(d.saddr), d.sport)
+                yield rx.view(d.off, d.len), self._transport.peer_address(d.saddr, d.sport)
 
     def echo(self) -> int:
         """Send each valid datagram back to where it came from, in place; returns how many."""
@@ -152,6 +153,9 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
+        # (host, port) tuples of recent peers, made once: a reply's sendto
+        # finds its header by the very tuple datagram_received was given
+        self._peers: dict[int, tuple[str, int]] = {}
         self.malformed: dict[str, int] = {}
         self.dropped_unresolved = 0
 
@@ -164,6 +168,17 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     def resolving(self) -> int:
         """Destinations whose next hop is being resolved now (at most MAX_RESOLVING)."""
         return len(self._resolving)
+
+    def peer_address(self, saddr: int, sport: int) -> tuple[str, int]:
+        """The ``(host, port)`` of a sender (``saddr`` as C read it), from a
+        bounded cache of recent peers."""
+        key = saddr << 16 | sport
+        addr = self._peers.get(key)
+        if addr is None:
+            if len(self._peers) >= MAX_HEADERS:
+                self._peers.clear()  # cheap, and bounded: spoofed sources cannot grow it
+            addr = self._peers[key] = (_ntoa(saddr), sport)
+        return addr
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
@@ -212,6 +227,17 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         """Send ``data`` to ``addr`` (host, port); routed and resolved as ping is.
 
         After close the datagram is counted and dropped, as asyncio does."""
+        # the common case first: bytes to a (host, port) whose header is cached
+        # (so checked when it was made), port an int (53.0 == 53 as a key)
+        if type(data) is bytes and type(addr) is tuple and not self._closing:
+            try:
+                header = self._headers.get(addr)
+            except TypeError:  # unhashable: the checks below say what is wrong
+                header = None
+            if header is not None and type(addr[1]) is int and len(data) <= self._max_payload:
+                self._headers.move_to_end(addr)
+                self._send(header, data)
+                return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
         if addr is None or not isinstance(addr, tuple) or len(addr) != 2:

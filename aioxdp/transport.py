@@ -264,12 +264,16 @@ class XDPTransport(asyncio.Transport):
 
     def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool:
         """One UDP datagram behind ``header``; False if no frame is free (see XSK.send_udp)."""
-        if self._closing:
+        if self._closing or not self._xsk.send_udp(header, ip_id, data):
             return False
-        sent = self._xsk.send_udp(header, ip_id, data)
-        if sent:
-            self._queued(1)
-        return sent
+        # _queued(1), inline: this runs once per datagram a protocol sends
+        self._waiting += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        if self._waiting + len(self._backlog) > self._high_water:
+            self._maybe_pause_protocol()
+        return True
 
     def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
         """Echo requests stamped from ``template`` (see XSK.send_echoes); how many went."""
