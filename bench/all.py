@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import latency
 import ping_rate
 import rx_throughput
 import udp_echo
@@ -70,6 +71,30 @@ def main() -> None:
         rows += [
             ("RX, Python / C loop", rx["python"] / rx["c"], "generator if offered ~ C"),
             ("RX, C loop / offered", rx["c"] / rx["sent_per_s"], "1.0: generator-capped"),
+        ]
+        lat = raw["latency"] = latency.measure(lab, 500 if args.quick else 2000, 1000.0)
+        ping, udp_lat = lat["ping"], lat["udp"]
+        rows += [
+            (
+                "paced ping p50, aioxdp / iputils",
+                ping["aioxdp"]["p50"] / ping["iputils"]["p50"],
+                "our wakeup",
+            ),
+            (
+                "paced ping p99, aioxdp / iputils",
+                ping["aioxdp"]["p99"] / ping["iputils"]["p99"],
+                "our wakeup",
+            ),
+            (
+                "UDP request p50 at 1k/s, aioxdp / uvloop",
+                udp_lat["aioxdp"]["p50"] / udp_lat["uvloop"]["p50"],
+                "both wakeups",
+            ),
+            (
+                "UDP request p99 at 1k/s, aioxdp / uvloop",
+                udp_lat["aioxdp"]["p99"] / udp_lat["uvloop"]["p99"],
+                "both wakeups",
+            ),
         ]
     print(f"{'figure':48s} {'ratio':>7s}  bounded by")
     for name, ratio, bound in rows:

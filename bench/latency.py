@@ -1,0 +1,144 @@
+"""Round-trip latency percentiles, in the lab, aioxdp against the kernel path:
+
+    .venv/bin/python bench/latency.py [--count 2000] [--rate 1000]
+
+  ping     a paced ping (interval 1 ms): aioxdp.ping's RTTs against
+           iputils ping -i 0.001 on the same peer, its "time=" per reply
+  UDP      one request at a time at a fixed offered rate (--rate per second)
+           from a kernel UDP socket in the peer, timed there: against
+           examples/udp_echo_server.py (datagram_received + sendto) and a
+           uvloop echo server on a kernel socket, the same client
+
+Prints p50/p99/p99.9 in microseconds and aioxdp's ratio to the kernel path
+for each; bounded: COUNT requests per measurement, each waiting 1 s at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import udp_echo
+
+import aioxdp
+from aioxdp.testing import Lab
+
+# The peer's client: COUNT requests, one every 1/RATE s, each timed until
+# its echo comes back (1 s at most); prints each RTT in microseconds.
+UDP_CLIENT = """
+import socket, sys, time
+host, port, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+s.connect((host, port))
+for _ in range(20):  # warm up: routes, neighbours, caches
+    s.send(b"w" * 32); s.recv(100)
+step, start, rtts = 1.0 / rate, time.perf_counter(), []
+for i in range(count):
+    while time.perf_counter() < start + i * step:
+        pass
+    t0 = time.perf_counter_ns()
+    s.send(i.to_bytes(4, "big") + b"r" * 28)
+    try:
+        while s.recv(100)[:4] != i.to_bytes(4, "big"):
+            pass
+    except socket.timeout:
+        continue
+    rtts.append((time.perf_counter_ns() - t0) / 1000)
+print(" ".join(f"{r:.1f}" for r in rtts))
+"""
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": float("nan"), "p99": float("nan"), "p99.9": float("nan"), "n": 0}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p99": at(0.99), "p99.9": at(0.999), "n": len(ordered)}
+
+
+def ping_latency(lab: Lab, count: int) -> dict[str, dict[str, float]]:
+    async def ours() -> list[float]:
+        result = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
+        return [r * 1e6 for r in result.rtts]
+
+    with lab.a.enter():
+        mine = asyncio.run(ours())
+    out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120).stdout
+    theirs = [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out)]
+    return {"aioxdp": percentiles(mine), "iputils": percentiles(theirs)}
+
+
+def udp_latency(lab: Lab, count: int, rate: float) -> dict[str, dict[str, float]]:
+    life = str(count / rate + 60)
+    port = str(udp_echo.PORT)
+    servers = {
+        "aioxdp": [
+            sys.executable,
+            str(udp_echo.EXAMPLES / "udp_echo_server.py"),
+            lab.a.ifname,
+            lab.a.ip,
+            port,
+            life,
+        ],
+        "uvloop": [sys.executable, "-c", udp_echo.UVLOOP_SERVER, lab.a.ip, port, life],
+    }
+    found = {}
+    for name, argv in servers.items():
+        proc = udp_echo.serve(lab.a, argv)
+        try:
+            client = lab.b.run(
+                sys.executable,
+                "-c",
+                UDP_CLIENT,
+                lab.a.ip,
+                port,
+                str(count),
+                str(rate),
+                timeout=count / rate + 120,
+            )
+            found[name] = percentiles([float(v) for v in client.stdout.split()])
+        finally:
+            proc.kill()
+            proc.wait()
+    return found
+
+
+def measure(lab: Lab, count: int, rate: float) -> dict[str, Any]:
+    return {"ping": ping_latency(lab, count), "udp": udp_latency(lab, count, rate)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    args = parser.parse_args()
+    if not 10 <= args.count <= 100_000 or not 1 <= args.rate <= 20_000:
+        raise SystemExit("--count: 10..100000, --rate: 1..20000 per second")
+    with Lab() as lab:
+        found = measure(lab, args.count, args.rate)
+    for kind, peer in (("ping", "iputils"), ("udp", "uvloop")):
+        print(f"{kind} round trips, us ({args.count}; UDP at {args.rate:g}/s):")
+        for name, p in found[kind].items():
+            print(
+                f"  {name:8s} p50 {p['p50']:8.1f}  p99 {p['p99']:8.1f}  p99.9 {p['p99.9']:8.1f}  (n {p['n']})"
+            )
+        ours, theirs = found[kind]["aioxdp"], found[kind][peer]
+        print(
+            f"  aioxdp/{peer}: p50 {ours['p50'] / theirs['p50']:.2f}x, p99 {ours['p99'] / theirs['p99']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
