@@ -81,6 +81,7 @@ class AnyioPinger(PingerBase):
     def _replies(self, rx: RxBatch, start: int, stop: int) -> None:
         if self._session.take(rx, start, stop - start):
             self._wake.set()
+        self._session.reraise()  # a user's callback failed: the claim logs and counts it
 
     def _ended(self, exc: Exception) -> None:
         """The interface went away: stop, and report what came back until now."""

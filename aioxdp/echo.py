@@ -142,6 +142,7 @@ class EchoSession:
         self.listeners: list[Callable[[PingReply], None]] = []
         # told each ICMP error that answered a probe
         self.error_listeners: list[Callable[[PingError], None]] = []
+        self.listener_errors: list[Exception] = []  # raised by listeners, not yet reported
         # told (host, sequence number) of each probe given up at its timeout
         self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
@@ -392,7 +393,10 @@ class EchoSession:
             for probe in range(before, p.sweep):
                 if self._state[at + probe] == lib.AIOXDP_PROBE_EXPIRED:
                     for listener in self.timeout_listeners:
-                        listener(self.hosts[i], probe + 1)
+                        try:
+                            listener(self.hosts[i], probe + 1)
+                        except Exception as exc:  # reported after the next batch
+                            self.listener_errors.append(exc)
         return expired
 
     def next_wakeup(self, now_ns: int) -> int:
@@ -414,7 +418,9 @@ class EchoSession:
     def take(self, rx: RxBatch, start: int, count: int) -> bool:
         """Check ``count`` received frames from ``start`` in C and account them:
         the one call a driver makes per batch. True if a probe left flight
-        (a flood can send more)."""
+        (a flood can send more). Every count is settled before any listener
+        runs; a listener that raises keeps nobody else from being told, and
+        its exception waits in ``listener_errors`` for the driver to report."""
         if len(self._results) < count:
             self._results = ffi.new("struct aioxdp_echo_reply[]", count)
         results = self._results
@@ -426,25 +432,32 @@ class EchoSession:
                 results, count, self._lookup, self._probes, self._tallies, self._counts
             )
         )
+        wholes: list[Any] = []
         if (
             self._reassembler is not None
             and self._counts.faults[lib.AIOXDP_ECHO_FRAGMENT] != fragments_before
         ):
-            freed += self._reassemble(rx, start, results, count)
-        if self._counts.errors != errors_before:
-            self._take_errors(results, count)
+            freed += self._reassemble(rx, start, results, count, wholes)
+        self.left_flight += freed
+        events = self._take_errors(results, count) if self._counts.errors != errors_before else []
         if self.listeners:
             ok = lib.AIOXDP_ECHO_OK
             for i in range(count):
                 r = results[i]
                 if r.target >= 0 and r.status == ok:
-                    self._tell(r)
-        self.left_flight += freed
+                    self._tell(self.listeners, self._reply(r))
+            for whole in wholes:
+                self._tell(self.listeners, self._reply(whole[0]))
+        for event in events:
+            self._tell(self.error_listeners, event)
         return freed > 0
 
-    def _reassemble(self, rx: RxBatch, start: int, results: Any, count: int) -> int:
+    def _reassemble(
+        self, rx: RxBatch, start: int, results: Any, count: int, answered: list[Any]
+    ) -> int:
         """Feed the batch's fragments to the reassembler; check and account
-        each whole reply in C, as one received frame. Returns probes freed."""
+        each whole reply in C, as one received frame (the answered ones go
+        to ``answered``). Returns probes freed."""
         fragment_status = lib.AIOXDP_ECHO_FRAGMENT
         reassembler = self._reassembler
         assert reassembler is not None  # only a session that fragments reassembles
@@ -465,19 +478,34 @@ class EchoSession:
                 whole, 1, self._lookup, self._probes, self._tallies, self._counts
             )
             if whole[0].target >= 0 and whole[0].status == lib.AIOXDP_ECHO_OK:
-                self._tell(whole[0])
+                answered.append(whole)
         return freed
 
-    def _tell(self, r: Any) -> None:
-        reply = PingReply(
+    def _reply(self, r: Any) -> PingReply:
+        return PingReply(
             r.seq, (r.recv_ns - r.sent_ns) / 1e9, r.ttl, r.size, self.routes[r.target].destination
         )
-        for listener in self.listeners:
-            listener(reply)
 
-    def _take_errors(self, results: Any, count: int) -> None:
-        """Record the batch's ICMP errors that C matched to a probe, and tell."""
+    def _tell(self, listeners: list[Callable[[Any], None]], event: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # the user's: reported by the driver, after the batch
+                self.listener_errors.append(exc)
+
+    def reraise(self) -> None:
+        """Raise the first exception a listener raised since the last call (the
+        driver calls this after a batch, so its loop reports it); forget the rest."""
+        if self.listener_errors:
+            first = self.listener_errors[0]
+            self.listener_errors.clear()
+            raise first
+
+    def _take_errors(self, results: Any, count: int) -> list[PingError]:
+        """Record the batch's ICMP errors that C matched to a probe; the
+        events to tell, if anyone listens."""
         error = lib.AIOXDP_ECHO_ERROR
+        events = []
         for i in range(count):
             r = results[i]
             if r.status != error or r.target < 0:
@@ -486,17 +514,18 @@ class EchoSession:
             tally = self._errors.setdefault(r.target, {})
             tally[kind] = tally.get(kind, 0) + 1
             if self.error_listeners:
-                event = PingError(
-                    r.seq,
-                    kind,
-                    r.icmp_type,
-                    r.icmp_code,
-                    socket.inet_ntoa(int(r.sender).to_bytes(4, "little")),
-                    self.routes[r.target].destination,
-                    r.info,
+                events.append(
+                    PingError(
+                        r.seq,
+                        kind,
+                        r.icmp_type,
+                        r.icmp_code,
+                        socket.inet_ntoa(int(r.sender).to_bytes(4, "little")),
+                        self.routes[r.target].destination,
+                        r.info,
+                    )
                 )
-                for listener in self.error_listeners:
-                    listener(event)
+        return events
 
     def malformed(self) -> dict[str, int]:
         counts = self._counts.faults

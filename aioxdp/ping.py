@@ -39,8 +39,10 @@ class _EchoReplies(PacketProtocol):
             self._pinger._ended(exc)
 
     def packets_received(self, batch: PacketBatch) -> None:
-        if self._pinger._session.take(batch.rx, batch.start, len(batch)):
+        session = self._pinger._session
+        if session.take(batch.rx, batch.start, len(batch)):
             self._pinger._freed()
+        session.reraise()  # a user's callback failed: the loop's handler says so
 
 
 class Pinger(PingerBase):

@@ -58,6 +58,13 @@ class PingerBase:
             or max_in_flight < 1
         ):
             raise ValueError(f"max_in_flight: must be an int >= 1 or None, got {max_in_flight!r}")
+        for name, value in (
+            ("on_reply", on_reply),
+            ("on_timeout", on_timeout),
+            ("on_error", on_error),
+        ):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name}: must be callable or None, got {type(value).__name__}")
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
         if not self.hosts:
             raise ValueError("hosts: give at least one host")

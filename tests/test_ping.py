@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import AS_NOBODY, eventually, read_line_matching
@@ -253,6 +254,33 @@ async def test_cancelling_a_ping_releases_its_rule_and_frames(lab_a: Lab) -> Non
         )
         counts = nic.frame_counts()[0]
         assert counts.balanced
+
+
+async def test_a_raising_callback_loses_no_reply_and_is_reported(lab_a: Lab) -> None:
+    """A user's on_reply that raises: every reply still counted, the stream
+    still told, the run ends on time, and the loop's handler hears of it."""
+    reported: list[Any] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))
+
+    def fussy(reply: aioxdp.PingReply) -> None:
+        if reply.seq % 10 == 0:
+            raise RuntimeError(f"no thanks, {reply.seq}")
+
+    try:
+        async with aioxdp.Pinger(lab_a.b.ip, count=50, interval=0.002, on_reply=fussy) as pinger:
+            streamed = [event.seq async for event in pinger]
+            result = await pinger.result()
+    finally:
+        loop.set_exception_handler(None)
+    assert (result.sent, result.received) == (50, 50)
+    assert streamed == list(range(1, 51))
+    assert result.elapsed < 5
+    assert reported
+    assert all(isinstance(exc, RuntimeError) for exc in reported)
+    for bad in ("on_reply", "on_error", "on_timeout"):
+        with pytest.raises(TypeError, match=f"^{bad}: must be callable"):
+            aioxdp.Pinger(lab_a.b.ip, **{bad: 5})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
