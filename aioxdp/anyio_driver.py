@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from aioxdp.anyio_interface import AnyioInterface, shared_anyio_interface
 from aioxdp.echo import EchoSession
 from aioxdp.pinger_base import PingerBase
-from aioxdp.results import PingError, PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult, PingResults
 from aioxdp.xsk import RxBatch
 
 __all__ = ["AnyioPinger", "ping"]
@@ -129,7 +129,7 @@ class AnyioPinger(PingerBase):
             if self._send is not None:
                 self._send.close()
 
-    async def results(self) -> list[PingResult]:
+    async def results(self) -> PingResults:
         await self._done.wait()
         return self._merged()
 

@@ -51,8 +51,8 @@ from aioxdp.fragments import Reassembler, fragment
 from aioxdp.frames import IPV4_HEADERS, ipv4_frame
 from aioxdp.protocols.checksum import internet_checksum
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
-from aioxdp.results import PingError, PingReply, PingResult, icmp_error_kind
-from aioxdp.route import ResolvedRoute
+from aioxdp.results import PingError, PingReply, PingResult, PingResults, icmp_error_kind
+from aioxdp.route import ResolvedRoute, RouteSet
 from aioxdp.xsk import RxBatch
 
 __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
@@ -97,7 +97,7 @@ class EchoSession:
     def __init__(
         self,
         hosts: Sequence[str],
-        routes: Sequence[ResolvedRoute],
+        routes: Sequence[ResolvedRoute] | RouteSet,
         ident: int,
         *,
         count: int,
@@ -117,8 +117,13 @@ class EchoSession:
             raise ValueError(f"routes: one per host ({n}), got {len(routes)}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight!r}")
-        self.hosts = list(hosts)
-        self.routes = list(routes)
+        self.hosts = hosts  # (not copied: a run over 65 000 hosts holds no second list)
+        self.routes = routes if isinstance(routes, RouteSet) else RouteSet.of(routes)
+        self._paths: list[ResolvedRoute] = []
+        for path in self.routes.paths:
+            if not isinstance(path, ResolvedRoute):
+                raise ValueError(f"routes: the next hop {path.next_hop} is not resolved")
+            self._paths.append(path)
         self.n_targets = n
         self.count = count
         self.ident = ident
@@ -156,32 +161,22 @@ class EchoSession:
         self._probe_arrays()
 
     def _frames(self, size: int, ttl: int) -> None:
-        """One request template per target, copied from one per next hop and
-        source: a host's differs only in its destination address (C writes
-        the IP id and checksums per probe). Requests sent as fragments keep
-        only the templates per next hop (they may be 64 KiB each)."""
-        length = self.frame_len = HEADERS + size
-        whole = self._reassembler is None
-        frames = self._frame_bytes = bytearray(self.n_targets * length if whole else 0)
-        bases: dict[tuple[bytes, str], int] = {}
-        self._bases: list[bytes] = []
-        self._base_of = array.array("I", bytes(4 * self.n_targets))
-        destinations = bytearray(4 * self.n_targets)
-        for i, r in enumerate(self.routes):
-            b = bases.get((r.next_hop_mac, r.source))
-            if b is None:
-                b = bases[(r.next_hop_mac, r.source)] = len(self._bases)
-                self._bases.append(echo_template(r, self.ident, size, ttl))
-            self._base_of[i] = b
-            destinations[4 * i : 4 * i + 4] = socket.inet_aton(r.destination)
-            if whole:
-                at = i * length
-                frames[at : at + length] = self._bases[b]
-                frames[at + 30 : at + 34] = destinations[4 * i : 4 * i + 4]
-        self._destinations = bytes(destinations)
-        self._frames_c = ffi.from_buffer("uint8_t[]", frames)
-        # replies are looked up by source address, as C reads it from the frame
-        self._saddrs = array.array("I", self._destinations)
+        """One request template per path (next hop and source); C writes each
+        target's destination, the IP id and both checksums per probe."""
+        self.frame_len = HEADERS + size
+        self._bases = [echo_template(r, self.ident, size, ttl) for r in self._paths]
+        self._bases_c = ffi.from_buffer("uint8_t[]", b"".join(self._bases))
+        self._base_of = self.routes.path_of
+        self._base_of_c = ffi.from_buffer("uint32_t[]", self._base_of)
+        # destinations as a frame holds them: what C writes, and looks replies up by
+        self._daddrs = array.array("I", self.routes.destinations)
+        self._daddrs_c = ffi.from_buffer("uint32_t[]", self._daddrs)
+        if self.n_targets == 1 and self._reassembler is None:
+            # one target: its own frame, so a flood sends a window per call
+            frame = bytearray(self._bases[self._base_of[0]])
+            frame[30:34] = self.routes.destinations[0:4]
+            self._frame = bytes(frame)
+            self._frame_c = ffi.from_buffer("uint8_t[]", self._frame)
 
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
@@ -192,22 +187,19 @@ class EchoSession:
         self._seqs = _zeroed("I", total)
         self._ttls = _zeroed("B", total)
         self._sizes = _zeroed("I", total)
+        probes = self._probes = ffi.new("struct aioxdp_echo_probes *")
         # the cdata views pin the buffers: none of them can be resized under C
-        self._views = [
-            ffi.from_buffer(kind, buf)
-            for kind, buf in (
-                ("uint8_t[]", self._state),
-                ("int64_t[]", self._sent_ns),
-                ("double[]", self._rtts),
-                ("uint32_t[]", self._seqs),
-                ("uint8_t[]", self._ttls),
-                ("uint32_t[]", self._sizes),
-            )
-        ]
-        self._stamps = self._views[1]
-        self._probes = ffi.new("struct aioxdp_echo_probes[]", n)
-        lib.aioxdp_echo_probes_init(self._probes, n, count, *self._views, self.timeout_ns)
-        self._tallies = ffi.new("struct aioxdp_echo_tally[]", n)
+        probes.state = self._state_c = ffi.from_buffer("uint8_t[]", self._state)
+        probes.sent_ns = self._stamps = ffi.from_buffer("int64_t[]", self._sent_ns)
+        probes.rtts = self._rtts_c = ffi.from_buffer("double[]", self._rtts)
+        probes.seqs = self._seqs_c = ffi.from_buffer("uint32_t[]", self._seqs)
+        probes.ttls = self._ttls_c = ffi.from_buffer("uint8_t[]", self._ttls)
+        probes.sizes = self._sizes_c = ffi.from_buffer("uint32_t[]", self._sizes)
+        # 36 bytes per target: ffi.new zeroes them
+        probes.targets = self._targets = ffi.new("struct aioxdp_echo_target[]", n)
+        probes.n_targets = n
+        probes.count = count
+        probes.timeout_ns = self.timeout_ns
         self._counts = ffi.new("struct aioxdp_echo_counts *")
         # ICMP errors, by target index (few targets meet any): kind -> count
         self._errors: dict[int, dict[str, int]] = {}
@@ -222,7 +214,7 @@ class EchoSession:
         lookup.mask = slots - 1
         lookup.n_targets = n
         self._lookup_views = (lookup.keys, lookup.index, lookup.next_same)
-        if lib.aioxdp_echo_lookup_build(lookup, ffi.from_buffer("uint32_t[]", self._saddrs)):
+        if lib.aioxdp_echo_lookup_build(lookup, self._daddrs_c):
             raise AssertionError("echo lookup: table too small")  # sized above: cannot happen
 
     def _budget(self) -> int:
@@ -246,8 +238,8 @@ class EchoSession:
 
     def received(self) -> int:
         """Replies answered in time, over every target (O(targets): for progress)."""
-        probes = self._probes
-        return sum(int(probes[i].nrec) for i in range(self.n_targets))
+        targets = self._targets
+        return sum(int(targets[i].nrec) for i in range(self.n_targets))
 
     def errors(self) -> int:
         """Probes answered by an ICMP error, over every target."""
@@ -277,26 +269,26 @@ class EchoSession:
                 break
             if n_targets == 1:
                 # one target: as many of its probes as are due, in one call
-                probes = self._probes[0]
+                target = self._targets[0]
                 if self.interval_ns:
                     due = (now_ns - self.start_ns) // self.interval_ns + 1 - self._round
                 else:
-                    due = self.window - (probes.next_probe - probes.done)
+                    due = self.window - (target.next_probe - target.done)
                 n = min(room, due, count - self._round)
                 if n <= 0:
                     break
-                start = probes.next_probe
+                start = target.next_probe
                 if self._reassembler is not None:  # (it counts what it sends)
                     sent = self._send_split(tx, [(0, start + k) for k in range(n)])
                 else:
                     sent = tx.send_echoes(
-                        self._frames_c,
+                        self._frame_c,
                         self.frame_len,
                         (start + 1) & 0xFFFF,
                         n,
                         self._stamps + start,
                     )
-                    probes.next_probe += sent
+                    target.next_probe += sent
                 if not sent:
                     break  # no free frame: the next call goes on
                 latest = max(latest, self._sent_ns[start + sent - 1])  # C's own stamp
@@ -311,10 +303,12 @@ class EchoSession:
                     )
                 else:
                     sent = tx.send_echo_each(
-                        self._frames_c,
+                        self._bases_c,
+                        len(self._bases),
                         self.frame_len,
+                        self._base_of_c,
+                        self._daddrs_c,
                         self._probes,
-                        n_targets,
                         self._next,
                         n,
                         0 if self.interval_ns else self.window,
@@ -346,11 +340,11 @@ class EchoSession:
         count = self.count
         sent = 0
         for i, probe in probes:
-            p = self._probes[i]
+            p = self._targets[i]
             if not self.interval_ns and p.next_probe - p.done >= self.window:
                 break
             frame = bytearray(self._bases[self._base_of[i]])
-            frame[30:34] = self._destinations[4 * i : 4 * i + 4]
+            frame[30:34] = self.routes.destinations[4 * i : 4 * i + 4]
             seq = (probe + 1) & 0xFFFF
             struct.pack_into("!H", frame, 18, seq)  # the IP id follows the sequence, as in C
             struct.pack_into("!H", frame, 36, 0)  # the ICMP checksum, computed below
@@ -379,18 +373,16 @@ class EchoSession:
                 for i in swept:
                     self.left_flight += self._sweep_telling(i, now_ns)
             else:
-                self.left_flight += lib.aioxdp_echo_sweep_each(
-                    self._probes, self.n_targets, first, stop, now_ns
-                )
+                self.left_flight += lib.aioxdp_echo_sweep_each(self._probes, first, stop, now_ns)
 
     def _sweep_telling(self, i: int, now_ns: int) -> int:
         """Sweep target ``i``, telling the timeout listeners of each probe given up."""
-        p = self._probes + i
-        before = p.sweep
-        expired = int(lib.aioxdp_echo_sweep(p, now_ns))
+        target = self._targets[i]
+        before = target.sweep
+        expired = int(lib.aioxdp_echo_sweep(self._probes, i, now_ns))
         if expired:
             at = i * self.count
-            for probe in range(before, p.sweep):
+            for probe in range(before, target.sweep):
                 if self._state[at + probe] == lib.AIOXDP_PROBE_EXPIRED:
                     for listener in self.timeout_listeners:
                         try:
@@ -428,9 +420,7 @@ class EchoSession:
         errors_before = self._counts.errors
         fragments_before = self._counts.faults[lib.AIOXDP_ECHO_FRAGMENT]
         freed = int(
-            lib.aioxdp_echo_account(
-                results, count, self._lookup, self._probes, self._tallies, self._counts
-            )
+            lib.aioxdp_echo_account(results, count, self._lookup, self._probes, self._counts)
         )
         wholes: list[Any] = []
         if (
@@ -474,16 +464,18 @@ class EchoSession:
                 ffi.from_buffer(datagram), len(datagram), self.ident, whole
             )
             whole[0].recv_ns = lib.aioxdp_now_ns()
-            freed += lib.aioxdp_echo_account(
-                whole, 1, self._lookup, self._probes, self._tallies, self._counts
-            )
+            freed += lib.aioxdp_echo_account(whole, 1, self._lookup, self._probes, self._counts)
             if whole[0].target >= 0 and whole[0].status == lib.AIOXDP_ECHO_OK:
                 answered.append(whole)
         return freed
 
     def _reply(self, r: Any) -> PingReply:
         return PingReply(
-            r.seq, (r.recv_ns - r.sent_ns) / 1e9, r.ttl, r.size, self.routes[r.target].destination
+            r.seq,
+            (r.recv_ns - r.sent_ns) / 1e9,
+            r.ttl,
+            r.size,
+            self.routes.destination(r.target),
         )
 
     def _tell(self, listeners: list[Callable[[Any], None]], event: Any) -> None:
@@ -521,7 +513,7 @@ class EchoSession:
                         r.icmp_type,
                         r.icmp_code,
                         socket.inet_ntoa(int(r.sender).to_bytes(4, "little")),
-                        self.routes[r.target].destination,
+                        self.routes.destination(r.target),
                         r.info,
                     )
                 )
@@ -543,47 +535,56 @@ class EchoSession:
 
     def results(
         self, *, kernel_drops: dict[str, int] | None = None, settled: bool = False
-    ) -> list[PingResult]:
-        """One result per target; ``kernel_drops`` (the interface's) and the
-        malformed counts (the run's) are one dict each, shared by every result.
-        ``settled``: count as sent only the probes that left flight (a run
-        interrupted now: those still in flight are neither received nor lost)."""
+    ) -> PingResults:
+        """One result per target, each made when it is read; ``kernel_drops``
+        (the interface's) and the malformed counts (the run's) are one dict
+        each, shared by every result. ``settled``: count as sent only the
+        probes that left flight (a run interrupted now: those still in flight
+        are neither received nor lost). A run still going is read at once (a
+        snapshot: its figures would move under a lazy view); an ended one
+        lazily, from the arrays that counted it."""
         # a run still going (a snapshot) has lasted until now
         end_ns = self.end_ns or time.monotonic_ns()
-        elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
         malformed = self.malformed()
-        drops = kernel_drops or {}
-        count = self.count
+        elapsed = (end_ns - self.start_ns) / 1e9 if self.start_ns else 0.0
         span = (self.last_sent_ns - self.first_sent_ns) / 1e9
-        out = []
-        for i, (host, route) in enumerate(zip(self.hosts, self.routes, strict=True)):
-            p = self._probes[i]
-            t = self._tallies[i]
+        drops = kernel_drops or {}
+        error = self.error
+        hosts, targets, errors, count = self.hosts, self._targets, self._errors, self.count
+        rtts, seqs, ttls, sizes = self._rtts, self._seqs, self._ttls, self._sizes
+        destination = self.routes.destination
+
+        def make(i: int) -> PingResult:
+            t = targets[i]
+            nrec = t.nrec
             at = i * count
-            stop = at + p.nrec
-            out.append(
-                PingResult(
-                    host,
-                    route.destination,
-                    int(p.done if settled else p.next_probe),
-                    int(p.nrec),
-                    self._rtts[at:stop].tolist(),
-                    duplicates=int(t.duplicates),
-                    late=int(t.late),
-                    foreign=int(t.foreign),
-                    malformed=malformed,
-                    elapsed=elapsed,
-                    _seqs=_copy("I", self._seqs[at:stop]),
-                    _ttls=_copy("B", self._ttls[at:stop]),
-                    _sizes=_copy("I", self._sizes[at:stop]),
-                    error=self.error,
-                    errors=dict(self._errors.get(i, {})),
-                    span=span,
-                    pipe=int(t.pipe),
-                    kernel_drops=drops,
-                )
+            stop = at + nrec
+            tally = errors.get(i)
+            # positional, in field order (asserted in tests): one per host read
+            return PingResult(
+                hosts[i],
+                destination(i),
+                t.done if settled else t.next_probe,
+                nrec,
+                rtts[at:stop].tolist(),
+                t.duplicates,
+                t.late,
+                t.foreign,
+                malformed,
+                elapsed,
+                None,
+                error,
+                dict(tally) if tally else {},
+                span,
+                t.pipe,
+                drops,
+                tuple(seqs[at:stop]),
+                tuple(ttls[at:stop]),
+                tuple(sizes[at:stop]),
             )
-        return out
+
+        view = PingResults(self.n_targets, make)
+        return view if self.end_ns else PingResults(self.n_targets, list(view).__getitem__)
 
 
 def _zeroed(code: str, n: int) -> Any:
@@ -592,12 +593,6 @@ def _zeroed(code: str, n: int) -> Any:
     probes costs what it sends."""
     size = n * array.array(code).itemsize
     return memoryview(mmap.mmap(-1, max(size, 1)))[:size].cast(code)  # type: ignore[call-overload]
-
-
-def _copy(code: str, view: Any) -> array.array[Any]:
-    out = array.array(code)
-    out.frombytes(view.tobytes())
-    return out
 
 
 def echo_template(route: ResolvedRoute, ident: int, size: int, ttl: int) -> bytes:

@@ -21,7 +21,7 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -186,7 +186,7 @@ async def run_fping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                         flush=True,
                     )
 
-            results = await multiping(
+            results: Sequence[PingResult] = await multiping(
                 names,
                 count=count,
                 interval=args.period / 1000,
@@ -233,7 +233,7 @@ async def _default_mode(
     pad: Callable[[str], str],
     out: TextIO,
     common: dict[str, Any],
-) -> list[PingResult]:
+) -> Sequence[PingResult]:
     """fping without -c: one probe per target, retried (waiting longer each
     time) until it answers or ``-r`` retries are spent."""
     from aioxdp.ping import multiping
@@ -282,7 +282,12 @@ async def _default_mode(
 
 
 def _print_stats(
-    results: list[PingResult], targets: int, alive: int, unknown: int, elapsed: float, err: TextIO
+    results: Sequence[PingResult],
+    targets: int,
+    alive: int,
+    unknown: int,
+    elapsed: float,
+    err: TextIO,
 ) -> None:
     """fping -s: the statistics block, on stderr."""
     sent = sum(r.sent for r in results)

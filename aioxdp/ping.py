@@ -19,7 +19,7 @@ from aioxdp.echo import DEFAULT_WINDOW, EchoSession
 from aioxdp.errors import XDPError
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.pinger_base import PingerBase
-from aioxdp.results import PingError, PingReply, PingResult
+from aioxdp.results import PingError, PingReply, PingResult, PingResults
 from aioxdp.runtime import running_library
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class Pinger(PingerBase):
             if self._queue is not None:
                 self._queue.put_nowait(None)
 
-    async def results(self) -> list[PingResult]:
+    async def results(self) -> PingResults:
         """Wait for the run to end; one result per host."""
         if self._task is None:
             raise XDPError(
@@ -240,8 +240,9 @@ async def ping(
         return await pinger.result()
 
 
-async def multiping(hosts: Sequence[str], **kwargs: Any) -> list[PingResult]:
-    """Ping several hosts at once over one XSK; one result per host, in order."""
+async def multiping(hosts: Sequence[str], **kwargs: Any) -> PingResults:
+    """Ping several hosts at once over one XSK; one result per host, in host
+    order (a Sequence, each result made when it is read: see PingResults)."""
     async with Pinger(hosts, **kwargs) as pinger:
         return await pinger.results()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,8 +19,8 @@ from aioxdp.errors import XDPError
 from aioxdp.forwarder import ICMP_ERRORS_QUOTING_ECHO, Rule
 from aioxdp.neighbour import resolve_each
 from aioxdp.protocols.icmp import ECHO_REPLY
-from aioxdp.results import PingError, PingReply, PingResult
-from aioxdp.route import NoRouteError, ResolvedRoute, Route, routes_to
+from aioxdp.results import PingError, PingReply, PingResult, PingResults
+from aioxdp.route import ResolvedRoute, Route, RouteSet, route_set
 from aioxdp.targets import MAX_HOSTS, check_target_count
 
 DROP_COUNTERS = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
@@ -78,10 +79,11 @@ class PingerBase:
         self._on_timeout = on_timeout  # told (host, seq) of each probe given up
         self._on_error = on_error  # told each ICMP error that answered a probe
         self.max_hosts = max_hosts
-        self.routes: list[ResolvedRoute] = []  # set when the run starts, for hosts probed
+        # set when the run starts, for the hosts probed (a RouteSet: no object per host)
+        self.routes: Sequence[ResolvedRoute] = ()
         self.failed: dict[int, Exception] = {}  # host index -> why it is not probed
-        self._probed: list[int] = []  # host indices of the targets, in order
-        self._found: list[Route] = []  # their routes, next hops not yet resolved
+        self._probed: Sequence[int] = range(0)  # host indices of the targets, in order
+        self._found = RouteSet(b"", array.array("I"), [])  # their routes, next hops unresolved
         self._drops_before: dict[str, int] = {}
         self._nic_stats: Callable[[], dict[str, Any]] | None = None
         self._init_driver()
@@ -91,8 +93,8 @@ class PingerBase:
 
     _session: EchoSession
 
-    async def results(self) -> list[PingResult]:
-        """Wait for the run to end; one result per host."""
+    async def results(self) -> PingResults:
+        """Wait for the run to end; one result per host, in host order."""
         raise NotImplementedError
 
     async def result(self) -> PingResult:
@@ -104,24 +106,27 @@ class PingerBase:
         session = self._session
         return session.sent, session.received(), session.errors()
 
-    def snapshot(self) -> list[PingResult]:
+    def snapshot(self) -> PingResults:
         """Results so far, without waiting (for Ctrl-C summaries): probes
         still in flight are neither sent nor lost yet, as iputils counts them."""
         return self._merged(settled=True)
 
-    def _merged(self, *, settled: bool = False) -> list[PingResult]:
+    def _merged(self, *, settled: bool = False) -> PingResults:
         """One result per host, in host order: the probed ones from the session,
         the others with the error that kept them from being probed."""
         probed = self._session.results(kernel_drops=self._kernel_drops(), settled=settled)
         if not self.failed:
             return probed
-        it = iter(probed)
-        return [
-            PingResult(host, host, 0, 0, [], error=str(self.failed[i]))
-            if i in self.failed
-            else next(it)
-            for i, host in enumerate(self.hosts)
-        ]
+        row_of = dict(zip(self._probed, range(len(self._probed)), strict=True))
+
+        def make(i: int) -> PingResult:
+            row = row_of.get(i)
+            if row is None:
+                host = self.hosts[i]
+                return PingResult(host, host, 0, 0, [], error=str(self.failed[i]))
+            return probed[row]
+
+        return PingResults(len(self.hosts), make)
 
     def _kernel_drops(self) -> dict[str, int]:
         """The kernel's drops on the interface's sockets since the run began
@@ -150,23 +155,33 @@ class PingerBase:
         """Next hops resolved (unanswered ones reported per host), an echo id
         no one uses, and the session, its probes in flight within what the
         socket's rings can take back."""
-        self._check_frame_fits(nic.frame_size, self._found[0].mtu)
-        resolved = await resolve_each(self._found, nic)
-        routes = []
-        for i, r in zip(self._probed, resolved, strict=True):
-            if isinstance(r, ResolvedRoute):
-                routes.append(r)
-            else:
-                self.failed[i] = r
-        self._raise_if_nothing_left()
-        self._probed = [i for i in self._probed if i not in self.failed]
-        self.routes = routes
+        found = self._found
+        self._check_frame_fits(nic.frame_size, found.paths[0].mtu)
+        paths: list[Route] = []
+        silent: dict[int, Exception] = {}  # path -> why its next hop is unknown
+        for k, r in enumerate(await resolve_each(found.paths, nic)):
+            paths.append(r if isinstance(r, ResolvedRoute) else found.paths[k])
+            if not isinstance(r, ResolvedRoute):
+                silent[k] = r
+        found = found.with_paths(paths)
+        if silent:  # every host behind a next hop that did not answer ARP
+            keep = []
+            for row, (i, k) in enumerate(zip(self._probed, found.path_of, strict=True)):
+                if k in silent:
+                    self.failed[i] = silent[k]
+                else:
+                    keep.append(row)
+            self._raise_if_nothing_left()
+            self._probed = [self._probed[row] for row in keep]
+            found = found.select(keep)
+        routes = self.routes = found  # type: ignore[assignment]  # every path resolved above
+        hosts = self.hosts if len(self._probed) == len(self.hosts) else self._targets()
         ident = pick_ident(r.icmp_id for r in nic.forwarder.rules if r.icmp_id is not None)
         config = nic.config
         limit = min(config.fill_size, config.rx_size, config.nframes - config.tx_size)
         limit -= nic.batch_size  # room for a batch being delivered
         session = EchoSession(
-            [self.hosts[i] for i in self._probed],
+            hosts,
             routes,
             ident,
             count=self.count,
@@ -177,7 +192,7 @@ class PingerBase:
             window=self.window,
             spacing=self.spacing,
             max_in_flight=min(limit, self.max_in_flight or limit),
-            mtu=routes[0].mtu,
+            mtu=routes.paths[0].mtu,
         )
         if self._on_reply is not None:
             session.listeners.append(self._on_reply)
@@ -197,10 +212,11 @@ class PingerBase:
         rules = [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
             Rule("icmp", icmp_type=kind, icmp_id=ident) for kind in ICMP_ERRORS_QUOTING_ECHO
         ]
-        if self.routes and self.size + 28 > self.routes[0].mtu:
+        routes = self.routes
+        if isinstance(routes, RouteSet) and routes and self.size + 28 > routes.paths[0].mtu:
             rules += [
                 Rule("icmp", src=address, fragments=True)
-                for address in sorted({r.destination for r in self.routes})
+                for address in sorted({routes.destination(i) for i in range(len(routes))})
             ]
         return rules
 
@@ -245,23 +261,23 @@ class PingerBase:
                 f"with their headers: at most {limit}"
             )
 
-    async def _find_routes(self) -> list[Route]:
-        """Routes to every host (one netlink dump for all): one interface for
-        all, and room for ``size``. A host without a route is reported in its
-        result (or raised, if no host has one)."""
-        found = await routes_to(self.hosts, interface=self.interface, source=self.source)
-        routes = []
-        for i, r in enumerate(found):
-            if isinstance(r, NoRouteError):
-                self.failed[i] = r
-            else:
-                routes.append(r)
-                self._probed.append(i)
+    async def _find_routes(self) -> RouteSet:
+        """Routes to every host (one netlink dump for all, one path per next
+        hop): one interface for all, and room for ``size``. A host without a
+        route is reported in its result (or raised, if no host has one)."""
+        found, failed = await route_set(self.hosts, interface=self.interface, source=self.source)
+        self.failed.update(failed)
+        n = len(self.hosts)
+        self._probed = range(n) if not failed else [i for i in range(n) if i not in failed]
         self._raise_if_nothing_left()
-        ifnames = {r.ifname for r in routes}
+        ifnames = {r.ifname for r in found.paths}
         if len(ifnames) > 1:
             raise ValueError(
                 f"hosts: they are reached through several interfaces {sorted(ifnames)}; ping each group apart"
             )
-        self._found = routes
-        return routes
+        self._found = found
+        return found
+
+    def _targets(self) -> list[str]:
+        """The hosts probed, in order (when some are not)."""
+        return [self.hosts[i] for i in self._probed]

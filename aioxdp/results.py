@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import array
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
-__all__ = ["ICMP_ERROR_KINDS", "PingError", "PingReply", "PingResult", "icmp_error_kind"]
+__all__ = [
+    "ICMP_ERROR_KINDS",
+    "PingError",
+    "PingReply",
+    "PingResult",
+    "PingResults",
+    "icmp_error_kind",
+]
 
 # (type, code) of the ICMP errors a probe can meet: the kind a result counts
 # them by, and the words iputils' ping prints for them (RFC 792, 1812)
@@ -102,9 +109,10 @@ class PingResult:
     # deltas, nonzero ones only; on a shared interface, its other users' too;
     # one dict shared by every result of the run)
     kernel_drops: dict[str, int] = field(default_factory=dict)
-    _seqs: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
-    _ttls: array.array[int] = field(default_factory=lambda: array.array("B"), repr=False)
-    _sizes: array.array[int] = field(default_factory=lambda: array.array("I"), repr=False)
+    # per reply, in arrival order
+    _seqs: Sequence[int] = field(default=(), repr=False)
+    _ttls: Sequence[int] = field(default=(), repr=False)
+    _sizes: Sequence[int] = field(default=(), repr=False)
 
     @property
     def loss(self) -> float:
@@ -166,3 +174,52 @@ class PingResult:
                 "mdev": ms(self.mdev),
             },
         }
+
+
+class PingResults(Sequence[PingResult]):
+    """A run's results, one per host in host order, each made when it is
+    read: a run over 65 000 hosts keeps its figures in the compact arrays
+    it counted them in, not in 65 000 objects. Indexing, slicing, ``len``
+    and iteration work as on a list (a slice is a list); each read makes a
+    new, equal PingResult. Compares equal to a list of the same results."""
+
+    __slots__ = ("_make", "_n")
+
+    def __init__(self, n: int, make: Callable[[int], PingResult]) -> None:
+        if n < 0:
+            raise ValueError(f"n: a count of results, got {n!r}")
+        self._n = n
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> PingResult: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[PingResult]: ...
+
+    def __getitem__(self, i: int | slice) -> PingResult | list[PingResult]:
+        if isinstance(i, slice):
+            return [self._make(k) for k in range(*i.indices(self._n))]
+        if not isinstance(i, int):
+            raise TypeError(f"results: indices are int or slice, not {type(i).__name__}")
+        if not -self._n <= i < self._n:
+            raise IndexError(f"results: index {i} out of range for {self._n} hosts")
+        return self._make(i % self._n)
+
+    def __iter__(self) -> Iterator[PingResult]:
+        make = self._make
+        for i in range(self._n):
+            yield make(i)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PingResults | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # (as a list's)
+
+    def __repr__(self) -> str:
+        return f"<PingResults of {self._n} hosts>"

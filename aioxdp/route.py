@@ -9,12 +9,13 @@ Nobody types a MAC address.
 
 from __future__ import annotations
 
+import array
 import errno
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import anyio
 
@@ -28,8 +29,10 @@ __all__ = [
     "NoRouteError",
     "ResolvedRoute",
     "Route",
+    "RouteSet",
     "UnresolvedNeighbourError",
     "resolve_host",
+    "route_set",
     "route_to",
     "routes_to",
 ]
@@ -111,6 +114,110 @@ class ResolvedRoute(Route):
     """A route whose next hop's MAC is known: all a frame to ``destination`` needs."""
 
     next_hop_mac: bytes
+
+
+class RouteSet(Sequence[Route]):
+    """Routes to many hosts, kept compactly: per host its destination (4
+    bytes) and the index of its path, one Route per next hop and source
+    shared by every host behind it. ``routes[i]`` makes host i's Route.
+
+    A /16 behind one gateway is 65 536 destinations and one path, so a run
+    over it holds no object per host (on-link hosts are each their own next
+    hop, and path)."""
+
+    __slots__ = ("destinations", "path_of", "paths")
+
+    def __init__(
+        self, destinations: bytes, path_of: array.array[int], paths: Sequence[Route]
+    ) -> None:
+        if len(destinations) != 4 * len(path_of):
+            raise ValueError(
+                f"destinations: 4 bytes per host ({len(path_of)}), got {len(destinations)}"
+            )
+        if path_of and max(path_of) >= len(paths):
+            raise ValueError(f"path_of: an index past the {len(paths)} paths")
+        self.destinations = bytes(destinations)  # network order, as in a frame
+        self.path_of = path_of
+        self.paths = list(paths)
+
+    @classmethod
+    def of(cls, routes: Iterable[Route]) -> RouteSet:
+        """The set of these routes, one path per distinct next hop."""
+        destinations = bytearray()
+        path_of = array.array("I")
+        index: dict[tuple[Any, ...], int] = {}
+        paths: list[Route] = []
+        for r in routes:
+            key = _path_key(r)
+            at = index.get(key)
+            if at is None:
+                at = index[key] = len(paths)
+                paths.append(r)
+            path_of.append(at)
+            destinations += socket.inet_aton(r.destination)
+        return cls(bytes(destinations), path_of, paths)
+
+    def __len__(self) -> int:
+        return len(self.path_of)
+
+    @overload
+    def __getitem__(self, i: int) -> Route: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Route]: ...
+
+    def __getitem__(self, i: int | slice) -> Route | list[Route]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        path = self.paths[self.path_of[i]]
+        at = 4 * (i % len(self))
+        # positional, in field order (asserted in tests)
+        return type(path)(
+            socket.inet_ntoa(self.destinations[at : at + 4]),
+            path.ifname,
+            path.ifindex,
+            path.source,
+            path.source_mac,
+            path.next_hop,
+            path.next_hop_mac,
+            path.mtu,
+        )
+
+    def __iter__(self) -> Iterator[Route]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def destination(self, i: int) -> str:
+        """Host i's address (without making its Route)."""
+        at = 4 * i
+        return socket.inet_ntoa(self.destinations[at : at + 4])
+
+    def select(self, rows: Iterable[int]) -> RouteSet:
+        """The routes of ``rows`` (in that order), and only the paths they use."""
+        destinations = bytearray()
+        path_of = array.array("I")
+        renumbered: dict[int, int] = {}
+        paths: list[Route] = []
+        for row in rows:
+            old = self.path_of[row]
+            new = renumbered.get(old)
+            if new is None:
+                new = renumbered[old] = len(paths)
+                paths.append(self.paths[old])
+            path_of.append(new)
+            destinations += self.destinations[4 * row : 4 * row + 4]
+        return RouteSet(bytes(destinations), path_of, paths)
+
+    def with_paths(self, paths: Sequence[Route]) -> RouteSet:
+        """The same hosts over new paths, one for each old one (resolved ones)."""
+        if len(paths) != len(self.paths):
+            raise ValueError(f"paths: one per path ({len(self.paths)}), got {len(paths)}")
+        return RouteSet(self.destinations, self.path_of, paths)
+
+
+def _path_key(r: Route) -> tuple[Any, ...]:
+    """What hosts behind one path share: everything but the destination."""
+    return (r.ifname, r.ifindex, r.source, r.source_mac, r.next_hop, r.next_hop_mac, r.mtu, type(r))
 
 
 def _literal(host: str) -> str | None:
@@ -272,15 +379,26 @@ async def routes_to(
     hosts: Sequence[str], *, interface: str | None = None, source: str | None = None
 ) -> list[Route | NoRouteError]:
     """Routes to many hosts at once, each a Route or the NoRouteError that says
-    why not (in host order).
+    why not (in host order); see :func:`route_set`, which keeps them compactly."""
+    routes, failed = await route_set(hosts, interface=interface, source=source)
+    it = iter(routes)
+    return [failed[i] if i in failed else next(it) for i in range(len(hosts))]
+
+
+async def route_set(
+    hosts: Sequence[str], *, interface: str | None = None, source: str | None = None
+) -> tuple[RouteSet, dict[int, NoRouteError]]:
+    """Routes to many hosts at once: the RouteSet of those that have one (in
+    host order) and, by host index, the NoRouteError that says why each
+    other has none.
 
     One netlink thread dumps the route table, the links and the neighbour
     table, matches every destination to its longest prefix in process, and
     asks the kernel (``ip route get``) once per matched prefix, not once per
-    host: a /16 of hosts behind one gateway costs one question. The answer
-    for one address of a prefix holds for all of it unless policy routing
-    splits a prefix (``ip rule`` by destination); aioxdp does not follow such
-    rules.
+    host: a /16 of hosts behind one gateway costs one question and one path.
+    The answer for one address of a prefix holds for all of it unless policy
+    routing splits a prefix (``ip rule`` by destination); aioxdp does not
+    follow such rules.
     """
     if isinstance(hosts, str):
         raise TypeError("hosts: give a sequence of hosts, not one str")
@@ -295,22 +413,30 @@ async def routes_to(
             source = str(ipaddress.IPv4Address(source))
         except ValueError:
             raise ValueError(f"source: not an IPv4 address: {source!r}") from None
-    out: list[Route | NoRouteError | None] = [None] * len(hosts)
-    destinations: list[str | None] = [None] * len(hosts)
+    n = len(hosts)
+    packed = bytearray(4 * n)  # destinations, network order: no str per host
+    failed: dict[int, NoRouteError] = {}
+    pton, inet = socket.inet_pton, socket.AF_INET
     for i, host in enumerate(hosts):
-        # addresses need no resolver (and no await per host)
-        destinations[i] = _literal(host)
-        if destinations[i] is None:
-            try:
-                destinations[i] = await resolve_host(host)
-            except NoRouteError as exc:
-                out[i] = exc
-    wanted = sorted({d for d in destinations if d is not None})
+        try:
+            packed[4 * i : 4 * i + 4] = pton(inet, host)  # addresses need no resolver
+            continue
+        except (OSError, TypeError, UnicodeError, ValueError):
+            pass
+        try:
+            packed[4 * i : 4 * i + 4] = socket.inet_aton(await resolve_host(host))
+        except NoRouteError as exc:
+            failed[i] = exc
+    values = array.array("I", packed)
+    if values.itemsize != 4:  # pragma: no cover - every Linux ABI has 32-bit unsigned int
+        raise AssertionError("array('I') is not 32 bits here")
+    if socket.htonl(1) != 1:
+        values.byteswap()  # host order, to mask
 
     def lookup(
         rtnl: RtNetlink,
-    ) -> tuple[dict[str, Any], dict[Any, Any], dict[int, Any], dict[tuple[int, str], bytes]]:
-        by_length: dict[int, dict[int, list[Any]]] = {}
+    ) -> tuple[array.array[int], list[Any], dict[int, Any], dict[tuple[int, str], bytes]]:
+        by_length: dict[int, set[int]] = {}
         for rt in rtnl.routes(socket.AF_INET):
             if (
                 oif is not None
@@ -318,33 +444,72 @@ async def routes_to(
                 and rt.get("RTA_TABLE") != 255
             ):
                 continue
-            length = rt["dst_len"]
-            network = int(ipaddress.IPv4Address(rt.get("RTA_DST") or "0.0.0.0"))
-            by_length.setdefault(length, {}).setdefault(network, []).append(rt)
-        lengths = sorted(by_length, reverse=True)
-        prefix_of: dict[str, Any] = {}
-        for d in wanted:
-            value = int.from_bytes(socket.inet_aton(d), "big")  # canonical already
-            for length in lengths:
-                mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-                if value & mask in by_length[length]:
-                    prefix_of[d] = (length, value & mask)
-                    break
-        answers: dict[Any, Any] = {}
-        for prefix in set(prefix_of.values()):
-            representative = next(d for d, p in prefix_of.items() if p == prefix)
+            network = int.from_bytes(socket.inet_aton(rt.get("RTA_DST") or "0.0.0.0"), "big")
+            by_length.setdefault(rt["dst_len"], set()).add(network)
+        levels = [
+            ((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, by_length[length])
+            for length in sorted(by_length, reverse=True)
+        ]
+        # per host, its prefix's index in ``representatives`` (NO_PREFIX: none matched)
+        prefix_at = array.array("I", bytes(4 * n))
+        index: dict[tuple[int, int], int] = {}
+        representatives: list[int] = []
+        for i, value in enumerate(values):
+            at = NO_PREFIX
+            if i not in failed:
+                for mask, networks in levels:
+                    if value & mask in networks:
+                        key = (mask, value & mask)
+                        at = index.get(key, -1)
+                        if at < 0:
+                            at = index[key] = len(representatives)
+                            representatives.append(i)
+                        break
+            prefix_at[i] = at
+        answers: list[Any] = []
+        for i in representatives:
             try:
-                answers[prefix] = _answer(rtnl.route_to(representative, oif))
+                answers.append(_answer(rtnl.route_to(_address(packed, i), oif)))
             except NetlinkError as exc:
-                answers[prefix] = exc.errno
+                answers.append(exc.errno)
         links = {link["index"]: _link(link) for link in rtnl.links()}
-        return prefix_of, answers, links, _usable_macs(rtnl.neighbours(socket.AF_INET))
+        return prefix_at, answers, links, _usable_macs(rtnl.neighbours(socket.AF_INET))
 
-    prefix_of, answers, links, macs = await _netlink.query(lookup)
-    for i, d in enumerate(destinations):
-        if d is None:
+    prefix_at, answers, links, macs = await _netlink.query(lookup)
+    destinations = bytearray()
+    path_of = array.array("I")
+    paths: list[Route] = []
+    # per prefix: the path every host of it shares (behind a gateway), or -1
+    # (on-link, or failed: each host its own route, or its own error)
+    shared: dict[int, int] = {}
+    for i in range(n):
+        if i in failed:
             continue
-        prefix = prefix_of.get(d)
-        answer = answers.get(prefix) if prefix is not None else errno.ENETUNREACH
-        out[i] = _route_from(hosts[i], d, answer, links, macs, source)
-    return out  # type: ignore[return-value]
+        at = prefix_at[i]
+        path = shared.get(at)
+        if path is None:
+            path = shared[at] = -1
+            answer = errno.ENETUNREACH if at == NO_PREFIX else answers[at]
+            if not isinstance(answer, int) and answer["type"] == RTN_UNICAST and answer["gateway"]:
+                r = _route_from(hosts[i], _address(packed, i), answer, links, macs, source)
+                if isinstance(r, Route):
+                    path = shared[at] = len(paths)
+                    paths.append(r)
+        if path < 0:
+            answer = errno.ENETUNREACH if at == NO_PREFIX else answers[at]
+            r = _route_from(hosts[i], _address(packed, i), answer, links, macs, source)
+            if isinstance(r, NoRouteError):
+                failed[i] = r
+                continue
+            path = len(paths)
+            paths.append(r)
+        path_of.append(path)
+        destinations += packed[4 * i : 4 * i + 4]
+    return RouteSet(bytes(destinations), path_of, paths), failed
+
+
+NO_PREFIX = 0xFFFFFFFF  # a destination no route's prefix holds
+
+
+def _address(packed: bytes | bytearray, i: int) -> str:
+    return socket.inet_ntoa(packed[4 * i : 4 * i + 4])

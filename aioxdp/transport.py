@@ -285,10 +285,12 @@ class XDPTransport(asyncio.Transport):
 
     def send_echo_each(
         self,
-        frames: Any,
+        bases: Any,
+        n_bases: int,
         length: int,
+        base_of: Any,
+        daddrs: Any,
         probes: Any,
-        n_targets: int,
         first: int,
         count: int,
         window: int,
@@ -296,7 +298,9 @@ class XDPTransport(asyncio.Transport):
         """The next probe of several targets (see XSK.send_echo_each); how many went."""
         if self._closing:
             return 0
-        n = self._xsk.send_echo_each(frames, length, probes, n_targets, first, count, window)
+        n = self._xsk.send_echo_each(
+            bases, n_bases, length, base_of, daddrs, probes, first, count, window
+        )
         self._queued(n)
         return n
 

@@ -344,20 +344,31 @@ class XSK:
 
     def send_echo_each(
         self,
-        frames: Any,
+        bases: Any,
+        n_bases: int,
         length: int,
+        base_of: Any,
+        daddrs: Any,
         probes: Any,
-        n_targets: int,
         first: int,
         count: int,
         window: int,
     ) -> int:
         """Stamp and queue the next probe of targets ``first``..``first+count-1``
-        of an echo session, each from its own template in ``frames``; returns
-        how many went (see aioxdp_echo_send_each)."""
+        of an echo session, each from its path's template in ``bases`` with its
+        own destination; returns how many went (see aioxdp_echo_send_each)."""
         return int(
             lib.aioxdp_echo_send_each(
-                self._handle(), frames, length, probes, n_targets, first, count, window
+                self._handle(),
+                bases,
+                n_bases,
+                length,
+                base_of,
+                daddrs,
+                probes,
+                first,
+                count,
+                window,
             )
         )
 

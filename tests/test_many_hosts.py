@@ -190,3 +190,28 @@ async def test_a_flood_over_many_targets_keeps_each_window(
     assert reflected.counters()["icmp"] == 6000
     assert results[0].malformed == {}
     assert results[0].kernel_drops == {}
+
+
+async def test_routes_to_thousands_share_one_path_per_next_hop(
+    lab_a: Lab, reflected: Reflector
+) -> None:
+    """3000 hosts behind b are one path (one template, one ARP); b itself is
+    on-link, its own path; an address no route holds is named alone."""
+    from aioxdp.route import NoRouteError, route_set
+
+    hosts = [*far_hosts(3000), lab_a.b.ip, "198.18.99.1"]
+    routes, failed = await route_set(hosts)
+    assert len(routes) == 3001
+    assert [(p.next_hop, p.destination) for p in routes.paths] == [
+        (lab_a.b.ip, hosts[0]),
+        (lab_a.b.ip, lab_a.b.ip),
+    ]
+    assert [routes.destination(i) for i in range(3001)] == hosts[:3001]
+    assert set(failed) == {3001}
+    assert isinstance(failed[3001], NoRouteError)
+    assert "198.18.99.1" in str(failed[3001])
+    # what the kernel says for a sample, field by field
+    got = lab_a.a.run("ip", "-o", "route", "get", hosts[1234]).stdout
+    assert f"via {lab_a.b.ip} dev {lab_a.a.ifname} src {lab_a.a.ip}" in got
+    assert routes[1234].next_hop == lab_a.b.ip
+    assert routes[1234].source == lab_a.a.ip

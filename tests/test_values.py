@@ -3,7 +3,11 @@ numbers, and every misuse of the configuration objects named."""
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import math
+import pickle
+from typing import Any
 
 import pytest
 
@@ -78,3 +82,102 @@ def test_a_resolved_route_keeps_every_field_and_takes_the_mac() -> None:
     assert resolved.resolved() is resolved
     with pytest.raises(ValueError, match="not known yet"):
         route.resolved()
+
+
+def _route(destination: str, next_hop: str = "198.18.0.2", mac: bytes | None = None) -> Any:
+    from aioxdp.route import Route
+
+    return Route(destination, "veth-a", 7, "198.18.0.1", b"\x02" * 6, next_hop, mac, 1500)
+
+
+def test_a_route_set_shares_one_path_per_next_hop_and_gives_back_every_route() -> None:
+    from aioxdp.route import ResolvedRoute, RouteSet
+
+    routes = [_route(f"198.19.{i // 256}.{i % 256}") for i in range(1000)]
+    routes += [_route("198.18.0.7", next_hop="198.18.0.7"), _route("198.18.0.8", "198.18.0.8")]
+    table = RouteSet.of(routes)
+    assert len(table) == 1002
+    assert len(table.paths) == 3  # the gateway, and each on-link host
+    assert list(table) == routes  # every field, in order, for every host
+    assert table[-1] == routes[-1]
+    assert table[5:8] == routes[5:8]
+    assert table.destination(1000) == "198.18.0.7"
+    with pytest.raises(IndexError):
+        table[1002]
+    picked = table.select([1001, 3, 1000])
+    assert list(picked) == [routes[1001], routes[3], routes[1000]]
+    assert len(picked.paths) == 3
+    resolved = picked.with_paths([p.resolved(b"\x0b" * 6) for p in picked.paths])
+    assert all(isinstance(r, ResolvedRoute) and r.next_hop_mac == b"\x0b" * 6 for r in resolved)
+    assert [r.destination for r in resolved] == ["198.18.0.8", "198.19.0.3", "198.18.0.7"]
+
+
+@pytest.mark.parametrize(
+    ("destinations", "path_of", "named"),
+    [(b"\x01" * 7, [0, 0], "destinations"), (b"\x01" * 8, [0, 1], "path_of")],
+)
+def test_a_route_set_refuses_what_does_not_add_up(
+    destinations: bytes, path_of: list[int], named: str
+) -> None:
+    from aioxdp.route import RouteSet
+
+    with pytest.raises(ValueError, match=named):
+        RouteSet(destinations, array.array("I", path_of), [_route("198.19.0.1")])
+    with pytest.raises(ValueError, match="paths"):
+        RouteSet.of([_route("198.19.0.1")]).with_paths([])
+
+
+def test_ping_result_fields_are_in_the_order_the_session_builds_them() -> None:
+    # echo.py builds a PingResult per host positionally (it is the hot loop
+    # of reading 65 000 results): this is the order it assumes
+    assert [f.name for f in dataclasses.fields(aioxdp.PingResult)] == [
+        "host",
+        "address",
+        "sent",
+        "received",
+        "rtts",
+        "duplicates",
+        "late",
+        "foreign",
+        "malformed",
+        "elapsed",
+        "open",
+        "error",
+        "errors",
+        "span",
+        "pipe",
+        "kernel_drops",
+        "_seqs",
+        "_ttls",
+        "_sizes",
+    ]
+
+
+def test_ping_results_read_like_a_list_and_name_misuse() -> None:
+    made: list[int] = []
+
+    def make(i: int) -> aioxdp.PingResult:
+        made.append(i)
+        return aioxdp.PingResult(f"h{i}", f"198.19.0.{i}", 3, i % 4, [0.001] * (i % 4))
+
+    results = aioxdp.PingResults(5, make)
+    assert made == []  # nothing is made until it is read
+    assert len(results) == 5
+    assert results[0].host == "h0"
+    assert results[-1].host == "h4"
+    assert [r.host for r in results] == ["h0", "h1", "h2", "h3", "h4"]
+    assert results[1:4] == [make(1), make(2), make(3)]
+    assert results == [make(i) for i in range(5)]
+    assert results != [make(0)]
+    assert results.count(make(2)) == 1
+    assert results.index(make(3)) == 3
+    assert pickle.loads(pickle.dumps(results[2])) == results[2]
+    for bad in (5, -6):
+        with pytest.raises(IndexError, match="out of range for 5 hosts"):
+            results[bad]
+    with pytest.raises(TypeError, match="int or slice"):
+        results["0"]  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="count of results"):
+        aioxdp.PingResults(-1, make)
+    with pytest.raises(TypeError):
+        hash(results)

@@ -120,8 +120,20 @@ enum aioxdp_probe_state {
 	AIOXDP_PROBE_ERROR,   /* answered by an ICMP error */
 };
 
-/* One target's probes: its slices of session-wide arrays owned by Python,
- * ``count`` probes long (aioxdp_echo_probes_init sets them for all targets). */
+/* One target's progress through its probes. Counters saturate. */
+struct aioxdp_echo_target {
+	uint32_t next_probe;  /* probes sent */
+	uint32_t done;        /* probes that left flight */
+	uint32_t sweep;       /* probes before this index have left flight */
+	uint32_t nrec;        /* answered replies recorded */
+	uint32_t matched;     /* valid replies from this target */
+	uint32_t duplicates, late, foreign;
+	uint32_t pipe;        /* the most probes sent when one was answered, counting it (ping's) */
+};
+
+/* Every target's probes: session-wide arrays owned by Python, ``count``
+ * slots per target (target i's are ``i * count`` onwards), and the targets'
+ * progress. 36 bytes per target and 26 per probe, no pointer per target. */
 struct aioxdp_echo_probes {
 	uint8_t *state;       /* enum aioxdp_probe_state per probe */
 	int64_t *sent_ns;     /* per probe */
@@ -129,18 +141,10 @@ struct aioxdp_echo_probes {
 	uint32_t *seqs;
 	uint8_t *ttls;
 	uint32_t *sizes;
-	uint64_t count;       /* room in each array: no index reaches it */
-	uint64_t nrec;        /* answered replies recorded */
-	uint64_t next_probe;  /* probes sent */
-	uint64_t done;        /* probes that left flight */
-	uint64_t sweep;       /* probes before this index have left flight */
+	struct aioxdp_echo_target *targets;
+	uint32_t n_targets;
+	uint32_t count;       /* slots per target: no index reaches it */
 	int64_t timeout_ns;
-};
-
-struct aioxdp_echo_tally {
-	uint64_t matched;     /* valid replies from this target */
-	uint64_t duplicates, late, foreign;
-	uint64_t pipe;        /* the most probes sent when one was answered, counting it (ping's) */
 };
 
 /* Which target a source address is: open addressing over ``mask + 1``
@@ -187,29 +191,29 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns);
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out);
-/* Point every target's probes at its slice of the session-wide arrays. */
-void aioxdp_echo_probes_init(struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t count,
-			     uint8_t *state, int64_t *sent_ns, double *rtts, uint32_t *seqs,
-			     uint8_t *ttls, uint32_t *sizes, int64_t timeout_ns);
 /* Fill the lookup from each target's source address; -1 if it is too small. */
 int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs);
-/* Send the next probe of targets first..first+n-1, each from its own frame
- * template (``frames + i * len``); returns how many went: it stops at the
- * first target without a free frame, without probes left, or (``window`` >
- * 0) with ``window`` probes in flight. */
-uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint32_t len,
-			       struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t first,
-			       uint32_t n, uint32_t window);
+/* Send the next probe of targets first..first+n-1: target i's request is
+ * its path's template (``bases + base_of[i] * len``, one of ``n_bases``)
+ * with ``daddrs[i]`` (network order) as its destination. Returns how many
+ * went: it stops at the first target without a free frame, without probes
+ * left, with a template index out of range, or (``window`` > 0) with
+ * ``window`` probes in flight. */
+uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint32_t n_bases,
+			       uint32_t len, const uint32_t *base_of, const uint32_t *daddrs,
+			       struct aioxdp_echo_probes *p, uint32_t first, uint32_t n,
+			       uint32_t window);
 /* Account a batch of checked replies and errors against every target
  * (faults, strangers and errors counted in ``c``). Returns how many probes
  * left flight. */
 uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
-			     struct aioxdp_echo_tally *t, struct aioxdp_echo_counts *c);
-uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns);
+			     struct aioxdp_echo_counts *c);
+/* Expire target i's probes whose timeout passed; returns how many. */
+uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, uint32_t i, int64_t now_ns);
 /* Sweep the targets of probes first..stop-1 (numbered round * n_targets + target). */
-uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint32_t n_targets, uint64_t first,
-				uint64_t stop, int64_t now_ns);
+uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, uint64_t stop,
+				int64_t now_ns);
 /* One frame's bytes (parse.c): the status, and the fields when it is OK. */
 uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 			  struct aioxdp_echo_reply *r);

@@ -31,15 +31,44 @@ uint16_t aioxdp_checksum(const void *data, size_t len, uint32_t initial)
 	return (uint16_t)~aioxdp_fold(aioxdp_sum16(data, len, initial));
 }
 
+/* Fill one request from its template: the destination (unless NULL), the
+ * sequence number (the IP id follows it: a distinct datagram each time),
+ * the send time (when the data has room for it) and both checksums.
+ * ``len`` was checked against the echo header and the frame size. */
+static int64_t stamp_request(uint8_t *f, const uint8_t *tmpl, uint32_t len, const uint32_t *daddr,
+			     uint16_t seq)
+{
+	int64_t now;
+
+	memcpy(f, tmpl, len);
+	if (daddr)
+		memcpy(f + ETH_LEN + 16, daddr, 4);
+	aioxdp_put16(f + ETH_LEN + 4, seq);
+	aioxdp_put16(f + ETH_LEN + 10, 0);
+	aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
+	aioxdp_put16(f + ICMP_OFF + 6, seq);
+	now = aioxdp_now_ns();
+	if (len >= ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN) /* else no room: none carried */
+		memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
+	aioxdp_put16(f + ICMP_OFF + 2, 0);
+	aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
+	return now;
+}
+
+/* Does a template of ``len`` bytes hold the echo header and fit one frame? */
+static int request_fits(struct aioxdp_xsk *x, uint32_t len)
+{
+	return len >= ICMP_OFF + 8 && len <= aioxdp_xsk_frame_size(x);
+}
+
 uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len,
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns)
 {
 	uint64_t addrs[256];
 	uint32_t done = 0;
 
-	/* the template must hold the echo header and fit one frame: checked
-	 * before any frame is taken or anything copied */
-	if (len < ICMP_OFF + 8 || len > aioxdp_xsk_frame_size(x))
+	/* checked before any frame is taken or anything copied */
+	if (!request_fits(x, len))
 		return 0;
 	while (done < count) {
 		uint32_t want = count - done, got;
@@ -49,20 +78,8 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 		got = aioxdp_xsk_alloc(x, addrs, want);
 		for (uint32_t i = 0; i < got; i++) {
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[i];
-			uint16_t seq = (uint16_t)(seq0 + done + i);
-			int64_t now;
+			int64_t now = stamp_request(f, tmpl, len, NULL, (uint16_t)(seq0 + done + i));
 
-			memcpy(f, tmpl, len);
-			/* IP id follows the sequence: a distinct datagram each time */
-			aioxdp_put16(f + ETH_LEN + 4, seq);
-			aioxdp_put16(f + ETH_LEN + 10, 0);
-			aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
-			aioxdp_put16(f + ICMP_OFF + 6, seq);
-			now = aioxdp_now_ns();
-			if (len >= ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN) /* else no room: none carried */
-				memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
-			aioxdp_put16(f + ICMP_OFF + 2, 0);
-			aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
 			if (sent_ns)
 				sent_ns[done + i] = now;
 			if (aioxdp_xsk_send_frame(x, addrs[i], len) < 0) {
@@ -98,25 +115,6 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 		ok += out[i].status == AIOXDP_ECHO_OK;
 	}
 	return ok;
-}
-
-void aioxdp_echo_probes_init(struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t count,
-			     uint8_t *state, int64_t *sent_ns, double *rtts, uint32_t *seqs,
-			     uint8_t *ttls, uint32_t *sizes, int64_t timeout_ns)
-{
-	for (uint32_t i = 0; i < n_targets; i++) {
-		size_t at = (size_t)i * count;
-
-		memset(&p[i], 0, sizeof(p[i]));
-		p[i].state = state + at;
-		p[i].sent_ns = sent_ns + at;
-		p[i].rtts = rtts + at;
-		p[i].seqs = seqs + at;
-		p[i].ttls = ttls + at;
-		p[i].sizes = sizes + at;
-		p[i].count = count;
-		p[i].timeout_ns = timeout_ns;
-	}
 }
 
 static uint32_t lookup_slot(uint32_t saddr, uint32_t mask)
@@ -155,134 +153,190 @@ static int32_t lookup_find(const struct aioxdp_echo_lookup *l, uint32_t saddr)
 	return -1;
 }
 
-uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *frames, uint32_t len,
-			       struct aioxdp_echo_probes *p, uint32_t n_targets, uint32_t first,
-			       uint32_t n, uint32_t window)
+/* Can target i send its next probe now? */
+static int may_send(const struct aioxdp_echo_probes *p, uint32_t i, uint32_t window)
 {
+	const struct aioxdp_echo_target *t = &p->targets[i];
+
+	return t->next_probe < p->count && !(window && t->next_probe - t->done >= window);
+}
+
+uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint32_t n_bases,
+			       uint32_t len, const uint32_t *base_of, const uint32_t *daddrs,
+			       struct aioxdp_echo_probes *p, uint32_t first, uint32_t n,
+			       uint32_t window)
+{
+	uint64_t addrs[256];
 	uint32_t sent = 0;
 
-	if (first > n_targets || n > n_targets - first)
+	if (!request_fits(x, len) || first > p->n_targets || n > p->n_targets - first)
 		return 0;
-	for (uint32_t i = first; i < first + n; i++) {
-		struct aioxdp_echo_probes *t = &p[i];
+	while (sent < n) {
+		uint32_t want = 0, got;
 
-		if (t->next_probe >= t->count || (window && t->next_probe - t->done >= window))
+		/* the run of targets that can send, checked before any frame is taken */
+		while (want < 256 && sent + want < n) {
+			uint32_t i = first + sent + want;
+
+			if (!may_send(p, i, window) || base_of[i] >= n_bases)
+				break;
+			want++;
+		}
+		if (!want)
 			break;
-		if (!aioxdp_echo_send(x, frames + (size_t)i * len, len,
-				      (uint16_t)(t->next_probe + 1), 1, &t->sent_ns[t->next_probe]))
-			break;
-		t->next_probe++;
-		sent++;
+		got = aioxdp_xsk_alloc(x, addrs, want);
+		for (uint32_t k = 0; k < got; k++) {
+			uint32_t i = first + sent + k;
+			struct aioxdp_echo_target *t = &p->targets[i];
+			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[k];
+			int64_t now = stamp_request(f, bases + (size_t)base_of[i] * len, len, &daddrs[i],
+						    (uint16_t)(t->next_probe + 1));
+
+			if (aioxdp_xsk_send_frame(x, addrs[k], len) < 0) {
+				/* cannot happen after the checks above; never leak or count it */
+				for (uint32_t j = k; j < got; j++)
+					aioxdp_xsk_release_one(x, addrs[j]);
+				return sent + k;
+			}
+			p->sent_ns[(size_t)i * p->count + t->next_probe] = now;
+			t->next_probe++;
+		}
+		sent += got;
+		if (got < want)
+			break; /* out of frames: the caller retries after completions */
 	}
 	return sent;
 }
 
 enum fate { ANSWERED, TAKEN, NOT_OURS }; /* TAKEN: a duplicate, late, or an error */
 
-/* Which probe of this target a sequence number and stamp name: the latest
- * sent with that number (seq = probe + 1); -1 if none. A stamp of 0 (the
- * request had no room for one) is not compared. */
-static int64_t probe_of(const struct aioxdp_echo_probes *p, uint16_t seq, int64_t sent_ns)
+/* Add one to a counter that stops at its largest value rather than wrap. */
+static void bump(uint32_t *counter)
 {
-	uint64_t last, back;
+	if (*counter != UINT32_MAX)
+		(*counter)++;
+}
 
-	if (!p->next_probe)
+/* Which probe of target i a sequence number and stamp name, as an index
+ * into the session arrays: the latest sent with that number (seq = probe
+ * + 1); -1 if none. A stamp of 0 (the request had no room for one) is not
+ * compared. */
+static int64_t probe_of(const struct aioxdp_echo_probes *p, uint32_t i, uint16_t seq,
+			int64_t sent_ns)
+{
+	const struct aioxdp_echo_target *t = &p->targets[i];
+	uint32_t last, back;
+	size_t at;
+
+	if (!t->next_probe)
 		return -1;
-	last = p->next_probe - 1;
+	last = t->next_probe - 1;
 	back = (uint16_t)(last - (uint16_t)(seq - 1));
 	if (back > last)
 		return -1;
-	if (sent_ns && sent_ns != p->sent_ns[last - back])
+	at = (size_t)i * p->count + (last - back);
+	if (sent_ns && sent_ns != p->sent_ns[at])
 		return -1; /* not the stamp we sent with that sequence */
-	return (int64_t)(last - back);
+	return (int64_t)at;
 }
 
 /* iputils' "pipe": how many probes were out when this one was answered. */
-static void note_pipe(const struct aioxdp_echo_probes *p, struct aioxdp_echo_tally *t,
-		      uint64_t probe)
+static void note_pipe(const struct aioxdp_echo_probes *p, uint32_t i, size_t at)
 {
-	uint64_t out = p->next_probe - probe;
+	struct aioxdp_echo_target *t = &p->targets[i];
+	uint32_t out = t->next_probe - (uint32_t)(at - (size_t)i * p->count);
 
 	if (out > t->pipe)
 		t->pipe = out;
 }
 
-/* One valid reply against one target's probes (see the state table in
+/* Has the probe at ``at`` been answered already (by a reply or an error)? */
+static int taken(const struct aioxdp_echo_probes *p, size_t at)
+{
+	uint8_t state = p->state[at];
+
+	return state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
+	       state == AIOXDP_PROBE_ERROR;
+}
+
+/* The probe at ``at`` leaves flight now, unless it expired before. */
+static void leave_flight(const struct aioxdp_echo_probes *p, uint32_t i, size_t at,
+			 uint32_t *freed)
+{
+	if (!p->state[at]) { /* an expired probe already left flight */
+		p->targets[i].done++;
+		(*freed)++;
+	}
+}
+
+/* One valid reply against target i's probes (see the state table in
  * aioxdp/echo.py): ANSWERED in time, TAKEN (a duplicate, or late), or
  * NOT_OURS if no probe of this target was sent with its sequence and stamp. */
 static enum fate account_one(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
-			     struct aioxdp_echo_tally *t, uint32_t *freed)
+			     uint32_t i, uint32_t *freed)
 {
-	int64_t found = probe_of(p, r->seq, r->sent_ns), rtt;
-	uint64_t probe;
-	uint8_t state;
+	struct aioxdp_echo_target *t = &p->targets[i];
+	int64_t found = probe_of(p, i, r->seq, r->sent_ns), rtt;
+	size_t at, rec;
 
 	if (found < 0)
 		return NOT_OURS;
-	probe = (uint64_t)found;
-	rtt = r->recv_ns - p->sent_ns[probe];
+	at = (size_t)found;
+	rtt = r->recv_ns - p->sent_ns[at];
 	if (rtt < 0)
 		return NOT_OURS;
-	t->matched++;
-	note_pipe(p, t, probe);
-	state = p->state[probe];
-	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
-	    state == AIOXDP_PROBE_ERROR) {
-		t->duplicates++;
+	bump(&t->matched);
+	note_pipe(p, i, at);
+	if (taken(p, at)) {
+		bump(&t->duplicates);
 		return TAKEN;
 	}
-	if (!state) { /* an expired probe already left flight */
-		p->done++;
-		(*freed)++;
-	}
+	leave_flight(p, i, at, freed);
 	if (rtt > p->timeout_ns) {
-		t->late++;
-		p->state[probe] = AIOXDP_PROBE_LATE;
+		bump(&t->late);
+		p->state[at] = AIOXDP_PROBE_LATE;
 		return TAKEN;
 	}
-	p->state[probe] = AIOXDP_PROBE_ANSWERED;
-	r->sent_ns = p->sent_ns[probe]; /* the reply's own stamp, or the one it had no room for */
-	if (p->nrec >= p->count)
+	p->state[at] = AIOXDP_PROBE_ANSWERED;
+	r->sent_ns = p->sent_ns[at]; /* the reply's own stamp, or the one it had no room for */
+	if (t->nrec >= p->count)
 		return TAKEN; /* cannot happen (one record per probe, answered once); never overrun */
-	p->rtts[p->nrec] = rtt / 1e9;
-	p->seqs[p->nrec] = r->seq;
-	p->ttls[p->nrec] = r->ttl;
-	p->sizes[p->nrec] = r->size;
-	p->nrec++;
+	rec = (size_t)i * p->count + t->nrec;
+	p->rtts[rec] = rtt / 1e9;
+	p->seqs[rec] = r->seq;
+	p->ttls[rec] = r->ttl;
+	p->sizes[rec] = r->size;
+	t->nrec++;
 	return ANSWERED;
 }
 
-/* An ICMP error about one of this target's probes: the probe leaves flight
+/* An ICMP error about one of target i's probes: the probe leaves flight
  * (unless it already did) and counts as an error, once. */
 static enum fate account_error(struct aioxdp_echo_reply *r, struct aioxdp_echo_probes *p,
-			       struct aioxdp_echo_tally *t, uint32_t *freed)
+			       uint32_t i, uint32_t *freed)
 {
-	int64_t found = probe_of(p, r->seq, r->sent_ns);
-	uint8_t state;
+	int64_t found = probe_of(p, i, r->seq, r->sent_ns);
 
 	if (found < 0)
 		return NOT_OURS;
-	note_pipe(p, t, (uint64_t)found);
-	state = p->state[found];
-	if (state == AIOXDP_PROBE_ANSWERED || state == AIOXDP_PROBE_LATE ||
-	    state == AIOXDP_PROBE_ERROR)
+	note_pipe(p, i, (size_t)found);
+	if (taken(p, (size_t)found))
 		return TAKEN; /* answered already, or a second error: nothing new */
-	if (!state) {
-		p->done++;
-		(*freed)++;
-	}
+	leave_flight(p, i, (size_t)found, freed);
 	p->state[found] = AIOXDP_PROBE_ERROR;
 	return ANSWERED;
 }
 
 uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
-			     struct aioxdp_echo_tally *t, struct aioxdp_echo_counts *c)
+			     struct aioxdp_echo_counts *c)
 {
 	uint32_t freed = 0;
 
-	for (uint32_t i = 0; i < n; i++) {
-		struct aioxdp_echo_reply *r = &res[i];
+	if (l->n_targets != p->n_targets)
+		return 0; /* a lookup built for another session: match nothing */
+	for (uint32_t k = 0; k < n; k++) {
+		struct aioxdp_echo_reply *r = &res[k];
 		int error = r->status == AIOXDP_ECHO_ERROR;
 		int32_t first, j;
 
@@ -300,8 +354,8 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 		/* targets sharing an address (a host named twice): the one whose
 		 * probe this answers, else a foreign reply to the first */
 		for (j = first; j >= 0; j = l->next_same[j]) {
-			enum fate fate = error ? account_error(r, &p[j], &t[j], &freed)
-					       : account_one(r, &p[j], &t[j], &freed);
+			enum fate fate = error ? account_error(r, p, (uint32_t)j, &freed)
+					       : account_one(r, p, (uint32_t)j, &freed);
 
 			if (fate == ANSWERED)
 				r->target = j;
@@ -309,8 +363,8 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 				break;
 		}
 		if (j < 0) {
-			t[first].matched++;
-			t[first].foreign++;
+			bump(&p->targets[first].matched);
+			bump(&p->targets[first].foreign);
 		} else if (error && r->target >= 0) {
 			c->errors++;
 		}
@@ -318,35 +372,42 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 	return freed;
 }
 
-/* Expire probes whose timeout passed; returns how many. */
-uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, int64_t now_ns)
+uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, uint32_t i, int64_t now_ns)
 {
+	struct aioxdp_echo_target *t;
 	int64_t limit = now_ns - p->timeout_ns;
-	uint32_t expired = 0;
-	uint64_t i = p->sweep;
+	uint32_t expired = 0, k;
+	size_t base;
 
-	while (i < p->next_probe && (p->state[i] || p->sent_ns[i] <= limit)) {
-		if (!p->state[i]) {
-			p->state[i] = AIOXDP_PROBE_EXPIRED;
-			p->done++;
+	if (i >= p->n_targets)
+		return 0;
+	t = &p->targets[i];
+	base = (size_t)i * p->count;
+	for (k = t->sweep; k < t->next_probe; k++) {
+		size_t at = base + k;
+
+		if (!p->state[at] && p->sent_ns[at] > limit)
+			break; /* still in flight, and so is every later probe */
+		if (!p->state[at]) {
+			p->state[at] = AIOXDP_PROBE_EXPIRED;
+			t->done++;
 			expired++;
 		}
-		i++;
 	}
-	p->sweep = i;
+	t->sweep = k;
 	return expired;
 }
 
-uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint32_t n_targets, uint64_t first,
-				uint64_t stop, int64_t now_ns)
+uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, uint64_t stop,
+				int64_t now_ns)
 {
 	uint32_t expired = 0;
 
-	if (!n_targets)
+	if (!p->n_targets)
 		return 0;
-	if (stop - first >= n_targets) /* a whole round or more: every target once */
-		first = 0, stop = n_targets;
+	if (stop - first >= p->n_targets) /* a whole round or more: every target once */
+		first = 0, stop = p->n_targets;
 	for (uint64_t g = first; g < stop; g++)
-		expired += aioxdp_echo_sweep(&p[g % n_targets], now_ns);
+		expired += aioxdp_echo_sweep(p, (uint32_t)(g % p->n_targets), now_ns);
 	return expired;
 }
