@@ -16,11 +16,12 @@ destination being resolved wait for it, and a failure goes to
 
 from __future__ import annotations
 
+import array
 import asyncio
-import collections
 import errno
 import socket
-import struct
+import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,14 @@ from aioxdp.forwarder import Rule
 from aioxdp.frames import udp_header
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch
-from aioxdp.protocols.ipv4 import IPv4
-from aioxdp.protocols.udp import IPPROTO_UDP, Udp
-from aioxdp.route import ResolvedRoute, route_to
+from aioxdp.route import (
+    NoRouteError,
+    ResolvedRoute,
+    Route,
+    RouteSnapshot,
+    resolve_host,
+    route_snapshot,
+)
 from aioxdp.udp_socket import check_local_addr
 
 if TYPE_CHECKING:
@@ -54,8 +60,11 @@ STATUS_NAMES = {
 }
 MAX_PENDING = 1024  # datagrams held per destination while its MAC is resolved
 MAX_RESOLVING = 64  # destinations resolved at once; more are dropped, counted
-MAX_HEADERS = 4096  # (host, port) headers cached, least recently used evicted
-MAX_ROUTES = 4096  # hosts whose route and next hop are cached, likewise
+MAX_DESTINATIONS = 65536  # (host, port) -> where it goes, cached; cleared when full
+MAX_NEXT_HOPS = 4096  # next hops whose MAC our own ARP found; cleared when full
+ROUTES_TTL = 5.0  # seconds a route snapshot routes new destinations before it is read again
+MAX_PATHS = 1024  # next hops and sources headers are built from; cleared when full
+FLUSH_AT = 256  # datagrams queued by sendto that go to C at once, inside a batch or not
 
 
 class DatagramBatch:
@@ -142,27 +151,42 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
         self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", nic.batch_size)  # one per frame
+        # the valid datagrams of a batch, three words each, read without cffi structs
+        self._meta = ffi.new("uint64_t[]", 3 * nic.batch_size)
+        self._meta_words = memoryview(ffi.buffer(self._meta)).cast("Q")
         # one unfragmented datagram in one UMEM frame with its headers
         self._max_payload = min(nic.mtu, nic.frame_size - 14) - 28
         self._tx = nic.tx  # the Interface's sending transport, fixed while it is open
         self._take_protocol(protocol)
-        # bounded, so that answering spoofed sources cannot grow memory; a new
-        # port of a known host needs no lookup, only a header built from its route
-        self._headers: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
-        self._routes: collections.OrderedDict[str, ResolvedRoute] = collections.OrderedDict()
+        # Where datagrams go: per (host, port) one word for C, path << 48 |
+        # daddr << 16 | port, the path (next hop and source) in a table C
+        # builds every header from. Bounded, so that answering spoofed sources
+        # cannot grow memory; a new port of a known host needs no lookup.
+        self._dests: dict[tuple[str, int], int] = {}
+        self._paths = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)
+        self._path_index: dict[tuple[bytes, str], int] = {}
+        # routes of new hosts come from a snapshot of the kernel's tables, in
+        # process: a new host on a known prefix and next hop waits for nothing
+        self._snapshot: RouteSnapshot | None = None
+        self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
+        # datagrams sendto queued, sent by one C call at the end of the batch
+        # being delivered (or of this loop turn, or every FLUSH_AT)
+        self._out_data: list[bytes] = []
+        self._out_dests: list[int] = []
+        self._out_scheduled = False
         # (host, port) tuples of recent peers, made once: a reply's sendto
-        # finds its header by the very tuple datagram_received was given
+        # finds its destination by the very tuple datagram_received was given
         self._peers: dict[int, tuple[str, int]] = {}
         self.malformed: dict[str, int] = {}
         self.dropped_unresolved = 0
 
     @property
     def cached_destinations(self) -> int:
-        """(host, port) pairs whose headers are cached (at most MAX_HEADERS)."""
-        return len(self._headers)
+        """(host, port) pairs whose destination is cached (at most MAX_DESTINATIONS)."""
+        return len(self._dests)
 
     @property
     def resolving(self) -> int:
@@ -175,7 +199,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         key = saddr << 16 | sport
         addr = self._peers.get(key)
         if addr is None:
-            if len(self._peers) >= MAX_HEADERS:
+            if len(self._peers) >= MAX_DESTINATIONS:
                 self._peers.clear()  # cheap, and bounded: spoofed sources cannot grow it
             addr = self._peers[key] = (_ntoa(saddr), sport)
         return addr
@@ -198,14 +222,34 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if not valid:
             return
         self.received += valid
-        dgrams = DatagramBatch(self, batch, self._dgrams, valid)
-        if self._batched:
-            self._protocol.datagrams_received(dgrams)
-            return
+        # what the protocol sends while it has the batch goes to C in one
+        # call when it is done
+        scheduled, self._out_scheduled = self._out_scheduled, True
+        try:
+            if self._batched:
+                self._protocol.datagrams_received(DatagramBatch(self, batch, self._dgrams, valid))
+            else:
+                self._each(batch, n, valid)
+        finally:
+            self._out_scheduled = scheduled
+            if self._out_data:
+                self._flush_out()
+
+    def _each(self, batch: PacketBatch, n: int, valid: int) -> None:
+        """datagram_received per datagram, the one Python call each makes:
+        payload bounds and sender come from three words C wrote."""
+        rx = batch.rx
+        rx.check("reading received datagrams")
+        lib.aioxdp_udp_flatten(self._dgrams, n, self._meta)
+        words, view, peers = self._meta_words, rx.xsk.view, self._peers
         receive = self._protocol.datagram_received
-        for data, addr in dgrams:
+        for j in range(0, 3 * valid, 3):
+            key = words[j + 2]
+            addr = peers.get(key)
+            if addr is None:
+                addr = self.peer_address(key >> 16, key & 0xFFFF)
             try:
-                receive(data, addr)
+                receive(view[words[j] : words[j + 1]].tobytes(), addr)
             except Exception as exc:  # one datagram's failure, as asyncio's own transports
                 self._callback_failed(exc, "datagram_received")
 
@@ -226,17 +270,25 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
         """Send ``data`` to ``addr`` (host, port); routed and resolved as ping is.
 
+        Datagrams sent while a batch is delivered go when it is done, in one
+        call into C; others at the end of this loop turn (or every FLUSH_AT).
         After close the datagram is counted and dropped, as asyncio does."""
-        # the common case first: bytes to a (host, port) whose header is cached
-        # (so checked when it was made), port an int (53.0 == 53 as a key)
+        # the common case first: bytes to a (host, port) whose destination is
+        # cached (so checked when it was made), port an int (53.0 == 53 as a key)
         if type(data) is bytes and type(addr) is tuple and not self._closing:
             try:
-                header = self._headers.get(addr)
+                dest = self._dests.get(addr)
             except TypeError:  # unhashable: the checks below say what is wrong
-                header = None
-            if header is not None and type(addr[1]) is int and len(data) <= self._max_payload:
-                self._headers.move_to_end(addr)
-                self._send(header, data)
+                dest = None
+            if dest is not None and type(addr[1]) is int and len(data) <= self._max_payload:
+                out = self._out_data
+                out.append(data)
+                self._out_dests.append(dest)
+                if len(out) >= FLUSH_AT:
+                    self._flush_out()
+                elif not self._out_scheduled:
+                    self._out_scheduled = True
+                    self._nic.loop.call_soon(self._flush_soon)
                 return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
@@ -256,42 +308,106 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
                 f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
-        key = (host, port)
-        header = self._headers.get(key)
-        if header is None:
-            route = self._routes.get(host)
+        dest = self._dests.get((host, port))
+        if dest is None:
+            route = self._route_now(host)
             if route is None:
                 self._queue_unresolved(bytes(data), host, port)
                 return
-            self._routes.move_to_end(host)
-            header = self._cache_header(route, host, port)
-        else:
-            self._headers.move_to_end(key)
-        self._send(header, data)
+            dest = self._destination(route, host, port)
+        self._queue(dest, bytes(data))
 
-    def _cache_header(self, route: ResolvedRoute, host: str, port: int) -> Any:
-        header = self._headers[(host, port)] = self._header(route, port)
-        if len(self._headers) > MAX_HEADERS:
-            self._headers.popitem(last=False)
-        return header
+    def _route_now(self, host: str) -> ResolvedRoute | None:
+        """The route to ``host`` without waiting, when the snapshot knows its
+        prefix and its next hop's MAC is known; else None (ask, then send)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.age(time.monotonic_ns()) > ROUTES_TTL:
+            return None
+        try:
+            packed = socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            return None  # a name: the resolver is asked first
+        route = snapshot.route(host, packed)
+        if not isinstance(route, Route):
+            return None  # a prefix not asked yet, or an error the slow path reports
+        mac = route.next_hop_mac or self._macs.get(route.next_hop)
+        return route.resolved(mac) if mac else None
 
-    def _send(self, header: Any, data: bytes | bytearray | memoryview) -> None:
-        self._ip_id = (self._ip_id + 1) & 0xFFFF
-        tx = self._tx
-        if not tx.send_udp(header, self._ip_id, data):
-            # no frame free: it waits in our share of the backlog
-            tx.write_for(self._write_buffer, self._frame(bytes(ffi.buffer(header, 42)), data))
+    def _queue(self, dest: int, data: bytes) -> None:
+        self._out_data.append(data)
+        self._out_dests.append(dest)
+        if len(self._out_data) >= FLUSH_AT:
+            self._flush_out()
+        elif not self._out_scheduled:
+            self._out_scheduled = True
+            self._nic.loop.call_soon(self._flush_soon)
+
+    def _destination(self, route: ResolvedRoute, host: str, port: int) -> int:
+        """The word C sends a datagram to (host, port) by, made once and cached."""
+        source = route.source if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
+        path = self._path_index.get((route.next_hop_mac, source))
+        if path is None:
+            if len(self._path_index) >= MAX_PATHS:
+                # every word names a path: what is queued goes first, then all are forgotten
+                self._flush_out()
+                self._path_index.clear()
+                self._dests.clear()
+            path = self._path_index[(route.next_hop_mac, source)] = len(self._path_index)
+            header = udp_header(route, self.local_addr[1], port, source=source)
+            ffi.memmove(self._paths[path].head, header, 34)
+            ffi.memmove(ffi.addressof(self._paths[path], "sport"), header[34:36], 2)
+        daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
+        dest = path << 48 | daddr << 16 | port
+        if len(self._dests) >= MAX_DESTINATIONS:
+            self._dests.clear()  # cheap, and bounded: spoofed sources cannot grow it
+        self._dests[(host, port)] = dest
+        return dest
+
+    def _flush_soon(self) -> None:
+        self._out_scheduled = False
+        self._flush_out()
+
+    def _flush_out(self) -> None:
+        """Hand every queued datagram to C in one call; those without a free
+        frame wait, built whole, in this endpoint's share of the backlog."""
+        data, dests = self._out_data, self._out_dests
+        if not data:
+            return
+        self._out_data, self._out_dests = [], []
+        n = len(data)
+        first_id = self._ip_id + 1
+        self._ip_id = (self._ip_id + n) & 0xFFFF
+        words = array.array("Q", dests)
+        lens = array.array("I", map(len, data))
+        sent = self._tx.send_udp_many(
+            self._paths,
+            len(self._path_index),
+            ffi.from_buffer("uint64_t[]", words),
+            b"".join(data),
+            ffi.from_buffer("uint32_t[]", lens),
+            n,
+            first_id,
+        )
+        for k in range(sent, n):  # no frame free (or the interface closing): they wait
+            self._tx.write_for(self._write_buffer, self._frame(dests[k], data[k], first_id + k))
 
     def _echo(self, batch: PacketBatch, dgrams: Any) -> int:
         return self._nic.transport(batch.rx.xsk.queue).echo_udp(batch, dgrams)
 
-    def _frame(self, header: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    def _frame(self, dest: int, data: bytes, ip_id: int) -> bytes:
         """The datagram whole, for the backlog (the C path builds it in place)."""
-        frame = bytearray(header) + data
-        ip = IPv4.parse(frame, 14, verify=False)
-        IPv4(ip.src, ip.dst, IPPROTO_UDP, 28 + len(data), ip.ttl, self._ip_id).build_into(frame, 14)
-        sport, dport = struct.unpack_from("!HH", header, 34)
-        Udp(sport, dport).build_into(frame, 34, data, ip.src, ip.dst)
+        frame = bytearray(42 + len(data))
+        length = lib.aioxdp_udp_build(
+            self._paths + (dest >> 48),
+            dest,
+            ip_id & 0xFFFF,
+            data,
+            len(data),
+            ffi.from_buffer(frame),
+            len(frame),
+        )
+        if length < 0:  # checked against the MTU and frame size before it was queued
+            raise XDPError(-length, f"building a {len(data)}-byte datagram", "it does not fit")
         return bytes(frame)
 
     def _queue_unresolved(self, data: bytes, host: str, port: int) -> None:
@@ -309,8 +425,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
 
     async def _resolve(self, host: str) -> None:
         try:
-            found = await route_to(host, interface=self._nic.ifname)
-            (route,) = await resolve_neighbours([found], self._nic)
+            route = await self._route_to(host)
         except (XDPError, ValueError) as exc:
             lost = self._pending.pop(host, [])
             self.dropped_unresolved += len(lost)
@@ -321,21 +436,43 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             return
         finally:
             self._resolving.pop(host, None)
-        self._routes[host] = route
-        if len(self._routes) > MAX_ROUTES:
-            self._routes.popitem(last=False)
         for data, port in self._pending.pop(host, []):
             if self._closing:
                 return
-            header = self._headers.get((host, port))
-            if header is None:
-                header = self._cache_header(route, host, port)
-            self._send(header, data)
+            dest = self._dests.get((host, port))
+            if dest is None:
+                dest = self._destination(route, host, port)
+            self._queue(dest, data)
 
-    def _header(self, route: ResolvedRoute, port: int) -> Any:
-        """Ethernet, IPv4 and UDP headers to (route, port), for C to complete per datagram."""
-        source = None if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
-        return ffi.new("uint8_t[]", udp_header(route, self.local_addr[1], port, source=source))
+    async def _route_to(self, host: str) -> ResolvedRoute:
+        """The route to ``host``: its prefix asked of the kernel if the
+        snapshot had not (a fresh snapshot if it is old, or knows no route),
+        its next hop's MAC asked with ARP if nobody knew it."""
+        packed = socket.inet_aton(await resolve_host(host))
+        route: Route | NoRouteError | None = None
+        for fresh in (False, True):
+            snapshot = self._snapshot
+            now = time.monotonic_ns()
+            if snapshot is None or snapshot.age(now) > ROUTES_TTL or fresh:
+                snapshot = self._snapshot = await route_snapshot(interface=self._nic.ifname)
+            await snapshot.learn(packed)
+            route = snapshot.route(host, packed)
+            if isinstance(route, Route) and (route.next_hop_mac or route.next_hop in self._macs):
+                break
+            if snapshot.taken_ns >= now:
+                break  # read just now: a newer read would say the same
+        if isinstance(route, NoRouteError):
+            raise route
+        if route is None:  # cannot happen: learn() asked for its prefix
+            raise XDPError(errno.EHOSTUNREACH, f"routing to {host}", "no answer for its prefix")
+        mac = route.next_hop_mac or self._macs.get(route.next_hop)
+        if mac:
+            return route.resolved(mac)
+        (resolved,) = await resolve_neighbours([route], self._nic)
+        if len(self._macs) >= MAX_NEXT_HOPS:
+            self._macs.clear()
+        self._macs[resolved.next_hop] = resolved.next_hop_mac
+        return resolved
 
     def _shutdown(self, exc: Exception | None) -> None:
         for task in self._resolving.values():
@@ -358,8 +495,10 @@ async def create_datagram_endpoint(
             )
     else:
         addresses = [ip]
+    snapshot = await route_snapshot(interface=nic.ifname)
     protocol = protocol_factory()
     transport = DatagramTransport(nic, protocol, (ip, port), addresses)
+    transport._snapshot = snapshot  # its own module: the first peers are routed at once
     nic.add_endpoint(transport, protocol)
     await asyncio.sleep(0)  # connection_made has run when we return, as with asyncio's endpoints
     return transport, protocol

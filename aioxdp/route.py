@@ -13,6 +13,7 @@ import array
 import errno
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -30,9 +31,11 @@ __all__ = [
     "ResolvedRoute",
     "Route",
     "RouteSet",
+    "RouteSnapshot",
     "UnresolvedNeighbourError",
     "resolve_host",
     "route_set",
+    "route_snapshot",
     "route_to",
     "routes_to",
 ]
@@ -436,20 +439,7 @@ async def route_set(
     def lookup(
         rtnl: RtNetlink,
     ) -> tuple[array.array[int], list[Any], dict[int, Any], dict[tuple[int, str], bytes]]:
-        by_length: dict[int, set[int]] = {}
-        for rt in rtnl.routes(socket.AF_INET):
-            if (
-                oif is not None
-                and rt.get("RTA_OIF") not in (None, oif)
-                and rt.get("RTA_TABLE") != 255
-            ):
-                continue
-            network = int.from_bytes(socket.inet_aton(rt.get("RTA_DST") or "0.0.0.0"), "big")
-            by_length.setdefault(rt["dst_len"], set()).add(network)
-        levels = [
-            ((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, by_length[length])
-            for length in sorted(by_length, reverse=True)
-        ]
+        levels = _prefix_levels(rtnl, oif)
         # per host, its prefix's index in ``representatives`` (NO_PREFIX: none matched)
         prefix_at = array.array("I", bytes(4 * n))
         index: dict[tuple[int, int], int] = {}
@@ -509,6 +499,106 @@ async def route_set(
 
 
 NO_PREFIX = 0xFFFFFFFF  # a destination no route's prefix holds
+
+
+def _prefix_levels(rtnl: RtNetlink, oif: int | None) -> list[tuple[int, set[int]]]:
+    """The IPv4 route table's prefixes (those through ``oif``, if given, and
+    the local table's), longest first: (mask, networks) per length."""
+    by_length: dict[int, set[int]] = {}
+    for rt in rtnl.routes(socket.AF_INET):
+        if oif is not None and rt.get("RTA_OIF") not in (None, oif) and rt.get("RTA_TABLE") != 255:
+            continue
+        network = int.from_bytes(socket.inet_aton(rt.get("RTA_DST") or "0.0.0.0"), "big")
+        by_length.setdefault(rt["dst_len"], set()).add(network)
+    return [
+        ((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF, by_length[length])
+        for length in sorted(by_length, reverse=True)
+    ]
+
+
+class RouteSnapshot:
+    """The kernel's IPv4 route table, links and neighbours as read at one
+    moment, to route destinations in process: each is matched to its longest
+    prefix here, and the kernel is asked (``ip route get``) once per prefix,
+    so a new host behind a known prefix is routed without a netlink round
+    trip. Routes changed later are seen by a new snapshot (``age``)."""
+
+    def __init__(
+        self,
+        levels: list[tuple[int, set[int]]],
+        links: dict[int, Any],
+        macs: dict[tuple[int, str], bytes],
+        *,
+        oif: int | None,
+        source: str | None,
+        taken_ns: int,
+    ) -> None:
+        self._levels = levels
+        self._links = links
+        self._macs = macs
+        self._oif = oif
+        self._source = source
+        self._answers: dict[tuple[int, int], Any] = {}  # prefix -> the kernel's answer, or errno
+        self.taken_ns = taken_ns
+
+    def age(self, now_ns: int) -> float:
+        """Seconds since the tables were read."""
+        return (now_ns - self.taken_ns) / 1e9
+
+    def _prefix(self, packed: bytes) -> tuple[int, int] | None:
+        value = int.from_bytes(packed, "big")
+        for mask, networks in self._levels:
+            if value & mask in networks:
+                return (mask, value & mask)
+        return None
+
+    def route(self, host: str, packed: bytes) -> Route | NoRouteError | None:
+        """The route to ``host`` (``packed``: its address) from what is known
+        here, or why there is none; None if its prefix was not asked yet
+        (:meth:`learn`)."""
+        prefix = self._prefix(packed)
+        if prefix is None:
+            answer: Any = errno.ENETUNREACH
+        else:
+            answer = self._answers.get(prefix)
+            if answer is None:
+                return None
+        return _route_from(
+            host, socket.inet_ntoa(packed), answer, self._links, self._macs, self._source
+        )
+
+    async def learn(self, packed: bytes) -> None:
+        """Ask the kernel for the prefix that holds ``packed`` (one thread hop)."""
+        prefix = self._prefix(packed)
+        if prefix is None or prefix in self._answers:
+            return
+        destination, oif = socket.inet_ntoa(packed), self._oif
+
+        def ask(rtnl: RtNetlink) -> Any:
+            try:
+                return _answer(rtnl.route_to(destination, oif))
+            except NetlinkError as exc:
+                return exc.errno
+
+        self._answers[prefix] = await _netlink.query(ask)
+
+
+async def route_snapshot(
+    *, interface: str | None = None, source: str | None = None
+) -> RouteSnapshot:
+    """Read the route table, the links and the neighbour table once (see
+    RouteSnapshot); only routes through ``interface`` if given."""
+    oif = socket.if_nametoindex(interface) if interface is not None else None
+
+    def read(
+        rtnl: RtNetlink,
+    ) -> tuple[list[tuple[int, set[int]]], dict[int, Any], dict[tuple[int, str], bytes]]:
+        links = {link["index"]: _link(link) for link in rtnl.links()}
+        return _prefix_levels(rtnl, oif), links, _usable_macs(rtnl.neighbours(socket.AF_INET))
+
+    taken_ns = time.monotonic_ns()
+    levels, links, macs = await _netlink.query(read)
+    return RouteSnapshot(levels, links, macs, oif=oif, source=source, taken_ns=taken_ns)
 
 
 def _address(packed: bytes | bytearray, i: int) -> str:

@@ -275,6 +275,17 @@ class XDPTransport(asyncio.Transport):
             self._maybe_pause_protocol()
         return True
 
+    def send_udp_many(
+        self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
+    ) -> int:
+        """UDP datagrams built in C a batch at a time (see XSK.send_udp_many);
+        how many went."""
+        if self._closing:
+            return 0
+        sent = self._xsk.send_udp_many(paths, n_paths, dests, data, lens, n, ip_id)
+        self._queued(sent)
+        return sent
+
     def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
         """Echo requests stamped from ``template`` (see XSK.send_echoes); how many went."""
         if self._closing:

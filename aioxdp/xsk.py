@@ -336,6 +336,19 @@ class XSK:
             return False
         raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
 
+    def send_udp_many(
+        self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
+    ) -> int:
+        """Build ``n`` UDP datagrams in free frames and queue them: the k-th is
+        the next ``lens[k]`` bytes of ``data``, to ``dests[k]`` (see struct
+        aioxdp_udp_path); returns how many went (fewer when frames ran out)."""
+        ret = lib.aioxdp_udp_send_many(
+            self._handle(), paths, n_paths, dests, data, len(data), lens, n, ip_id & 0xFFFF
+        )
+        if ret < 0:
+            raise XDPError(-ret, f"sending {n} datagrams", "a datagram is too large or misaddressed")
+        return int(ret)
+
     def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
         """Stamp ``count`` echo requests from ``template`` (sequence numbers from
         ``seq``, send times into ``stamps``) and queue them; returns how many

@@ -1,6 +1,6 @@
 """UDP echo server datagrams per second, in the lab, same client, same run:
 
-    .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256]
+    .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256] [--repeat 1]
 
   uvloop   a uvloop DatagramProtocol echo server on a kernel socket
   aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
@@ -13,6 +13,7 @@ window of requests in flight and counts the echoes.
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,15 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int) -> float:
         proc.wait()
 
 
-def rates(lab: Lab, seconds: float, window: int) -> dict[str, float]:
-    """Datagrams/s of each server in ``lab``, the same client against each."""
+def rates(lab: Lab, seconds: float, window: int, repeat: int = 1) -> dict[str, float]:
+    """Datagrams/s of each server in ``lab``, the same client against each;
+    with ``repeat`` > 1 the servers take turns that many times and each one's
+    median is kept (this VM's speed drifts from one minute to the next)."""
+    runs = [_rates_once(lab, seconds, window) for _ in range(repeat)]
+    return {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+
+
+def _rates_once(lab: Lab, seconds: float, window: int) -> dict[str, float]:
     life = str(seconds + 30)
     server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
     servers = {
@@ -83,9 +91,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=1, help="turns per server; medians kept")
     args = parser.parse_args()
+    if not 1 <= args.repeat <= 9:
+        raise SystemExit("--repeat: 1..9")
     with Lab() as lab:
-        found = rates(lab, args.seconds, args.window)
+        found = rates(lab, args.seconds, args.window, args.repeat)
     base = found["uvloop"]
     print(f"UDP echo datagrams/s (window {args.window}, {args.seconds:g}s each):")
     for name, rate in found.items():

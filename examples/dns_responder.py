@@ -86,4 +86,5 @@ async def main(ifname: str, address: str, seconds: float) -> None:
         print(f"answered {responder.answered}, bad {responder.bad}", flush=True)
 
 
-asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))

@@ -78,6 +78,52 @@ def test_c_senders_refuse_what_does_not_fit_a_frame_without_writing(lab_a: Lab) 
         xsk.close()
 
 
+@pytest.mark.parametrize(
+    ("path", "port", "lens", "data_len", "err"),
+    [
+        (1, 7, [10], 10, errno.EINVAL),  # a path past the table
+        (0, 0, [10], 10, errno.EINVAL),  # port 0
+        (0, 7, [10, 10], 15, errno.EINVAL),  # more bytes named than given
+        (0, 7, [10, 2007], 3000, errno.EMSGSIZE),  # the second does not fit a frame
+    ],
+)
+def test_batched_udp_sends_check_every_datagram_before_taking_a_frame(
+    lab_a: Lab, path: int, port: int, lens: list[int], data_len: int, err: int
+) -> None:
+    config = UmemConfig(nframes=16, frame_size=2048, fill_size=8, comp_size=8, rx_size=8, tx_size=8)
+    xsk = XSK(lab_a.a.ifname, config=config)
+    try:
+        before = bytes(xsk.view)
+        pool = xsk.counts().pool
+        paths = ffi.new("struct aioxdp_udp_path[]", 1)
+        dest = path << 48 | 0x0200A8C0 << 16 | port
+        dests = ffi.new("uint64_t[]", [dest] * len(lens))
+        sizes = ffi.new("uint32_t[]", lens)
+        data = b"y" * data_len
+        ret = lib.aioxdp_udp_send_many(
+            xsk.c_handle, paths, 1, dests, data, len(data), sizes, len(lens), 1
+        )
+        assert ret == -err
+        assert bytes(xsk.view) == before, "a refused send wrote into the UMEM"
+        assert xsk.counts().pool == pool
+        # and one that fits goes whole: 2006 bytes + 42 of headers = the frame
+        ok = lib.aioxdp_udp_send_many(
+            xsk.c_handle,
+            paths,
+            1,
+            ffi.new("uint64_t[]", [7]),
+            b"z" * 2006,
+            2006,
+            ffi.new("uint32_t[]", [2006]),
+            1,
+            1,
+        )
+        assert ok == 1
+        assert xsk.counts().pool == pool - 1
+    finally:
+        xsk.close()
+
+
 class Echo(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.errors: list[Exception] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import pickle
 import sys
 import time
 from collections.abc import Iterator
@@ -48,6 +49,13 @@ async def test_two_thousand_hosts_three_probes_each_lose_nothing(
     assert reflected.counters()["icmp"] == 6000  # the peer's driver saw every probe once
     assert results[0].kernel_drops == {}
     assert elapsed < 30, f"{elapsed:.1f}s"  # a bound on the run, not a benchmark
+    # the results are a view in host order, each made when read, equal each time
+    assert isinstance(results, aioxdp.PingResults)
+    assert len(results) == 2000
+    assert results[-1] == results[1999]
+    assert results[10:13] == [results[10], results[11], results[12]]
+    assert pickle.loads(pickle.dumps(results[7])) == results[7]
+    assert results[7].to_dict()["received"] == 3
 
 
 def known_neighbour(lab: Lab) -> None:

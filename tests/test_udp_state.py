@@ -23,7 +23,7 @@ from test_datapath import Capture, scapy_send
 import aioxdp
 from aioxdp import Interface
 from aioxdp._libs import ffi, lib
-from aioxdp.datagram import MAX_HEADERS, MAX_RESOLVING
+from aioxdp.datagram import MAX_DESTINATIONS, MAX_RESOLVING
 from aioxdp.testing import Lab
 from aioxdp.xsk import XSK
 
@@ -94,7 +94,7 @@ async def test_per_destination_state_is_bounded(lab_a: Lab) -> None:
     a, b = lab_a.a, lab_a.b
     async with Interface(a.ifname) as nic:
         transport, _ = await nic.create_datagram_endpoint(BatchEcho, local_addr=(a.ip, PORT))
-        # 10 000 ports of one peer: at most MAX_HEADERS headers stay cached
+        # 10 000 ports of one peer: at most MAX_DESTINATIONS stay cached
         arrived = link_stat(b, "rx_packets")
         transport.sendto(b"warm", (b.ip, 9))
         assert await eventually(lambda: transport.cached_destinations == 1), (
@@ -106,7 +106,7 @@ async def test_per_destination_state_is_bounded(lab_a: Lab) -> None:
         assert await eventually(lambda: link_stat(b, "rx_packets") - arrived >= 10_001), (
             f"b's veth received {link_stat(b, 'rx_packets') - arrived} of 10001 datagrams"
         )
-        assert transport.cached_destinations <= MAX_HEADERS
+        assert transport.cached_destinations <= MAX_DESTINATIONS
         # 200 on-link addresses nobody answers: at most MAX_RESOLVING asked at once
         assert transport.dropped_unresolved == 0  # a new port of a known host waits for nothing
         net = lab_a.subnet

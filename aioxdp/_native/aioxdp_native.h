@@ -250,6 +250,33 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		    const struct aioxdp_udp_dgram *d, uint32_t n);
 int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
 		    uint32_t len);
+
+/* Where a UDP endpoint's datagrams go, one per next hop and source: the
+ * Ethernet and IPv4 headers but for the destination, lengths, id and
+ * checksum, and the source port. A datagram names its path and its
+ * destination in one word: path << 48 | daddr (network order, as read from
+ * a frame) << 16 | dport (host order). */
+struct aioxdp_udp_path {
+	uint8_t head[34];
+	uint16_t sport;     /* network order */
+};
+
+/* Send n datagrams, the k-th ``lens[k]`` bytes of ``data`` (after the ones
+ * before it) to ``dests[k]``, IP ids from ``ip_id``. Every entry is checked
+ * before any frame is taken: -EINVAL (a path past n_paths, a port 0, more
+ * bytes than ``data_len``) or -EMSGSIZE (a datagram that does not fit one
+ * frame) and nothing sent; else how many went (fewer when frames ran out). */
+int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path *paths,
+			     uint32_t n_paths, const uint64_t *dests, const uint8_t *data,
+			     uint64_t data_len, const uint32_t *lens, uint32_t n, uint16_t ip_id);
+/* One such datagram built whole into ``out`` (``room`` bytes), for a
+ * datagram that waits for a free frame: its length, or -EMSGSIZE. */
+int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, uint64_t dest, uint16_t ip_id,
+			 const uint8_t *payload, uint32_t len, uint8_t *out, uint32_t room);
+/* The valid datagrams of a parsed batch, for Python to read without a cffi
+ * struct per datagram: three words each (payload start and stop in the
+ * UMEM, saddr << 16 | sport); returns how many. */
+uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out);
 /* One frame's bytes (parse.c). aioxdp_udp_check sets off to the payload's
  * offset in the frame. aioxdp_udp_echo_layout checks that a parse result
  * (payload offset and length, possibly stale or forged) lies inside the

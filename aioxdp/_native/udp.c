@@ -74,20 +74,12 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 	return echoed;
 }
 
-int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
-		    uint32_t len)
+/* Lengths, id and checksums of the IPv4/UDP datagram at f + 14 whose
+ * payload (``len`` bytes) is in place. */
+static void finish_udp(uint8_t *f, uint16_t ip_id, uint32_t len)
 {
-	uint64_t addr;
-	uint8_t *f;
 	uint32_t sum;
 
-	if (len > 0xffff - 28 || len > aioxdp_xsk_frame_size(x) - 42)
-		return -EMSGSIZE; /* checked before anything is copied */
-	if (!aioxdp_xsk_alloc(x, &addr, 1))
-		return -ENOBUFS;
-	f = (uint8_t *)aioxdp_xsk_area(x) + addr;
-	memcpy(f, hdr, 42);
-	memcpy(f + 42, payload, len);
 	aioxdp_put16(f + 16, (uint16_t)(28 + len));
 	aioxdp_put16(f + 18, ip_id);
 	aioxdp_put16(f + 24, 0);
@@ -97,9 +89,105 @@ int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, co
 	sum = aioxdp_sum16(f + 26, 8, 17 + 8 + len);
 	sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + 34, 8 + len, sum));
 	aioxdp_put16(f + 40, sum ? (uint16_t)sum : 0xffff);
+}
+
+int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
+		    uint32_t len)
+{
+	uint64_t addr;
+	uint8_t *f;
+
+	if (len > 0xffff - 28 || len > aioxdp_xsk_frame_size(x) - 42)
+		return -EMSGSIZE; /* checked before anything is copied */
+	if (!aioxdp_xsk_alloc(x, &addr, 1))
+		return -ENOBUFS;
+	f = (uint8_t *)aioxdp_xsk_area(x) + addr;
+	memcpy(f, hdr, 42);
+	memcpy(f + 42, payload, len);
+	finish_udp(f, ip_id, len);
 	if (aioxdp_xsk_send_frame(x, addr, 42 + len) < 0) {
 		aioxdp_xsk_release_one(x, addr);
 		return -EMSGSIZE;
 	}
 	return 0;
+}
+
+/* The 42 header bytes of a datagram to ``dest`` on ``path`` (lengths, id
+ * and checksums left to finish_udp). */
+static void put_header(uint8_t *f, const struct aioxdp_udp_path *path, uint64_t dest)
+{
+	uint32_t daddr = (uint32_t)(dest >> 16);
+
+	memcpy(f, path->head, 34);
+	memcpy(f + 30, &daddr, 4);
+	memcpy(f + 34, &path->sport, 2);
+	aioxdp_put16(f + 36, (uint16_t)dest);
+}
+
+int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path *paths,
+			     uint32_t n_paths, const uint64_t *dests, const uint8_t *data,
+			     uint64_t data_len, const uint32_t *lens, uint32_t n, uint16_t ip_id)
+{
+	uint64_t addrs[64], total = 0, at = 0;
+	uint32_t room = aioxdp_xsk_frame_size(x) - 42, sent = 0;
+
+	for (uint32_t k = 0; k < n; k++) {
+		if ((dests[k] >> 48) >= n_paths || !(uint16_t)dests[k])
+			return -EINVAL;
+		if (lens[k] > 0xffff - 28 || lens[k] > room)
+			return -EMSGSIZE;
+		total += lens[k];
+	}
+	if (total > data_len)
+		return -EINVAL;
+	while (sent < n) {
+		uint32_t want = n - sent < 64 ? n - sent : 64, got;
+
+		got = aioxdp_xsk_alloc(x, addrs, want);
+		for (uint32_t k = 0; k < got; k++) {
+			uint32_t i = sent + k, len = lens[i];
+			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[k];
+
+			put_header(f, &paths[dests[i] >> 48], dests[i]);
+			memcpy(f + 42, data + at, len);
+			finish_udp(f, (uint16_t)(ip_id + i), len);
+			at += len;
+			if (aioxdp_xsk_send_frame(x, addrs[k], 42 + len) < 0) {
+				/* cannot happen after the checks above; never leak or count it */
+				for (uint32_t j = k; j < got; j++)
+					aioxdp_xsk_release_one(x, addrs[j]);
+				return sent + k;
+			}
+		}
+		sent += got;
+		if (got < want)
+			break; /* out of frames: the rest wait for completions */
+	}
+	return sent;
+}
+
+int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, uint64_t dest, uint16_t ip_id,
+			 const uint8_t *payload, uint32_t len, uint8_t *out, uint32_t room)
+{
+	if (len > 0xffff - 28 || room < 42 || len > room - 42)
+		return -EMSGSIZE;
+	put_header(out, path, dest);
+	memcpy(out + 42, payload, len);
+	finish_udp(out, ip_id, len);
+	return 42 + len;
+}
+
+uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out)
+{
+	uint32_t valid = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (d[i].status != AIOXDP_UDP_OK)
+			continue;
+		out[3 * valid] = d[i].off;
+		out[3 * valid + 1] = d[i].off + d[i].len;
+		out[3 * valid + 2] = (uint64_t)d[i].saddr << 16 | d[i].sport;
+		valid++;
+	}
+	return valid;
 }
