@@ -346,7 +346,9 @@ class XSK:
             self._handle(), paths, n_paths, dests, data, len(data), lens, n, ip_id & 0xFFFF
         )
         if ret < 0:
-            raise XDPError(-ret, f"sending {n} datagrams", "a datagram is too large or misaddressed")
+            raise XDPError(
+                -ret, f"sending {n} datagrams", "a datagram is too large or misaddressed"
+            )
         return int(ret)
 
     def send_echoes(self, template: Any, length: int, seq: int, count: int, stamps: Any) -> int:
