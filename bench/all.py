@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dns
 import latency
 import ping_rate
 import rx_throughput
@@ -44,6 +45,28 @@ def main() -> None:
             ("UDP echo, per datagram / uvloop", udp["aioxdp"] / udp["uvloop"], "client, veth"),
             ("UDP echo, batch / uvloop", udp["batch"] / udp["uvloop"], "client, veth"),
             ("UDP echo, per datagram / batch", udp["aioxdp"] / udp["batch"], "our Python"),
+        ]
+        client = raw["udp_reflector_peer"] = udp_echo.reflected_rates(lab, seconds, 256)
+        rows += [
+            ("UDP client, reflector peer, aioxdp / C loop", client["aioxdp"] / client["C"], "us"),
+            (
+                "UDP client, reflector peer, aioxdp / uvloop",
+                client["aioxdp"] / client["uvloop"],
+                "us",
+            ),
+        ]
+        answers = raw["dns"] = dns.rates(
+            lab, argparse.Namespace(seconds=seconds, rate=5000, fresh=50 if args.quick else 200)
+        )
+        ours, theirs = answers["aioxdp"], answers["uvloop"]
+        rows += [
+            ("DNS q/s (dnsperf), aioxdp / uvloop", ours["qps"] / theirs["qps"], "dnsperf, veth"),
+            ("DNS p99 at 5k q/s, aioxdp / uvloop", ours["p99"] / theirs["p99"], "both wakeups"),
+            (
+                "DNS first answer p50 (fresh port), aioxdp / uvloop",
+                ours["first_p50"] / theirs["first_p50"],
+                "client's socket",
+            ),
         ]
         kernel = raw["ping_kernel_peer"] = ping_rate.rates(lab, count, 0, uvloop.run)
         rows += [

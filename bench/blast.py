@@ -1,10 +1,18 @@
-"""Send one UDP frame over and over from an XSK, as fast as the C loop can (lab peer side).
+"""Send one UDP frame over and over, as fast as the peer side can (lab peer side).
 
-python bench/blast.py IFNAME SRC_MAC DST_MAC SRC_IP DST_IP PORT SECONDS
+python bench/blast.py IFNAME SRC_MAC DST_MAC SRC_IP DST_IP PORT SECONDS [xsk|live]
+
+xsk (the default): from an XSK, by the C loop (bench/xsk_loops.c). live: by
+the kernel itself, BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and an XDP
+program that returns XDP_TX (no socket, no copy to user space), so the
+generator outruns any receiver. Prints "ready", then the frames offered.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +36,16 @@ def main() -> None:
         / Raw(b"b" * 18)
     )
     loops = native.load()
+    if sys.argv[8:9] == ["live"]:
+        print("ready", flush=True)
+        sent = loops.bench_live_blast(
+            socket.if_nametoindex(ifname), frame, len(frame), float(seconds)
+        )
+        if not sent:
+            err = ctypes.get_errno()
+            raise SystemExit(f"BPF_PROG_RUN (live frames) refused: {os.strerror(err)}")
+        print(sent, flush=True)
+        return
     xsk = XSK(ifname, 0, config=UmemConfig(nframes=8192, tx_size=4096, comp_size=4096))
     print("ready", flush=True)
     sent = loops.bench_blast(native.pointer(xsk), frame, len(frame), 64, float(seconds))

@@ -37,12 +37,19 @@ def load() -> ctypes.CDLL:
             ],
             check=True,
         )
-    lib = ctypes.CDLL(str(OUT))
+    lib = ctypes.CDLL(str(OUT), use_errno=True)
     lib.bench_blast.restype = ctypes.c_uint64
     lib.bench_blast.argtypes = [
         ctypes.c_void_p,
         ctypes.c_char_p,
         ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_double,
+    ]
+    lib.bench_live_blast.restype = ctypes.c_uint64
+    lib.bench_live_blast.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
         ctypes.c_uint32,
         ctypes.c_double,
     ]

@@ -8,6 +8,15 @@
 
 The client (bench/udp_client.py, a C pump over aioxdp in the peer) keeps a
 window of requests in flight and counts the echoes.
+
+With ``--peer reflector`` the roles turn: the peer is the XDP reflector
+(aioxdp.testing.reflector, echoing UDP port 7 in b's driver, never the
+bottleneck), and the clients under test in host a keep WINDOW requests in
+flight, each echo answered by the next request:
+
+  C        bench/udp_client.py's C pump over an XSK (the reference)
+  aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
+  uvloop   the same protocol on a uvloop kernel socket
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import sys
 from pathlib import Path
 
 from aioxdp.testing import Host, Lab
+from aioxdp.testing.reflector import Reflector
 
 BENCH = Path(__file__).resolve().parent
 EXAMPLES = BENCH.parent / "examples"
@@ -36,6 +46,72 @@ async def main():
     await asyncio.sleep(float(sys.argv[3]))
 uvloop.run(main())
 """
+
+
+# a client that keeps WINDOW requests in flight; prints echoes per second
+CLIENT = """
+import asyncio, sys, time
+ifname, local, server, seconds, window, kind = sys.argv[1:7]
+class Pump(asyncio.DatagramProtocol):
+    def connection_made(self, t):
+        self.t, self.n = t, 0
+        for _ in range(int(window)):
+            t.sendto(b"q" * 32, (server, 7))
+    def datagram_received(self, d, a):
+        self.n += 1
+        self.t.sendto(d, a)
+async def main():
+    if kind == "aioxdp":
+        import aioxdp
+        nic = await aioxdp.Interface(ifname).open()
+        t, p = await nic.create_datagram_endpoint(Pump, local_addr=(local, 40000))
+    else:
+        loop = asyncio.get_running_loop()
+        t, p = await loop.create_datagram_endpoint(Pump, local_addr=(local, 40000))
+    await asyncio.sleep(0.5)  # warm up
+    n0, t0 = p.n, time.perf_counter()
+    await asyncio.sleep(float(seconds))
+    print((p.n - n0) / (time.perf_counter() - t0), flush=True)
+    t.close()
+    if kind == "aioxdp":
+        await nic.aclose()
+if kind == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+def reflected_rates(lab: Lab, seconds: float, window: int, repeat: int = 1) -> dict[str, float]:
+    """Echoes/s of each client in host a against the XDP reflector in b."""
+    runs = []
+    for _ in range(repeat):
+        found = {}
+        with Reflector(lab.b, udp_ports=[PORT]):
+            out = lab.a.run(
+                sys.executable,
+                str(BENCH / "udp_client.py"),
+                lab.a.ifname,
+                lab.b.ip,
+                str(PORT),
+                str(seconds),
+                str(window),
+                timeout=seconds + 60,
+            ).stdout.split()
+            found["C"] = float(out[-1])
+            found["aioxdp"] = _client(lab, "aioxdp", seconds, window)
+        # the kernel's socket: veth hands XDP_TX'd frames only to a peer that runs XDP
+        with Reflector(lab.b, udp_ports=[PORT], peer_pass=True):
+            found["uvloop"] = _client(lab, "uvloop", seconds, window)
+        runs.append(found)
+    return {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+
+
+def _client(lab: Lab, kind: str, seconds: float, window: int) -> float:
+    args = [lab.a.ifname, lab.a.ip, lab.b.ip, str(seconds), str(window), kind]
+    out = lab.a.run(sys.executable, "-c", CLIENT, *args, timeout=seconds + 60).stdout
+    return float(out.split()[-1])
 
 
 def serve(host: Host, argv: list[str]) -> subprocess.Popen[str]:
@@ -92,9 +168,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1, help="turns per server; medians kept")
+    parser.add_argument("--peer", choices=["client", "reflector"], default="client")
     args = parser.parse_args()
     if not 1 <= args.repeat <= 9:
         raise SystemExit("--repeat: 1..9")
+    if args.peer == "reflector":
+        with Lab() as lab:
+            got = reflected_rates(lab, args.seconds, args.window, args.repeat)
+        print(f"UDP clients against the XDP reflector (window {args.window}):")
+        for name, rate in got.items():
+            print(f"  {name:8s} {rate:>12,.0f}/s")
+        print(
+            f"  aioxdp/C = {got['aioxdp'] / got['C']:.2f}x, "
+            f"aioxdp/uvloop = {got['aioxdp'] / got['uvloop']:.2f}x"
+        )
+        return
     with Lab() as lab:
         found = rates(lab, args.seconds, args.window, args.repeat)
     base = found["uvloop"]

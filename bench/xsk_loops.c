@@ -3,6 +3,8 @@
  * the loop. Built by bench/native.py into a shared object used via ctypes. */
 #include <poll.h>
 #include <time.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
 
 #include "../aioxdp/_native/xsk_core.c"
 #include "../aioxdp/_native/echo.c"
@@ -137,4 +139,37 @@ uint64_t bench_udp_pump(struct aioxdp_xsk *x, const uint8_t *frame, uint32_t len
 			sent = got;
 	}
 	return got;
+}
+
+/* The kernel's own traffic generator: BPF_PROG_RUN with
+ * BPF_F_TEST_XDP_LIVE_FRAMES runs a two-instruction XDP program (XDP_TX) on
+ * ``frame`` ``repeat`` times per call, and every frame goes out of
+ * ``ifindex`` (the veth in this namespace), to its peer. No socket, no
+ * copy to user space: it offers more than any receiver here takes. Returns
+ * frames offered in ``seconds``, or 0 if the kernel refused (errno says). */
+uint64_t bench_live_blast(int ifindex, const void *frame, uint32_t len, double seconds)
+{
+	struct bpf_insn prog[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_TX },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	struct xdp_md ctx = { .data_end = len, .ingress_ifindex = (uint32_t)ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len,
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1 << 16,
+		    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+	double end = now() + seconds;
+	uint64_t offered = 0;
+	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "aioxdp_gen", "GPL", prog, 2, NULL);
+
+	if (fd < 0)
+		return 0;
+	while (now() < end) {
+		if (bpf_prog_test_run_opts(fd, &opts)) {
+			offered = 0;
+			break;
+		}
+		offered += opts.repeat;
+	}
+	close(fd);
+	return offered;
 }

@@ -313,6 +313,7 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
 		count(AIOXDP_FW_CNT_NO_META);
 		return XDP_PASS;
 	}
+	meta->rx_ns = bpf_ktime_get_ns();
 	meta->tag = tag;
 	meta->magic = AIOXDP_META_MAGIC;
 	count(AIOXDP_FW_CNT_REDIRECT);

@@ -68,11 +68,15 @@ struct aioxdp_fw_rule {
 };
 
 /* Written in front of a redirected packet (XDP metadata), read by the XSK
- * core to dispatch the packet to the endpoint that asked for it. */
-#define AIOXDP_META_MAGIC 0xa10c0de5u
+ * core to dispatch the packet to the endpoint that asked for it, with the
+ * time the driver ran the forwarder on it (CLOCK_MONOTONIC, as
+ * bpf_ktime_get_ns): a reply is timed from there, not from when the event
+ * loop got to it, as ping times one by the kernel's receive stamp. */
+#define AIOXDP_META_MAGIC 0xa10c0de6u
 struct aioxdp_meta {
+	__u64 rx_ns;
 	__u32 tag;
-	__u32 magic;
+	__u32 magic;      /* last: right in front of the packet */
 };
 
 /* Indexes of the per-CPU verdict counter array. */

@@ -41,6 +41,30 @@ async def test_thousand_flood_replies_in_order_with_seq_rtt_ttl(lab_a: Lab) -> N
     assert_nothing_left(lab_a)
 
 
+async def test_a_reply_is_timed_when_the_driver_saw_it_not_when_the_loop_read_it(
+    lab_a: Lab,
+) -> None:
+    """Reading stops for 0.4 s while five requests go and are answered. The
+    replies wait in the RX ring, and are timed by the forwarder's stamp (taken
+    in the driver, as iputils takes the kernel's): well under the pause.
+    Timed by when the loop read them, they would all be >= 0.3 s."""
+    mac = lab_a.b.run("cat", f"/sys/class/net/{lab_a.b.ifname}/address").stdout.strip()
+    lab_a.a.run("ip", "neigh", "replace", lab_a.b.ip, "lladdr", mac, "dev", lab_a.a.ifname)
+    async with aioxdp.Interface(lab_a.a.ifname) as nic:  # ping borrows it
+        reader = nic.transport(0)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, reader.pause_reading)  # after ping's own setup
+        loop.call_later(0.45, reader.resume_reading)
+        await asyncio.sleep(0.06)
+        result = await aioxdp.ping(lab_a.b.ip, count=5, interval=0.01, timeout=2.0)
+    assert result.received == 5
+    assert max(result.rtts) < 0.1, result.rtts
+    # the kernel's own ping to the same peer, for scale: the same order
+    kernel = lab_a.a.run("ping", "-c", "3", "-i", "0.01", "-q", lab_a.b.ip).stdout
+    avg_ms = float(re.search(r"= [\d.]+/([\d.]+)/", kernel).group(1))  # type: ignore[union-attr]
+    assert avg_ms < 100, kernel
+
+
 async def test_paced_ping_keeps_its_interval(lab_a: Lab) -> None:
     # the Interface is opened first, so the time measured has no BPF load in it
     async with aioxdp.Interface(lab_a.a.ifname):

@@ -37,6 +37,7 @@ struct aioxdp_desc {
 	uint32_t tag;    /* the forwarder rule's tag, 0 if none */
 	uint32_t flags;  /* AIOXDP_DESC_* */
 	uint32_t _pad;
+	int64_t rx_ns;   /* when the forwarder redirected it (CLOCK_MONOTONIC), 0 if unknown */
 };
 
 /* Who owns a frame. Each frame has exactly one owner; every call that moves

@@ -99,14 +99,15 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out)
 {
-	int64_t now = aioxdp_now_ns(); /* one receive stamp for the whole batch */
+	int64_t now = aioxdp_now_ns(); /* the batch's, for frames the forwarder did not stamp */
 	uint32_t ok = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *f = (const uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
 
 		memset(&out[i], 0, sizeof(out[i]));
-		out[i].recv_ns = now;
+		/* the driver's time when the forwarder stamped it, else now */
+		out[i].recv_ns = descs[i].rx_ns > 0 && descs[i].rx_ns <= now ? descs[i].rx_ns : now;
 		if (!aioxdp_xsk_holds(x, descs[i].addr, descs[i].len)) {
 			out[i].status = AIOXDP_ECHO_TRUNCATED; /* never read outside a frame */
 			continue;

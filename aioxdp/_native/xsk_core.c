@@ -293,12 +293,16 @@ uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t m
 		o->len = d->len;
 		o->flags = 0;
 		o->tag = 0;
-		/* the forwarder puts the rule's tag in front of the frame; clear it
-		 * so that bytes left by an earlier use of the frame never dispatch */
+		o->rx_ns = 0;
+		/* the forwarder puts the rule's tag and its time in front of the
+		 * frame; clear it so that bytes left by an earlier use of the frame
+		 * never dispatch */
 		if (d->addr % x->cfg.frame_size >= sizeof(*meta)) {
 			meta = (void *)((char *)x->area + d->addr - sizeof(*meta));
-			if (meta->magic == AIOXDP_META_MAGIC)
+			if (meta->magic == AIOXDP_META_MAGIC) {
 				o->tag = meta->tag;
+				o->rx_ns = (int64_t)meta->rx_ns;
+			}
 			meta->magic = 0;
 		}
 		got++;
