@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import errno
 import socket
 import sys
@@ -163,11 +164,13 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         # builds every header from. Bounded, so that answering spoofed sources
         # cannot grow memory; a new port of a known host needs no lookup.
         self._dests: dict[tuple[str, int], int] = {}
+        self._hosts: dict[str, int] = {}  # host -> its word without the port
         self._paths = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)
         self._path_index: dict[tuple[bytes, str], int] = {}
         # routes of new hosts come from a snapshot of the kernel's tables, in
         # process: a new host on a known prefix and next hop waits for nothing
         self._snapshot: RouteSnapshot | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
@@ -310,19 +313,27 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             )
         dest = self._dests.get((host, port))
         if dest is None:
-            route = self._route_now(host)
-            if route is None:
-                self._queue_unresolved(bytes(data), host, port)
-                return
-            dest = self._destination(route, host, port)
+            known = self._hosts.get(host)  # a new port of a known host: no lookup at all
+            if known is not None:
+                dest = self._remember((host, port), known | port)
+            else:
+                route = self._route_now(host)
+                if route is None:
+                    self._queue_unresolved(bytes(data), host, port)
+                    return
+                dest = self._destination(route, host, port)
         self._queue(dest, bytes(data))
 
     def _route_now(self, host: str) -> ResolvedRoute | None:
-        """The route to ``host`` without waiting, when the snapshot knows its
-        prefix and its next hop's MAC is known; else None (ask, then send)."""
+        """The route to a new ``host`` without waiting, when the snapshot
+        knows its prefix and its next hop's MAC is known; else None (ask,
+        then send). An old snapshot still routes (tables rarely change); a
+        fresh one is read in the background."""
         snapshot = self._snapshot
-        if snapshot is None or snapshot.age(time.monotonic_ns()) > ROUTES_TTL:
+        if snapshot is None:
             return None
+        if snapshot.age(time.monotonic_ns()) > ROUTES_TTL:
+            self._refresh_snapshot()
         try:
             packed = socket.inet_pton(socket.AF_INET, host)
         except OSError:
@@ -332,6 +343,20 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             return None  # a prefix not asked yet, or an error the slow path reports
         mac = route.next_hop_mac or self._macs.get(route.next_hop)
         return route.resolved(mac) if mac else None
+
+    def _refresh_snapshot(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = self._nic.loop.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        with contextlib.suppress(XDPError, OSError):  # the old one routes on meanwhile
+            await self._fresh_snapshot()
+
+    async def _fresh_snapshot(self, *destinations: bytes) -> RouteSnapshot:
+        snapshot = self._snapshot = await route_snapshot(
+            interface=self._nic.ifname, destinations=destinations, previous=self._snapshot
+        )
+        return snapshot
 
     def _queue(self, dest: int, data: bytes) -> None:
         self._out_data.append(data)
@@ -352,15 +377,21 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 self._flush_out()
                 self._path_index.clear()
                 self._dests.clear()
+                self._hosts.clear()
             path = self._path_index[(route.next_hop_mac, source)] = len(self._path_index)
             header = udp_header(route, self.local_addr[1], port, source=source)
             ffi.memmove(self._paths[path].head, header, 34)
             ffi.memmove(ffi.addressof(self._paths[path], "sport"), header[34:36], 2)
         daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
-        dest = path << 48 | daddr << 16 | port
+        if len(self._hosts) >= MAX_DESTINATIONS:
+            self._hosts.clear()
+        self._hosts[host] = path << 48 | daddr << 16
+        return self._remember((host, port), path << 48 | daddr << 16 | port)
+
+    def _remember(self, addr: tuple[str, int], dest: int) -> int:
         if len(self._dests) >= MAX_DESTINATIONS:
             self._dests.clear()  # cheap, and bounded: spoofed sources cannot grow it
-        self._dests[(host, port)] = dest
+        self._dests[addr] = dest
         return dest
 
     def _flush_soon(self) -> None:
@@ -441,29 +472,29 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 return
             dest = self._dests.get((host, port))
             if dest is None:
-                dest = self._destination(route, host, port)
+                known = self._hosts.get(host)
+                dest = (
+                    self._remember((host, port), known | port)
+                    if known is not None
+                    else self._destination(route, host, port)
+                )
             self._queue(dest, data)
 
     async def _route_to(self, host: str) -> ResolvedRoute:
         """The route to ``host``: its prefix asked of the kernel if the
-        snapshot had not (a fresh snapshot if it is old, or knows no route),
-        its next hop's MAC asked with ARP if nobody knew it."""
+        snapshot had not, with a fresh read of the tables in the same thread
+        hop when the snapshot knew no route or no MAC for its next hop (a new
+        client has just been learnt by the kernel's ARP); its next hop's MAC
+        asked with our own ARP if nobody knew it."""
         packed = socket.inet_aton(await resolve_host(host))
-        route: Route | NoRouteError | None = None
-        for fresh in (False, True):
-            snapshot = self._snapshot
-            now = time.monotonic_ns()
-            if snapshot is None or snapshot.age(now) > ROUTES_TTL or fresh:
-                snapshot = self._snapshot = await route_snapshot(interface=self._nic.ifname)
-            await snapshot.learn(packed)
+        snapshot = self._snapshot
+        route = None if snapshot is None else snapshot.route(host, packed)
+        if not isinstance(route, Route) or not (route.next_hop_mac or route.next_hop in self._macs):
+            snapshot = await self._fresh_snapshot(packed)
             route = snapshot.route(host, packed)
-            if isinstance(route, Route) and (route.next_hop_mac or route.next_hop in self._macs):
-                break
-            if snapshot.taken_ns >= now:
-                break  # read just now: a newer read would say the same
         if isinstance(route, NoRouteError):
             raise route
-        if route is None:  # cannot happen: learn() asked for its prefix
+        if route is None:  # cannot happen: the fresh read asked for its prefix
             raise XDPError(errno.EHOSTUNREACH, f"routing to {host}", "no answer for its prefix")
         mac = route.next_hop_mac or self._macs.get(route.next_hop)
         if mac:
@@ -477,6 +508,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     def _shutdown(self, exc: Exception | None) -> None:
         for task in self._resolving.values():
             task.cancel()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         super()._shutdown(exc)
 
 

@@ -570,35 +570,53 @@ class RouteSnapshot:
     async def learn(self, packed: bytes) -> None:
         """Ask the kernel for the prefix that holds ``packed`` (one thread hop)."""
         prefix = self._prefix(packed)
+        if prefix is not None and prefix not in self._answers:
+            await _netlink.query(lambda rtnl: self._ask(rtnl, packed))
+
+    def _ask(self, rtnl: RtNetlink, packed: bytes) -> None:
+        prefix = self._prefix(packed)
         if prefix is None or prefix in self._answers:
             return
-        destination, oif = socket.inet_ntoa(packed), self._oif
+        try:
+            self._answers[prefix] = _answer(rtnl.route_to(socket.inet_ntoa(packed), self._oif))
+        except NetlinkError as exc:
+            self._answers[prefix] = exc.errno
 
-        def ask(rtnl: RtNetlink) -> Any:
-            try:
-                return _answer(rtnl.route_to(destination, oif))
-            except NetlinkError as exc:
-                return exc.errno
-
-        self._answers[prefix] = await _netlink.query(ask)
+    def _adopt(self, older: RouteSnapshot) -> None:
+        """Keep an older snapshot's answers for the prefixes that are still here."""
+        present = {(mask, net) for mask, networks in self._levels for net in networks}
+        for prefix, answer in older._answers.items():
+            if prefix in present:
+                self._answers.setdefault(prefix, answer)
 
 
 async def route_snapshot(
-    *, interface: str | None = None, source: str | None = None
+    *,
+    interface: str | None = None,
+    source: str | None = None,
+    destinations: Sequence[bytes] = (),
+    previous: RouteSnapshot | None = None,
 ) -> RouteSnapshot:
     """Read the route table, the links and the neighbour table once (see
-    RouteSnapshot); only routes through ``interface`` if given."""
+    RouteSnapshot), only routes through ``interface`` if given, and ask for
+    the prefixes of ``destinations`` (packed addresses) in the same thread
+    hop; ``previous``'s answers are kept for the prefixes still there."""
     oif = socket.if_nametoindex(interface) if interface is not None else None
-
-    def read(
-        rtnl: RtNetlink,
-    ) -> tuple[list[tuple[int, set[int]]], dict[int, Any], dict[tuple[int, str], bytes]]:
-        links = {link["index"]: _link(link) for link in rtnl.links()}
-        return _prefix_levels(rtnl, oif), links, _usable_macs(rtnl.neighbours(socket.AF_INET))
-
     taken_ns = time.monotonic_ns()
-    levels, links, macs = await _netlink.query(read)
-    return RouteSnapshot(levels, links, macs, oif=oif, source=source, taken_ns=taken_ns)
+
+    def read(rtnl: RtNetlink) -> RouteSnapshot:
+        links = {link["index"]: _link(link) for link in rtnl.links()}
+        macs = _usable_macs(rtnl.neighbours(socket.AF_INET))
+        snapshot = RouteSnapshot(
+            _prefix_levels(rtnl, oif), links, macs, oif=oif, source=source, taken_ns=taken_ns
+        )
+        if previous is not None:
+            snapshot._adopt(previous)
+        for packed in destinations:
+            snapshot._ask(rtnl, packed)
+        return snapshot
+
+    return await _netlink.query(read)
 
 
 def _address(packed: bytes | bytearray, i: int) -> str:

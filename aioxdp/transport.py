@@ -291,7 +291,7 @@ class XDPTransport(asyncio.Transport):
         if self._closing:
             return 0
         n = self._xsk.send_echoes(template, length, seq, count, stamps)
-        self._queued(n)
+        self._queued_now(n)
         return n
 
     def send_echo_each(
@@ -312,7 +312,7 @@ class XDPTransport(asyncio.Transport):
         n = self._xsk.send_echo_each(
             bases, n_bases, length, base_of, daddrs, probes, first, count, window
         )
-        self._queued(n)
+        self._queued_now(n)
         return n
 
     def echo_udp(self, batch: PacketBatch, dgrams: Any) -> int:
@@ -325,6 +325,14 @@ class XDPTransport(asyncio.Transport):
         if n:
             self._waiting += n
             self._schedule_flush()
+            self._maybe_pause_protocol()
+
+    def _queued_now(self, n: int) -> None:
+        """Frames C stamped with their send time: they go now, not at the end
+        of the loop turn, so the stamp is as close to the wire as ping's."""
+        if n:
+            self._waiting += n
+            self._flush()
             self._maybe_pause_protocol()
 
     def send_back(self, batch: PacketBatch) -> None:
