@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 
 APT_PACKAGES := clang llvm libbpf-dev libxdp-dev libelf-dev zlib1g-dev pkg-config \
 	gcc make python3 python3-venv python3-dev \
-	iproute2 iputils-ping fping nmap nftables tcpdump tshark ethtool dnsutils util-linux
+	iproute2 iputils-ping fping nmap nftables tcpdump tshark ethtool dnsutils dnsperf util-linux
 
 # What a rebuild depends on: a change to any of these reinstalls aioxdp,
 # which recompiles the BPF programs and the cffi extension.

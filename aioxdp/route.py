@@ -466,25 +466,34 @@ async def route_set(
         return prefix_at, answers, links, _usable_macs(rtnl.neighbours(socket.AF_INET))
 
     prefix_at, answers, links, macs = await _netlink.query(lookup)
-    destinations = bytearray()
-    path_of = array.array("I")
     paths: list[Route] = []
     # per prefix: the path every host of it shares (behind a gateway), or -1
     # (on-link, or failed: each host its own route, or its own error)
     shared: dict[int, int] = {}
+    first_of: dict[int, int] = {}
+    for i, at in enumerate(prefix_at):
+        if i not in failed:
+            first_of.setdefault(at, i)
+    for at, i in first_of.items():
+        shared[at] = -1
+        answer = errno.ENETUNREACH if at == NO_PREFIX else answers[at]
+        if not isinstance(answer, int) and answer["type"] == RTN_UNICAST and answer["gateway"]:
+            r = _route_from(hosts[i], _address(packed, i), answer, links, macs, source)
+            if isinstance(r, Route):
+                shared[at] = len(paths)
+                paths.append(r)
+    if not failed and all(path >= 0 for path in shared.values()):
+        # the common case, every host behind a gateway: no Python per host
+        return RouteSet(
+            bytes(packed), array.array("I", map(shared.__getitem__, prefix_at)), paths
+        ), {}
+    destinations = bytearray()
+    path_of = array.array("I")
     for i in range(n):
         if i in failed:
             continue
         at = prefix_at[i]
-        path = shared.get(at)
-        if path is None:
-            path = shared[at] = -1
-            answer = errno.ENETUNREACH if at == NO_PREFIX else answers[at]
-            if not isinstance(answer, int) and answer["type"] == RTN_UNICAST and answer["gateway"]:
-                r = _route_from(hosts[i], _address(packed, i), answer, links, macs, source)
-                if isinstance(r, Route):
-                    path = shared[at] = len(paths)
-                    paths.append(r)
+        path = shared[at]
         if path < 0:
             answer = errno.ENETUNREACH if at == NO_PREFIX else answers[at]
             r = _route_from(hosts[i], _address(packed, i), answer, links, macs, source)

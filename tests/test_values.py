@@ -181,3 +181,13 @@ def test_ping_results_read_like_a_list_and_name_misuse() -> None:
         aioxdp.PingResults(-1, make)
     with pytest.raises(TypeError):
         hash(results)
+
+
+def test_echo_target_words_are_the_c_struct_field_by_field() -> None:
+    from aioxdp._libs import ffi
+    from aioxdp.echo import TARGET_WORDS
+
+    assert ffi.sizeof("struct aioxdp_echo_target") == 4 * len(TARGET_WORDS)
+    for name, word in TARGET_WORDS.items():
+        assert ffi.offsetof("struct aioxdp_echo_target", name) == 4 * word, name
+        assert ffi.sizeof(ffi.typeof("struct aioxdp_echo_target").fields[word][1].type) == 4
