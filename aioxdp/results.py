@@ -91,7 +91,9 @@ class PingResult:
     address: str
     sent: int
     received: int
-    rtts: list[float]
+    # left out of repr: asyncio's runner reprs a finished main task's result
+    # on the way out, and a flood's list is 10**5 floats long
+    rtts: list[float] = field(repr=False)
     duplicates: int = 0  # extra replies to an answered probe
     late: int = 0  # replies after their probe's timeout
     foreign: int = 0  # our echo id, but an unknown source or sequence

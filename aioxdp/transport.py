@@ -143,6 +143,7 @@ class XDPTransport(asyncio.Transport):
         self._closing = False
         self._closed = False
         self._paused_reading = False
+        self._delivering = False  # inside _read_ready: its end flushes what was queued
         self._protocol_paused = False
         self._flush_scheduled = False
         self._writer_registered = False
@@ -175,22 +176,26 @@ class XDPTransport(asyncio.Transport):
 
     def _read_ready(self) -> None:
         xsk = self._xsk
-        for _ in range(READ_ROUNDS):
-            try:
-                rx = xsk.receive()
-            except OSError as exc:
-                self._fatal_error(exc, "Fatal error: receiving from the XDP socket failed.")
-                return
-            if not rx.count:
-                break
-            try:
-                self._protocol.packets_received(PacketBatch(rx))
-            except Exception as exc:  # the protocol's bug: report it, keep reading
-                report_callback_error(self._loop, exc, "packets_received", self, self._protocol)
-            finally:
-                xsk.release(rx)
-            if rx.count < xsk.batch_size or self._closing:
-                break
+        self._delivering = True  # what protocols send meanwhile goes in one flush, below
+        try:
+            for _ in range(READ_ROUNDS):
+                try:
+                    rx = xsk.receive()
+                except OSError as exc:
+                    self._fatal_error(exc, "Fatal error: receiving from the XDP socket failed.")
+                    return
+                if not rx.count:
+                    break
+                try:
+                    self._protocol.packets_received(PacketBatch(rx))
+                except Exception as exc:  # the protocol's bug: report it, keep reading
+                    report_callback_error(self._loop, exc, "packets_received", self, self._protocol)
+                finally:
+                    xsk.release(rx)
+                if rx.count < xsk.batch_size or self._closing:
+                    break
+        finally:
+            self._delivering = False
         # protocols may have queued frames from C (send_back, echo) without us
         if self._waiting or self._backlog or xsk.tx_pending():
             self._flush()
@@ -329,9 +334,13 @@ class XDPTransport(asyncio.Transport):
 
     def _queued_now(self, n: int) -> None:
         """Frames C stamped with their send time: they go now, not at the end
-        of the loop turn, so the stamp is as close to the wire as ping's."""
+        of the loop turn, so the stamp is as close to the wire as ping's
+        (sent while a batch is delivered, they go in the flush that ends it)."""
         if n:
             self._waiting += n
+            if self._delivering:
+                self._maybe_pause_protocol()
+                return
             self._flush()
             self._maybe_pause_protocol()
 

@@ -104,6 +104,7 @@ async def measure(
         "sent_per_s": sent / (seconds * 4 + 3),
         # offered at the socket while each receiver ran: taken + dropped there
         "offered_python": python + (d1 - d0 + d3 - d2) / (2 * seconds),
+        "c_mean": c_got / c_time,  # both C windows: what offered_c is over
         "offered_c": (c_got + d2 - d1) / c_time,
         "rx_ring_full": stats.rx_ring_full,
         "fill_empty": stats.rx_fill_ring_empty_descs,
