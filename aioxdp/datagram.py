@@ -408,6 +408,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         n = len(data)
         first_id = self._ip_id + 1
         self._ip_id = (self._ip_id + n) & 0xFFFF
+        if self._write_buffer.size:
+            # ours wait in the backlog already: these go behind them, in order
+            for k in range(n):
+                self._tx.write_for(self._write_buffer, self._frame(dests[k], data[k], first_id + k))
+            return
         words = array.array("Q", dests)
         lens = array.array("I", map(len, data))
         sent = self._tx.send_udp_many(
