@@ -26,7 +26,14 @@ def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) ->
 
 
 def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
-    """Sum of the IPv4 pseudo-header that UDP and TCP checksums cover."""
+    """Sum of the pseudo-header that UDP, TCP and ICMPv6 checksums cover: IPv4's
+    (RFC 768) for 4-byte addresses, IPv6's (RFC 8200 8.1) for 16-byte ones."""
+    if len(src) != len(dst) or len(src) not in (4, 16):
+        raise ValueError(
+            f"src, dst: two IPv4 (4-byte) or two IPv6 (16-byte) addresses, got {len(src)} and {len(dst)}"
+        )
+    if len(src) == 16:
+        return ones_sum(src + dst + struct.pack("!IxxxB", length, proto))
     return ones_sum(src + dst + struct.pack("!BBH", 0, proto, length))
 
 
@@ -38,7 +45,8 @@ def verifies(data: bytes | bytearray | memoryview, initial: int = 0) -> bool:
 def transport_checksum(
     segment: bytes | bytearray | memoryview, src: bytes, dst: bytes, proto: int
 ) -> int:
-    """A UDP or TCP checksum (computed with the field zero), over the IPv4 pseudo-header."""
+    """A UDP, TCP or ICMPv6 checksum (computed with the field zero), over the
+    pseudo-header of the addresses' family."""
     return internet_checksum(segment, pseudo_header_sum(src, dst, proto, len(segment)))
 
 

@@ -1,4 +1,4 @@
-"""UDP headers (RFC 768), checksum over the IPv4 pseudo-header."""
+"""UDP headers (RFC 768), checksum over the IPv4 or IPv6 pseudo-header."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ class Udp:
             raise BadFieldError(
                 "udp", f"length {length} does not fit the {end - offset} bytes of the IP payload"
             )
+        if not csum and src is not None and len(src) == 16:
+            # optional over IPv4; over IPv6 a zero checksum is refused (RFC 8200 8.1)
+            raise BadChecksumError("udp", "checksum 0 over IPv6, where it is required")
         if (
             csum
             and src is not None
