@@ -14,7 +14,7 @@ from conftest import read_line, start_python, wait_until
 
 from aioxdp.errors import LabError
 from aioxdp.testing import Lab
-from aioxdp.testing.lab import LAB_NETWORK, LEASE_DIR
+from aioxdp.testing.lab import LAB_NETWORK, LAB_NETWORK6, LEASE_DIR
 from aioxdp.testing.netns import current_netns_inode
 
 
@@ -148,3 +148,38 @@ def test_lab_veth_finish_their_checksums(lab: Lab) -> None:
         features = host.run("ethtool", "-k", host.ifname).stdout
         assert re.search(r"^tx-checksumming: off", features, re.M), features
         assert re.search(r"^\s+tx-checksum-ip-generic: off", features, re.M), features
+
+
+def test_an_ipv6_lab_gives_each_host_a_benchmarking_address_ready_at_once() -> None:
+    with Lab(ipv6=True) as lab:
+        assert lab.subnet6.prefixlen == 64
+        assert lab.subnet6.subnet_of(LAB_NETWORK6)
+        for host in lab.hosts:
+            assert host.ip6 is not None
+            assert ipaddress.ip_address(host.ip6) in lab.subnet6
+            addrs = host.run("ip", "-o", "-6", "addr", "show", host.ifname).stdout
+            assert f"{host.ip6}/64" in addrs
+            assert "tentative" not in addrs  # no DAD to wait for
+            assert "scope link" in addrs  # the kernel's own link-local address
+            # nothing routes out: the lab's /64 and link-local, no default route
+            routes = host.run("ip", "-6", "route", "show").stdout
+            assert "default" not in routes
+            for line in routes.strip().splitlines():
+                prefix = ipaddress.IPv6Network(line.split()[0])
+                assert prefix.subnet_of(LAB_NETWORK6) or prefix.subnet_of(
+                    ipaddress.IPv6Network("fe80::/10")
+                ), line
+        assert lab.b.ip6 is not None
+        out = lab.a.run("ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", lab.b.ip6).stdout
+        assert "2 packets transmitted, 2 received, 0% packet loss" in out
+
+
+def test_a_default_lab_has_ipv6_off() -> None:
+    with Lab() as lab:
+        assert lab.a.ip6 is None
+        assert lab.b.ip6 is None
+        flag = lab.a.run("cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6").stdout.strip()
+        assert flag == "1"
+        assert not lab.a.run("ip", "-o", "-6", "addr", "show").stdout.strip()
+    with pytest.raises(ValueError, match="IPv6 needs at least 1280"):
+        Lab(ipv6=True, mtu=1000)

@@ -4,7 +4,11 @@ Theory of operation
 -------------------
 Every lab leases one /24 of 198.18.0.0/15 (the range set aside for
 benchmarking network devices), so labs of parallel test processes never
-share addresses. A lease is a file ``/run/aioxdp/labs/<n>`` holding the
+share addresses. ``Lab(ipv6=True)`` adds the lease's /64 of 2001:2::/48
+(the IPv6 benchmarking range, RFC 5180), duplicate address detection and
+router solicitations off, and the link-local addresses the kernel makes;
+otherwise IPv6 is off, so captures and counters hold no router
+solicitations, DAD or MLD. A lease is a file ``/run/aioxdp/labs/<n>`` holding the
 owner's pid and process start time; the namespaces are named
 ``aioxdp-l<n>-a`` and ``aioxdp-l<n>-b``. Leases are taken under an flock.
 
@@ -46,11 +50,13 @@ from pyroute2 import IPRoute, netns
 from aioxdp.errors import LabError
 from aioxdp.testing.netns import NETNS_RUN_DIR, entered
 
-__all__ = ["LAB_NETWORK", "Host", "Lab", "open_labs", "remove_stale_labs"]
+__all__ = ["LAB_NETWORK", "LAB_NETWORK6", "Host", "Lab", "open_labs", "remove_stale_labs"]
 
 log = logging.getLogger(__name__)
 
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
+LAB_NETWORK6 = ipaddress.IPv6Network("2001:2::/48")
+IFA_F_NODAD = 0x02  # <linux/if_addr.h>: no duplicate address detection for it
 LEASE_DIR = Path("/run/aioxdp/labs")
 MAX_LABS = 512  # /24s in the /15
 _NS_PATTERN = re.compile(r"^aioxdp-l(\d+)-[a-z]$")
@@ -68,6 +74,7 @@ class Host:
     prefixlen: int
     ifindex: int = 0
     peer: Host | None = field(default=None, repr=False)
+    ip6: str | None = None  # in 2001:2::/48, with Lab(ipv6=True)
 
     @property
     def network(self) -> str:
@@ -114,13 +121,16 @@ class Lab:
     its MTU. Use as a context manager; :meth:`close` is idempotent.
     """
 
-    def __init__(self, *, queues: int = 1, mtu: int = 1500) -> None:
+    def __init__(self, *, queues: int = 1, mtu: int = 1500, ipv6: bool = False) -> None:
         if not 1 <= queues <= 64:
             raise ValueError(f"queues: must be 1..64, got {queues}")
         if not 68 <= mtu <= 9000:
             raise ValueError(f"mtu: must be 68..9000, got {mtu}")
+        if ipv6 and mtu < 1280:
+            raise ValueError(f"mtu: IPv6 needs at least 1280, got {mtu}")
         self.queues = queues
         self.mtu = mtu
+        self.ipv6 = ipv6
         self.index = -1
         self.a: Host
         self.b: Host
@@ -181,6 +191,11 @@ class Lab:
     def subnet(self) -> ipaddress.IPv4Network:
         return subnet_of(self.index)
 
+    @property
+    def subnet6(self) -> ipaddress.IPv6Network:
+        """This lab's /64 of 2001:2::/48 (its addresses only with ipv6=True)."""
+        return subnet6_of(self.index)
+
     # -- building ---------------------------------------------------------
 
     def _build(self) -> None:
@@ -189,6 +204,9 @@ class Lab:
         self.a = Host("a", names["a"], "veth-a", str(net[1]), _mac(self.index, 0xA), net.prefixlen)
         self.b = Host("b", names["b"], "veth-b", str(net[2]), _mac(self.index, 0xB), net.prefixlen)
         self.a.peer, self.b.peer = self.b, self.a
+        if self.ipv6:
+            net6 = self.subnet6
+            self.a.ip6, self.b.ip6 = str(net6[1]), str(net6[2])
         for host in self.hosts:
             try:
                 netns.create(host.netns)
@@ -221,9 +239,18 @@ class Lab:
             _wait_operstate_up(host)
 
     def _configure(self, host: Host) -> None:
-        # IPv6 off: no router solicitations or DAD in captures and counters.
-        host.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-        host.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        if host.ip6 is None:
+            # IPv6 off: no router solicitations or DAD in captures and counters.
+            host.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+            host.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        else:
+            # on, quietly: no DAD (tests need not wait), no router solicitations
+            for scope in ("all", "default", host.ifname):
+                host.sysctl(f"net.ipv6.conf.{scope}.accept_dad", "0")
+                host.sysctl(f"net.ipv6.conf.{scope}.dad_transmits", "0")
+                host.sysctl(f"net.ipv6.conf.{scope}.router_solicitations", "0")
+                host.sysctl(f"net.ipv6.conf.{scope}.accept_ra", "0")
+                host.sysctl(f"net.ipv6.conf.{scope}.disable_ipv6", "0")
         with IPRoute(netns=host.netns) as ipr:
             (lo,) = ipr.link_lookup(ifname="lo")
             ipr.link("set", index=lo, state="up")
@@ -231,6 +258,8 @@ class Lab:
             host.ifindex = idx
             ipr.link("set", index=idx, address=host.mac, mtu=self.mtu)
             ipr.addr("add", index=idx, address=host.ip, prefixlen=host.prefixlen)
+            if host.ip6 is not None:
+                ipr.addr("add", index=idx, address=host.ip6, prefixlen=64, flags=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
         # veth would leave TCP/UDP checksums for a NIC to finish (CHECKSUM_PARTIAL),
         # and XDP sees frames before that: make the kernel finish them, as a real NIC's peer would
@@ -309,6 +338,13 @@ def subnet_of(index: int) -> ipaddress.IPv4Network:
         raise ValueError(f"index: must be 0..{MAX_LABS - 1}, got {index}")
     base = int(LAB_NETWORK.network_address) + index * 256
     return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(base)}/24")
+
+
+def subnet6_of(index: int) -> ipaddress.IPv6Network:
+    """The /64 of lab ``index`` inside 2001:2::/48."""
+    if not 0 <= index < MAX_LABS:
+        raise ValueError(f"index: must be 0..{MAX_LABS - 1}, got {index}")
+    return ipaddress.IPv6Network(f"2001:2:0:{index:x}::/64")
 
 
 def _mac(index: int, host: int) -> str:
