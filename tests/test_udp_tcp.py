@@ -13,10 +13,11 @@ from conftest import TESTS, eventually, read_line
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
-from test_datapath import scapy_send
+from test_datapath import Capture, scapy_send
 
 import aioxdp
 from aioxdp.datagram import DatagramBatch, DatagramTransport
+from aioxdp.route import NoRouteError
 from aioxdp.testing import Host, Lab
 from aioxdp.testing.reflector import Reflector
 
@@ -325,3 +326,37 @@ async def test_sendto_bursts_past_a_tiny_pool_lose_nothing(lab_a: Lab) -> None:
         assert nic.frame_counts()[0].tx_no_frame > 0, (
             "the pool never ran out: the test did not test"
         )
+
+
+async def test_a_route_added_after_the_endpoint_opened_is_followed(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    """The endpoint routes new hosts from a snapshot of the kernel's tables
+    taken when it opened. A prefix routed later (via b) is found by a fresh
+    read, not reported as unroutable; a host no route holds still is. b's
+    tcpdump sees the datagrams go to b's MAC, for an address b does not own."""
+    a, b = lab_a.a, lab_a.b
+    async with aioxdp.Interface(a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(Echo, local_addr=(a.ip, 7000))
+        a.run("ip", "route", "add", "198.19.0.0/16", "via", b.ip)
+        capture = Capture(b, "udp and dst port 9", 3, tmp_path)
+        for i in range(3):
+            transport.sendto(b"far %d" % i, (f"198.19.{i}.1", 9))
+        frames = await asyncio.to_thread(capture.frames)  # the loop runs meanwhile
+        assert sorted(Ether(f)[IP].dst for f in frames) == [
+            "198.19.0.1",
+            "198.19.1.1",
+            "198.19.2.1",
+        ]
+        assert all(Ether(f).dst == b.mac and Ether(f)[IP].src == a.ip for f in frames)
+        assert echo.errors == []
+        # a lab-range address (198.18.0.0/16) outside the lab's /24: no route holds it
+        third = lab_a.subnet.network_address.packed[2]
+        nowhere = (
+            f"198.18.{(third + 1) % 256 if lab_a.subnet.network_address.packed[1] == 18 else 0}.1"
+        )
+        transport.sendto(b"nowhere", (nowhere, 9))
+        assert await eventually(lambda: echo.errors), "error_received never came"
+        assert isinstance(echo.errors[0], NoRouteError)
+        assert nowhere in str(echo.errors[0])
+        transport.close()
