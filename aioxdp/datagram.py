@@ -16,13 +16,10 @@ destination being resolved wait for it, and a failure goes to
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import errno
 import socket
-import sys
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,17 +28,9 @@ from aioxdp._libs import ffi, lib
 from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
-from aioxdp.frames import udp_header
-from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch
-from aioxdp.route import (
-    NoRouteError,
-    ResolvedRoute,
-    Route,
-    RouteSnapshot,
-    resolve_host,
-    route_snapshot,
-)
+from aioxdp.route import route_snapshot
+from aioxdp.udp_paths import UdpPaths
 from aioxdp.udp_socket import check_local_addr
 
 if TYPE_CHECKING:
@@ -61,10 +50,7 @@ STATUS_NAMES = {
 }
 MAX_PENDING = 1024  # datagrams held per destination while its MAC is resolved
 MAX_RESOLVING = 64  # destinations resolved at once; more are dropped, counted
-MAX_DESTINATIONS = 65536  # (host, port) -> where it goes, cached; cleared when full
-MAX_NEXT_HOPS = 4096  # next hops whose MAC our own ARP found; cleared when full
-ROUTES_TTL = 5.0  # seconds a route snapshot routes new destinations before it is read again
-MAX_PATHS = 1024  # next hops and sources headers are built from; cleared when full
+MAX_PEERS = 65536  # sender address tuples kept for reuse; cleared when full
 FLUSH_AT = 256  # datagrams queued by sendto that go to C at once, inside a batch or not
 
 
@@ -159,19 +145,12 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         self._max_payload = min(nic.mtu, nic.frame_size - 14) - 28
         self._tx = nic.tx  # the Interface's sending transport, fixed while it is open
         self._take_protocol(protocol)
-        # Where datagrams go: per (host, port) one word for C, path << 48 |
-        # daddr << 16 | port, the path (next hop and source) in a table C
-        # builds every header from. Bounded, so that answering spoofed sources
-        # cannot grow memory; a new port of a known host needs no lookup.
-        self._dests: dict[tuple[str, int], int] = {}
-        self._hosts: dict[str, int] = {}  # host -> its word without the port
-        self._paths = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)
-        self._path_index: dict[tuple[bytes, str], int] = {}
-        # routes of new hosts come from a snapshot of the kernel's tables, in
-        # process: a new host on a known prefix and next hop waits for nothing
-        self._snapshot: RouteSnapshot | None = None
+        # where datagrams go (aioxdp.udp_paths): a word per (host, port), a
+        # path per next hop, new hosts routed in process
+        self._paths = UdpPaths(
+            nic.ifname, local_addr, on_stale=self._refresh_soon, on_forget=self._flush_out
+        )
         self._refreshing: asyncio.Task[None] | None = None
-        self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self._pending: dict[str, list[tuple[bytes, int]]] = {}
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
@@ -189,7 +168,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
     @property
     def cached_destinations(self) -> int:
         """(host, port) pairs whose destination is cached (at most MAX_DESTINATIONS)."""
-        return len(self._dests)
+        return len(self._paths)
 
     @property
     def resolving(self) -> int:
@@ -202,7 +181,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         key = saddr << 16 | sport
         addr = self._peers.get(key)
         if addr is None:
-            if len(self._peers) >= MAX_DESTINATIONS:
+            if len(self._peers) >= MAX_PEERS:
                 self._peers.clear()  # cheap, and bounded: spoofed sources cannot grow it
             addr = self._peers[key] = (_ntoa(saddr), sport)
         return addr
@@ -280,10 +259,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         # cached (so checked when it was made), port an int (53.0 == 53 as a key)
         if type(data) is bytes and type(addr) is tuple and not self._closing:
             try:
-                dest = self._dests.get(addr)
+                dest = self._paths.word(addr)
             except TypeError:  # unhashable: the checks below say what is wrong
                 dest = None
             if dest is not None and type(addr[1]) is int and len(data) <= self._max_payload:
+                # _queue, inline: this runs once per datagram
                 out = self._out_data
                 out.append(data)
                 self._out_dests.append(dest)
@@ -311,52 +291,20 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
                 f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
-        dest = self._dests.get((host, port))
+        dest = self._paths.word_now(host, port)
         if dest is None:
-            known = self._hosts.get(host)  # a new port of a known host: no lookup at all
-            if known is not None:
-                dest = self._remember((host, port), known | port)
-            else:
-                route = self._route_now(host)
-                if route is None:
-                    self._queue_unresolved(bytes(data), host, port)
-                    return
-                dest = self._destination(route, host, port)
+            self._queue_unresolved(bytes(data), host, port)
+            return
         self._queue(dest, bytes(data))
 
-    def _route_now(self, host: str) -> ResolvedRoute | None:
-        """The route to a new ``host`` without waiting, when the snapshot
-        knows its prefix and its next hop's MAC is known; else None (ask,
-        then send). An old snapshot still routes (tables rarely change); a
-        fresh one is read in the background."""
-        snapshot = self._snapshot
-        if snapshot is None:
-            return None
-        if snapshot.age(time.monotonic_ns()) > ROUTES_TTL:
-            self._refresh_snapshot()
-        try:
-            packed = socket.inet_pton(socket.AF_INET, host)
-        except OSError:
-            return None  # a name: the resolver is asked first
-        route = snapshot.route(host, packed)
-        if not isinstance(route, Route):
-            return None  # a prefix not asked yet, or an error the slow path reports
-        mac = route.next_hop_mac or self._macs.get(route.next_hop)
-        return route.resolved(mac) if mac else None
-
-    def _refresh_snapshot(self) -> None:
+    def _refresh_soon(self) -> None:
+        """The route snapshot aged: read a fresh one in the background."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = self._nic.loop.create_task(self._refresh())
 
     async def _refresh(self) -> None:
         with contextlib.suppress(XDPError, OSError):  # the old one routes on meanwhile
-            await self._fresh_snapshot()
-
-    async def _fresh_snapshot(self, *destinations: bytes) -> RouteSnapshot:
-        snapshot = self._snapshot = await route_snapshot(
-            interface=self._nic.ifname, destinations=destinations, previous=self._snapshot
-        )
-        return snapshot
+            await self._paths.refresh()
 
     def _queue(self, dest: int, data: bytes) -> None:
         self._out_data.append(data)
@@ -366,33 +314,6 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         elif not self._out_scheduled:
             self._out_scheduled = True
             self._nic.loop.call_soon(self._flush_soon)
-
-    def _destination(self, route: ResolvedRoute, host: str, port: int) -> int:
-        """The word C sends a datagram to (host, port) by, made once and cached."""
-        source = route.source if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
-        path = self._path_index.get((route.next_hop_mac, source))
-        if path is None:
-            if len(self._path_index) >= MAX_PATHS:
-                # every word names a path: what is queued goes first, then all are forgotten
-                self._flush_out()
-                self._path_index.clear()
-                self._dests.clear()
-                self._hosts.clear()
-            path = self._path_index[(route.next_hop_mac, source)] = len(self._path_index)
-            header = udp_header(route, self.local_addr[1], port, source=source)
-            ffi.memmove(self._paths[path].head, header, 34)
-            ffi.memmove(ffi.addressof(self._paths[path], "sport"), header[34:36], 2)
-        daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
-        if len(self._hosts) >= MAX_DESTINATIONS:
-            self._hosts.clear()
-        self._hosts[host] = path << 48 | daddr << 16
-        return self._remember((host, port), path << 48 | daddr << 16 | port)
-
-    def _remember(self, addr: tuple[str, int], dest: int) -> int:
-        if len(self._dests) >= MAX_DESTINATIONS:
-            self._dests.clear()  # cheap, and bounded: spoofed sources cannot grow it
-        self._dests[addr] = dest
-        return dest
 
     def _flush_soon(self) -> None:
         self._out_scheduled = False
@@ -408,43 +329,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         n = len(data)
         first_id = self._ip_id + 1
         self._ip_id = (self._ip_id + n) & 0xFFFF
-        if self._write_buffer.size:
-            # ours wait in the backlog already: these go behind them, in order
-            for k in range(n):
-                self._tx.write_for(self._write_buffer, self._frame(dests[k], data[k], first_id + k))
-            return
-        words = array.array("Q", dests)
-        lens = array.array("I", map(len, data))
-        sent = self._tx.send_udp_many(
-            self._paths,
-            len(self._path_index),
-            ffi.from_buffer("uint64_t[]", words),
-            b"".join(data),
-            ffi.from_buffer("uint32_t[]", lens),
-            n,
-            first_id,
-        )
+        paths = self._paths
+        sent = 0
+        if not self._write_buffer.size:  # else ours wait already: these go behind them
+            sent = self._tx.send_udp_many(*paths.send_args(dests, data), first_id)
         for k in range(sent, n):  # no frame free (or the interface closing): they wait
-            self._tx.write_for(self._write_buffer, self._frame(dests[k], data[k], first_id + k))
+            self._tx.write_for(self._write_buffer, paths.frame(dests[k], data[k], first_id + k))
 
     def _echo(self, batch: PacketBatch, dgrams: Any) -> int:
         return self._nic.transport(batch.rx.xsk.queue).echo_udp(batch, dgrams)
-
-    def _frame(self, dest: int, data: bytes, ip_id: int) -> bytes:
-        """The datagram whole, for the backlog (the C path builds it in place)."""
-        frame = bytearray(42 + len(data))
-        length = lib.aioxdp_udp_build(
-            self._paths + (dest >> 48),
-            dest,
-            ip_id & 0xFFFF,
-            data,
-            len(data),
-            ffi.from_buffer(frame),
-            len(frame),
-        )
-        if length < 0:  # checked against the MTU and frame size before it was queued
-            raise XDPError(-length, f"building a {len(data)}-byte datagram", "it does not fit")
-        return bytes(frame)
 
     def _queue_unresolved(self, data: bytes, host: str, port: int) -> None:
         if host not in self._resolving and len(self._resolving) >= MAX_RESOLVING:
@@ -460,8 +353,13 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             self._resolving[host] = self._nic.loop.create_task(self._resolve(host))
 
     async def _resolve(self, host: str) -> None:
+        pending = self._pending.get(host)
+        if not pending:  # (queued before this task was made: cannot happen)
+            self._resolving.pop(host, None)
+            return
         try:
-            route = await self._route_to(host)
+            # with the first datagram's port: the host's word serves every other
+            await self._paths.resolve(host, pending[0][1], self._nic)
         except (XDPError, ValueError) as exc:
             lost = self._pending.pop(host, [])
             self.dropped_unresolved += len(lost)
@@ -475,40 +373,9 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         for data, port in self._pending.pop(host, []):
             if self._closing:
                 return
-            dest = self._dests.get((host, port))
-            if dest is None:
-                known = self._hosts.get(host)
-                dest = (
-                    self._remember((host, port), known | port)
-                    if known is not None
-                    else self._destination(route, host, port)
-                )
-            self._queue(dest, data)
-
-    async def _route_to(self, host: str) -> ResolvedRoute:
-        """The route to ``host``: its prefix asked of the kernel if the
-        snapshot had not, with a fresh read of the tables in the same thread
-        hop when the snapshot knew no route or no MAC for its next hop (a new
-        client has just been learnt by the kernel's ARP); its next hop's MAC
-        asked with our own ARP if nobody knew it."""
-        packed = socket.inet_aton(await resolve_host(host))
-        snapshot = self._snapshot
-        route = None if snapshot is None else snapshot.route(host, packed)
-        if not isinstance(route, Route) or not (route.next_hop_mac or route.next_hop in self._macs):
-            snapshot = await self._fresh_snapshot(packed)
-            route = snapshot.route(host, packed)
-        if isinstance(route, NoRouteError):
-            raise route
-        if route is None:  # cannot happen: the fresh read asked for its prefix
-            raise XDPError(errno.EHOSTUNREACH, f"routing to {host}", "no answer for its prefix")
-        mac = route.next_hop_mac or self._macs.get(route.next_hop)
-        if mac:
-            return route.resolved(mac)
-        (resolved,) = await resolve_neighbours([route], self._nic)
-        if len(self._macs) >= MAX_NEXT_HOPS:
-            self._macs.clear()
-        self._macs[resolved.next_hop] = resolved.next_hop_mac
-        return resolved
+            dest = self._paths.word_now(host, port)
+            if dest is not None:  # (a known host now: None cannot happen)
+                self._queue(dest, data)
 
     def _shutdown(self, exc: Exception | None) -> None:
         for task in self._resolving.values():
@@ -536,7 +403,7 @@ async def create_datagram_endpoint(
     snapshot = await route_snapshot(interface=nic.ifname)
     protocol = protocol_factory()
     transport = DatagramTransport(nic, protocol, (ip, port), addresses)
-    transport._snapshot = snapshot  # its own module: the first peers are routed at once
+    transport._paths.snapshot = snapshot  # its own module: the first peers are routed at once
     nic.add_endpoint(transport, protocol)
     await asyncio.sleep(0)  # connection_made has run when we return, as with asyncio's endpoints
     return transport, protocol

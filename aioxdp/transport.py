@@ -267,19 +267,6 @@ class XDPTransport(asyncio.Transport):
 
     # Frames built in C straight into the UMEM: each call does its accounting.
 
-    def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool:
-        """One UDP datagram behind ``header``; False if no frame is free (see XSK.send_udp)."""
-        if self._closing or not self._xsk.send_udp(header, ip_id, data):
-            return False
-        # _queued(1), inline: this runs once per datagram a protocol sends
-        self._waiting += 1
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        if self._waiting + len(self._backlog) > self._high_water:
-            self._maybe_pause_protocol()
-        return True
-
     def send_udp_many(
         self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
     ) -> int:

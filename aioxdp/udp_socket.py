@@ -11,14 +11,15 @@ callbacks use ``create_datagram_endpoint``.)
 
 Received datagrams are checked in C (lengths and checksums; fragments
 dropped) and copied into a bounded queue: a full queue drops and counts,
-as a kernel socket's receive buffer does. Sending routes as ping does: a
-route once per host, a header once per (host, port), both in bounded
-caches; the next hop's MAC from the kernel or our own ARP.
+as a kernel socket's receive buffer does. Sending goes where
+aioxdp.udp_paths says, as a DatagramTransport's does: a word per (host,
+port), a path per next hop, new hosts routed in process from a snapshot of
+the kernel's tables (read again when it is older than ROUTES_TTL), the
+next hop's MAC from the kernel or our own ARP; C builds each header.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import ipaddress
 import socket
@@ -33,14 +34,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
-from aioxdp.frames import udp_header
-from aioxdp.route import ResolvedRoute, Route, route_to
+from aioxdp.route import ResolvedRoute, Route
+from aioxdp.udp_paths import ROUTES_TTL, UdpPaths
 from aioxdp.xsk import RxBatch
 
 __all__ = ["UDPSocket", "UdpCapable", "check_local_addr"]
 
-MAX_HEADERS = 4096  # (host, port) headers cached, least recently used evicted
-MAX_ROUTES = 4096  # hosts whose resolved route is cached, likewise
 SEND_WAIT = 1.0  # seconds a send waits for a free frame before giving up
 
 
@@ -49,7 +48,9 @@ class _Claim(Protocol):
 
 
 class _Sender(Protocol):
-    def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool: ...
+    def send_udp_many(
+        self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
+    ) -> int: ...
 
 
 class UdpCapable(Protocol):
@@ -114,8 +115,7 @@ class UDPSocket:
         self._inbox, self._outbox = anyio.create_memory_object_stream[
             tuple[bytes, tuple[str, int]]
         ](max_queued)
-        self._routes: collections.OrderedDict[str, ResolvedRoute] = collections.OrderedDict()
-        self._headers: collections.OrderedDict[tuple[str, int], Any] = collections.OrderedDict()
+        self._paths = UdpPaths(nic.ifname, (ip, port))
         self._ip_id = 0
         self._lost: Exception | None = None
         self._closed = False
@@ -205,10 +205,13 @@ class UDPSocket:
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
                 f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
-        header = await self._header(host, port)
+        word = await self._word(host, port)
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         deadline = time.monotonic() + SEND_WAIT
-        while not self._nic.tx.send_udp(header, self._ip_id, data):
+        payload = bytes(data)
+        while not self._nic.tx.send_udp_many(
+            *self._paths.send_args([word], [payload]), self._ip_id
+        ):
             self._nic.flush()  # frames come back as the kernel completes sends
             if time.monotonic() > deadline:
                 raise XDPError(
@@ -220,28 +223,19 @@ class UDPSocket:
         self._nic.flush()
         self.sent += 1
 
-    async def _header(self, host: str, port: int) -> Any:
-        key = (host, port)
-        header = self._headers.get(key)
-        if header is not None:
-            self._headers.move_to_end(key)
-            return header
-        route = self._routes.get(host)
-        if route is None:
-            found = await route_to(host, interface=self._nic.ifname)
-            (route,) = await self._nic.resolve_neighbours([found])
-            self._routes[host] = route
-            if len(self._routes) > MAX_ROUTES:
-                self._routes.popitem(last=False)
-        else:
-            self._routes.move_to_end(host)
-        header = self._headers[key] = ffi.new(
-            "uint8_t[]",
-            udp_header(route, self.local_address[1], port, source=self.local_address[0]),
-        )
-        if len(self._headers) > MAX_HEADERS:
-            self._headers.popitem(last=False)
-        return header
+    async def _word(self, host: str, port: int) -> int:
+        """Where (host, port) is, for C: cached, or routed in process, or asked."""
+        paths = self._paths
+        word = paths.word((host, port))
+        if word is not None:
+            return word
+        snapshot = paths.snapshot
+        if snapshot is None or snapshot.age(time.monotonic_ns()) > ROUTES_TTL:
+            await paths.refresh()
+        word = paths.word_now(host, port)
+        if word is None:
+            word = await paths.resolve(host, port, self._nic)
+        return word
 
     # -- close ------------------------------------------------------------------
 

@@ -325,17 +325,6 @@ class XSK:
             f"(an Ethernet header, within one UMEM frame), got {len(frame)}"
         )
 
-    def send_udp(self, header: Any, ip_id: int, data: bytes | bytearray | memoryview) -> bool:
-        """Build one UDP datagram behind ``header`` (42 bytes: Ethernet, IPv4,
-        UDP, from the endpoint) in a free frame and queue it; False if no
-        frame is free."""
-        ret = lib.aioxdp_udp_send(self._handle(), header, ip_id, ffi.from_buffer(data), len(data))
-        if ret == 0:
-            return True
-        if ret == -errno.ENOBUFS:
-            return False
-        raise XDPError(-ret, f"sending {len(data)} bytes", "the datagram does not fit a frame")
-
     def send_udp_many(
         self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
     ) -> int:

@@ -24,8 +24,9 @@ from test_datapath import Capture, scapy_send
 import aioxdp
 from aioxdp import Interface
 from aioxdp._libs import ffi, lib
-from aioxdp.datagram import MAX_DESTINATIONS, MAX_RESOLVING
+from aioxdp.datagram import MAX_RESOLVING
 from aioxdp.testing import Lab
+from aioxdp.udp_paths import MAX_DESTINATIONS
 from aioxdp.xsk import XSK
 
 PORT = 7400
