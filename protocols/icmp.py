@@ -20,6 +20,15 @@ TIME_EXCEEDED = 11
 IPPROTO_ICMP = 1
 
 
+def echo_rest(ident: int, seq: int) -> bytes:
+    """The 4 type-specific bytes of an echo message (ICMP's and ICMPv6's)."""
+    if not 0 <= ident <= 0xFFFF:
+        raise ValueError(f"ident: must be 0..65535, got {ident}")
+    if not 0 <= seq <= 0xFFFF:
+        raise ValueError(f"seq: must be 0..65535, got {seq}")
+    return struct.pack("!HH", ident, seq)
+
+
 @dataclass(frozen=True, slots=True)
 class Icmp:
     """An ICMP header; ``rest`` is the 4 type-specific bytes (id and seq for echo)."""
@@ -45,11 +54,7 @@ class Icmp:
     def echo(cls, type_: int, ident: int, seq: int) -> Icmp:
         if type_ not in (ECHO_REQUEST, ECHO_REPLY):
             raise ValueError(f"type_: echo messages are 0 or 8, got {type_}")
-        if not 0 <= ident <= 0xFFFF:
-            raise ValueError(f"ident: must be 0..65535, got {ident}")
-        if not 0 <= seq <= 0xFFFF:
-            raise ValueError(f"seq: must be 0..65535, got {seq}")
-        return cls(type_, 0, struct.pack("!HH", ident, seq))
+        return cls(type_, 0, echo_rest(ident, seq))
 
     def build_into(
         self,

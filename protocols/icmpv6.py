@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aioxdp.protocols.checksum import transport_checksum, transport_verifies
 from aioxdp.protocols.errors import BadChecksumError, BadFieldError, need
+from aioxdp.protocols.icmp import echo_rest
 from aioxdp.protocols.ipv6 import ip6_bytes
 
 HEADER_LEN = 8
@@ -44,11 +45,7 @@ class Icmpv6:
     def echo(cls, type_: int, ident: int, seq: int) -> Icmpv6:
         if type_ not in (ECHO_REQUEST, ECHO_REPLY):
             raise ValueError(f"type_: echo messages are 128 or 129, got {type_}")
-        if not 0 <= ident <= 0xFFFF:
-            raise ValueError(f"ident: must be 0..65535, got {ident}")
-        if not 0 <= seq <= 0xFFFF:
-            raise ValueError(f"seq: must be 0..65535, got {seq}")
-        return cls(type_, 0, struct.pack("!HH", ident, seq))
+        return cls(type_, 0, echo_rest(ident, seq))
 
     def build_into(
         self,
