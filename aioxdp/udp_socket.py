@@ -220,6 +220,7 @@ class UDPSocket:
                     f"no UMEM frame free for {SEND_WAIT}s",
                 )
             await anyio.sleep(0.0005)
+            word = await self._word(host, port)  # (a full path table may have been cleared)
         self._nic.flush()
         self.sent += 1
 
