@@ -1,6 +1,8 @@
 """A deterministic corpus of mutated frames.
 
-``corpus(n, seed, ...)`` mutates valid ICMP, UDP, TCP and ARP frames: random
+``corpus(n, seed, ...)`` mutates valid ICMP, UDP, TCP and ARP frames, and
+IPv6 ones (ICMPv6 echo, UDP, an extension-header chain, a later fragment,
+neighbour discovery; addresses from 2001:2::/48, the lab's range): random
 lengths and truncations, IHL, IP options, checksums, flags, fragments,
 VLAN tags, and the fields rules look at (destination MAC, addresses, ports,
 ICMP type and id). What the forwarder must do with each is said by
@@ -12,6 +14,13 @@ from __future__ import annotations
 import random
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6ND_NS,
+    IPv6,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+)
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
@@ -41,6 +50,29 @@ def templates(
         bytes(
             Ether(src=src_mac, dst="ff:ff:ff:ff:ff:ff")
             / ARP(op=1, hwsrc=src_mac, psrc=src_ip, pdst=dst_ip)
+        ),
+        *ipv6_templates(src_mac, dst_mac, ident, udp_port),
+    ]
+
+
+def ipv6_templates(src_mac: str, dst_mac: str, ident: int, udp_port: int) -> list[bytes]:
+    """IPv6 frames: today's forwarder passes them all to the kernel (issue 17)."""
+    eth = Ether(src=src_mac, dst=dst_mac)
+    ip6 = IPv6(src="2001:2::b", dst="2001:2::a")
+    return [
+        bytes(eth / ip6 / ICMPv6EchoReply(id=ident, seq=7, data=bytes(8) + b"x" * 48)),
+        bytes(eth / ip6 / UDP(sport=40000, dport=udp_port) / Raw(b"fuzz" * 8)),
+        bytes(
+            eth
+            / ip6
+            / IPv6ExtHdrHopByHop()
+            / IPv6ExtHdrFragment(m=1, id=5)
+            / UDP(sport=40000, dport=udp_port)
+            / Raw(b"frag" * 8)
+        ),
+        bytes(eth / ip6 / IPv6ExtHdrFragment(nh=17, offset=3, id=5) / Raw(b"z" * 24)),
+        bytes(
+            eth / IPv6(src="fe80::b", dst="ff02::1:ff00:a", hlim=255) / ICMPv6ND_NS(tgt="2001:2::a")
         ),
     ]
 
