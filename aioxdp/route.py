@@ -446,15 +446,12 @@ async def route_set(
         representatives: list[int] = []
         for i, value in enumerate(values):
             at = NO_PREFIX
-            if i not in failed:
-                for mask, networks in levels:
-                    if value & mask in networks:
-                        key = (mask, value & mask)
-                        at = index.get(key, -1)
-                        if at < 0:
-                            at = index[key] = len(representatives)
-                            representatives.append(i)
-                        break
+            key = None if i in failed else _longest_prefix(levels, value)
+            if key is not None:
+                at = index.get(key, -1)
+                if at < 0:
+                    at = index[key] = len(representatives)
+                    representatives.append(i)
             prefix_at[i] = at
         answers: list[Any] = []
         for i in representatives:
@@ -525,6 +522,15 @@ def _prefix_levels(rtnl: RtNetlink, oif: int | None) -> list[tuple[int, set[int]
     ]
 
 
+def _longest_prefix(levels: list[tuple[int, set[int]]], value: int) -> tuple[int, int] | None:
+    """(mask, network) of the longest prefix in ``levels`` that holds the
+    address ``value`` (host order), or None."""
+    for mask, networks in levels:
+        if value & mask in networks:
+            return (mask, value & mask)
+    return None
+
+
 class RouteSnapshot:
     """The kernel's IPv4 route table, links and neighbours as read at one
     moment, to route destinations in process: each is matched to its longest
@@ -555,11 +561,7 @@ class RouteSnapshot:
         return (now_ns - self.taken_ns) / 1e9
 
     def _prefix(self, packed: bytes) -> tuple[int, int] | None:
-        value = int.from_bytes(packed, "big")
-        for mask, networks in self._levels:
-            if value & mask in networks:
-                return (mask, value & mask)
-        return None
+        return _longest_prefix(self._levels, int.from_bytes(packed, "big"))
 
     def route(self, host: str, packed: bytes) -> Route | NoRouteError | None:
         """The route to ``host`` (``packed``: its address) from what is known

@@ -29,14 +29,12 @@ def echo_rest(ident: int, seq: int) -> bytes:
     return struct.pack("!HH", ident, seq)
 
 
-@dataclass(frozen=True, slots=True)
-class Icmp:
-    """An ICMP header; ``rest`` is the 4 type-specific bytes (id and seq for echo)."""
+class EchoFields:
+    """The id and sequence of an echo message, in its 4 type-specific bytes
+    (ICMP's and ICMPv6's alike)."""
 
-    type: int
-    code: int = 0
-    rest: bytes = b"\x00\x00\x00\x00"
-    checksum: int = 0
+    __slots__ = ()
+    rest: bytes
 
     @property
     def ident(self) -> int:
@@ -45,6 +43,16 @@ class Icmp:
     @property
     def seq(self) -> int:
         return int.from_bytes(self.rest[2:4], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Icmp(EchoFields):
+    """An ICMP header; ``rest`` is the 4 type-specific bytes (id and seq for echo)."""
+
+    type: int
+    code: int = 0
+    rest: bytes = b"\x00\x00\x00\x00"
+    checksum: int = 0
 
     @property
     def is_echo(self) -> bool:

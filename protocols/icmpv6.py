@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aioxdp.protocols.checksum import transport_checksum, transport_verifies
 from aioxdp.protocols.errors import BadChecksumError, BadFieldError, need
-from aioxdp.protocols.icmp import echo_rest
+from aioxdp.protocols.icmp import EchoFields, echo_rest
 from aioxdp.protocols.ipv6 import ip6_bytes
 
 HEADER_LEN = 8
@@ -24,7 +24,7 @@ NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80000000, 0x40000000, 0x20000000
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv6:
+class Icmpv6(EchoFields):
     """An ICMPv6 header; ``rest`` is the 4 type-specific bytes (id and seq
     for echo, the MTU for packet too big, the pointer for a parameter problem)."""
 
@@ -32,14 +32,6 @@ class Icmpv6:
     code: int = 0
     rest: bytes = b"\x00\x00\x00\x00"
     checksum: int = 0
-
-    @property
-    def ident(self) -> int:
-        return int.from_bytes(self.rest[:2], "big")
-
-    @property
-    def seq(self) -> int:
-        return int.from_bytes(self.rest[2:4], "big")
 
     @classmethod
     def echo(cls, type_: int, ident: int, seq: int) -> Icmpv6:
