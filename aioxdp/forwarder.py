@@ -12,6 +12,11 @@ masks match one packet, the most specific one (the mask with most bits)
 wins, and of two equally specific ones the one installed first; the
 classifier compares priorities, so slot order does not matter.
 
+Rules name IPv4 or IPv6 addresses; a rule on neither addresses nor ICMP
+takes both families (``family`` narrows it). ICMPv6 neighbour, router and
+multicast listener messages go to the kernel unless a rule names their type,
+since the link depends on them.
+
 Rules see only traffic for this host: once :meth:`Forwarder.set_local_mac`
 names the interface's address (``Interface`` does), unicast frames to other
 MACs pass to the kernel, as do VLAN-tagged frames unless a rule names their
@@ -37,6 +42,7 @@ __all__ = ["Action", "Forwarder", "Rule", "Verdicts"]
 
 PROTOCOLS = {
     "icmp": socket.IPPROTO_ICMP,
+    "icmpv6": socket.IPPROTO_ICMPV6,
     "tcp": socket.IPPROTO_TCP,
     "udp": socket.IPPROTO_UDP,
     "arp": 0,
@@ -47,6 +53,15 @@ ICMP_ECHO_REQUEST = 8
 # errors that quote the datagram they answer: a rule names the echo id it quotes
 ICMP_ERRORS_QUOTING_ECHO = (3, 11, 12)  # destination unreachable, time exceeded, parameter problem
 ICMP_TYPES_WITH_ID = frozenset((ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, *ICMP_ERRORS_QUOTING_ECHO))
+ICMP6_ECHO_REQUEST = 128
+ICMP6_ECHO_REPLY = 129
+# unreachable, packet too big, time exceeded, parameter problem (RFC 4443)
+ICMP6_ERRORS = (1, 2, 3, 4)
+ICMP6_TYPES_WITH_ID = frozenset((ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY, *ICMP6_ERRORS))
+# MLD, router and neighbour discovery, redirect, MLDv2 reports: the kernel's
+# unless a rule names the type
+ICMP6_LINK_TYPES = frozenset((*range(130, 138), 143))
+FAMILIES = (4, 6)
 
 
 class Action(enum.IntEnum):
@@ -57,13 +72,20 @@ class Action(enum.IntEnum):
     DROP = lib.AIOXDP_FW_DROP
 
 
-def _network(value: str | None, name: str) -> ipaddress.IPv4Network | None:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(value: str | None, name: str) -> Network | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: an address or prefix as a string, got {value!r}")
     try:
-        return ipaddress.IPv4Network(value, strict=True)
+        return ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
-        raise ValueError(f"{name}: not an IPv4 address or prefix: {value!r} ({exc})") from None
+        raise ValueError(
+            f"{name}: not an IPv4 or IPv6 address or prefix: {value!r} ({exc})"
+        ) from None
 
 
 def _port(value: int | None, name: str) -> int | None:
@@ -78,17 +100,21 @@ def _port(value: int | None, name: str) -> int | None:
 class Rule:
     """Which packets to take, and what to do with them.
 
-    ``proto`` is ``"icmp"``, ``"udp"``, ``"tcp"``, ``"arp"`` or an IP
-    protocol number; ``src``/``dst`` an IPv4 address or prefix
-    (``"198.18.0.0/24"``; for ARP the sender and target addresses); ports
-    only with udp/tcp; ``icmp_type`` and ``icmp_id`` only with icmp, and
-    ``icmp_id`` only for echo request (8) or reply (0), or for an error
-    (destination unreachable 3, time exceeded 11, parameter problem 12),
-    where it is the id of the echo request the error quotes; ``arp_op`` (1
-    request, 2 reply) only with arp; ``vlan`` (1..4094) to take frames
-    tagged with that VLAN id instead of untagged ones; ``fragments=True``
-    to take only IPv4 fragments (the first one too: none has a whole
-    transport header), so it names no ports nor ICMP fields.
+    ``proto`` is ``"icmp"``, ``"icmpv6"``, ``"udp"``, ``"tcp"``, ``"arp"``
+    or an IP protocol number; ``src``/``dst`` an IPv4 or IPv6 address or
+    prefix (``"198.18.0.0/24"``, ``"2001:2::/64"``; both of one family; for
+    ARP the sender and target addresses); ports only with udp/tcp;
+    ``icmp_type`` and ``icmp_id`` only with icmp or icmpv6, and ``icmp_id``
+    only for echo request or reply (ICMP 8 and 0, ICMPv6 128 and 129), or
+    for an error (ICMP 3, 11 and 12, ICMPv6 1 to 4), where it is the id of
+    the echo request the error quotes; ``arp_op`` (1 request, 2 reply) only
+    with arp; ``vlan`` (1..4094) to take frames tagged with that VLAN id
+    instead of untagged ones; ``fragments=True`` to take only fragments (the
+    first one too: none has a whole transport header), so it names no ports
+    nor ICMP fields. ``family`` (4 or 6) is implied by the addresses, by
+    icmp (4), icmpv6 (6) and arp (4); a rule that implies none takes both.
+    ICMPv6 neighbour, router and listener messages (types 130 to 137 and
+    143) match only a rule that names their type.
     """
 
     proto: str | int
@@ -102,6 +128,7 @@ class Rule:
     arp_op: int | None = None
     vlan: int | None = None
     fragments: bool = False
+    family: int | None = None
     _proto_number: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,8 +149,7 @@ class Rule:
                 f"proto: must be one of {sorted(PROTOCOLS)} or 1..255, got {self.proto!r}"
             )
         object.__setattr__(self, "_proto_number", number)
-        _network(self.src, "src")
-        _network(self.dst, "dst")
+        self._check_family(number)
         _port(self.src_port, "src_port")
         _port(self.dst_port, "dst_port")
         has_ports = self.src_port is not None or self.dst_port is not None
@@ -132,17 +158,20 @@ class Rule:
                 f"src_port/dst_port: only udp and tcp have ports, not proto {self.proto!r}"
             )
         has_icmp = self.icmp_type is not None or self.icmp_id is not None
-        if has_icmp and number != socket.IPPROTO_ICMP:
-            raise ValueError(f"icmp_type/icmp_id: only with proto 'icmp', not {self.proto!r}")
-        if self.icmp_type is not None and not 0 <= self.icmp_type <= 255:
+        if has_icmp and number not in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6):
+            raise ValueError(
+                f"icmp_type/icmp_id: only with proto 'icmp' or 'icmpv6', not {self.proto!r}"
+            )
+        if self.icmp_type is not None and not _is_int(self.icmp_type, 0, 255):
             raise ValueError(f"icmp_type: must be 0..255, got {self.icmp_type!r}")
         if self.icmp_id is not None:
-            if not 0 <= self.icmp_id <= 0xFFFF:
+            if not _is_int(self.icmp_id, 0, 0xFFFF):
                 raise ValueError(f"icmp_id: must be 0..65535, got {self.icmp_id!r}")
-            if self.icmp_type not in ICMP_TYPES_WITH_ID:
+            with_id = ICMP6_TYPES_WITH_ID if number == socket.IPPROTO_ICMPV6 else ICMP_TYPES_WITH_ID
+            if self.icmp_type not in with_id:
                 raise ValueError(
                     "icmp_id: only echo messages carry an id (or quote one, in an error); "
-                    f"set icmp_type to one of {sorted(ICMP_TYPES_WITH_ID)}, not {self.icmp_type!r}"
+                    f"set icmp_type to one of {sorted(with_id)}, not {self.icmp_type!r}"
                 )
         if not isinstance(self.fragments, bool):
             raise ValueError(f"fragments: True or False, got {self.fragments!r}")
@@ -164,19 +193,57 @@ class Rule:
         if not isinstance(self.action, Action):
             object.__setattr__(self, "action", Action(self.action))
 
+    def _check_family(self, number: int) -> None:
+        if self.family is not None and self.family not in FAMILIES:
+            raise ValueError(f"family: 4 or 6, got {self.family!r}")
+        implied: dict[str, int] = {}
+        for name in ("src", "dst"):
+            net = _network(getattr(self, name), name)
+            if net is not None:
+                implied[name] = net.version
+        if number in (socket.IPPROTO_ICMP, ARP):
+            implied["proto"] = 4
+        elif number == socket.IPPROTO_ICMPV6:
+            implied["proto"] = 6
+        if self.family is not None:
+            implied["family"] = self.family
+        if len(set(implied.values())) > 1:
+            said = ", ".join(f"{name} is IPv{version}" for name, version in implied.items())
+            raise ValueError(f"family: a rule is for one address family, but {said}")
+
     @property
     def proto_number(self) -> int:
         return self._proto_number
 
+    @property
+    def address_family(self) -> int | None:
+        """4 or 6 as the rule names or implies it; None: it takes both."""
+        if self.family is not None:
+            return self.family
+        for value in (self.src, self.dst):
+            if value is not None:
+                return ipaddress.ip_network(value).version
+        if self._proto_number in (socket.IPPROTO_ICMP, ARP):
+            return 4
+        return 6 if self._proto_number == socket.IPPROTO_ICMPV6 else None
+
     def key_and_mask(self) -> tuple[bytes, bytes]:
-        """The rule as (masked key, mask): 24 bytes each, network order."""
+        """The rule as (masked key, mask): 48 bytes each, network order."""
         key = ffi.new("struct aioxdp_fw_key *")
         mask = ffi.new("struct aioxdp_fw_key *")
         key.proto, mask.proto = self._proto_number, 0xFF
         # the ARP flag tells ARP frames from IPv4 ones; the VLAN flag and id
-        # keep tagged frames from every rule that does not name their VLAN
-        mask.flags |= lib.AIOXDP_FW_KEY_ARP | lib.AIOXDP_FW_KEY_VLAN
+        # keep tagged frames from every rule that does not name their VLAN;
+        # the link flag keeps neighbour discovery from rules that do not name it
+        mask.flags |= lib.AIOXDP_FW_KEY_ARP | lib.AIOXDP_FW_KEY_VLAN | lib.AIOXDP_FW_KEY_LINK
         mask.vlan = 0xFFFF
+        family = self.address_family
+        if family is not None:
+            mask.flags |= lib.AIOXDP_FW_KEY_IPV6
+            if family == 6:
+                key.flags |= lib.AIOXDP_FW_KEY_IPV6
+        if self._proto_number == socket.IPPROTO_ICMPV6 and self.icmp_type in ICMP6_LINK_TYPES:
+            key.flags |= lib.AIOXDP_FW_KEY_LINK
         if self.vlan is not None:
             key.flags |= lib.AIOXDP_FW_KEY_VLAN
             key.vlan = _ne16(self.vlan)
@@ -188,9 +255,11 @@ class Rule:
             net = _network(getattr(self, name), name)
             if net is not None:
                 field_name = "saddr" if name == "src" else "daddr"
-                # struct fields are host integers holding network-order bytes
-                setattr(key, field_name, _ne32(int(net.network_address)))
-                setattr(mask, field_name, _ne32(int(net.netmask)))
+                # network-order bytes: IPv4 in the first word, IPv6 in all four
+                where = ffi.cast("uint8_t *", ffi.addressof(key, field_name))
+                ffi.memmove(where, net.network_address.packed, net.max_prefixlen // 8)
+                where = ffi.cast("uint8_t *", ffi.addressof(mask, field_name))
+                ffi.memmove(where, net.netmask.packed, net.max_prefixlen // 8)
         if self.src_port is not None:
             key.sport, mask.sport = _ne16(self.src_port), 0xFFFF
         if self.dst_port is not None:
@@ -222,6 +291,7 @@ class Rule:
             "arp_op",
             "vlan",
             "fragments",
+            "family",
         ):
             value = getattr(self, name)
             if value is not None and value is not False:
@@ -233,8 +303,8 @@ def _ne16(value: int) -> int:
     return int.from_bytes(value.to_bytes(2, "big"), "little")
 
 
-def _ne32(value: int) -> int:
-    return int.from_bytes(value.to_bytes(4, "big"), "little")
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +314,10 @@ class Verdicts:
     redirected: int  # to an XSK
     passed: int  # matched a PASS rule
     dropped: int  # matched a DROP rule
-    unmatched: int  # IPv4, no rule: to the kernel
-    not_ipv4: int  # to the kernel
+    unmatched: int  # IPv4, IPv6 or ARP, no rule: to the kernel
+    not_ip: int  # neither IPv4, IPv6 nor ARP for IPv4: to the kernel
     malformed: int  # bad or truncated headers: to the kernel
-    fragments: int  # non-first fragments no rule took: to the kernel
+    fragments: int  # fragments no rule took: to the kernel
     no_socket: int  # REDIRECT rule but no XSK on that queue: to the kernel
     not_local: int  # unicast to another host's MAC: to the kernel
     vlan: int  # VLAN-tagged, no rule names the VLAN: to the kernel
@@ -349,8 +419,9 @@ class Forwarder:
                 slot = _MaskSlot(free, 0)
             hashed = _in_slot(key, slot.slot)
             tag = next(self._tags)
-            # most bits first; of equals, the earlier rule (order wraps after 2**24 adds)
-            priority = _bits(mask) << 24 | (0xFFFFFF - next(self._installed) % 0x1000000)
+            # most bits first (at most 320 of them: 9 bits); of equals, the
+            # earlier rule (order wraps after 2**23 adds)
+            priority = _bits(mask) << 23 | (0x7FFFFF - next(self._installed) % 0x800000)
             value = self._rules_map.new_value(
                 action=int(rule.action), priority=priority, tag=tag, hits=0
             )
@@ -408,9 +479,12 @@ class Forwarder:
         return f"<Forwarder {len(self._rules)} rules, {len(self._masks)} masks>"
 
 
+SLOT_OFFSET = ffi.offsetof("struct aioxdp_fw_key", "pad")
+
+
 def _in_slot(key: bytes, slot: int) -> bytes:
     # the classifier writes the mask's slot into pad[0] of the masked key
-    return key[:14] + bytes([slot]) + key[15:]
+    return key[:SLOT_OFFSET] + bytes([slot]) + key[SLOT_OFFSET + 1 :]
 
 
 def _bits(mask: bytes) -> int:

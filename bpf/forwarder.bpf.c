@@ -4,17 +4,20 @@
  * to the kernel.
  *
  * Theory of operation. Each packet yields one key (struct aioxdp_fw_key:
- * protocol, addresses, ports or ICMP type/code and echo id). For every mask
- * in aioxdp_fw_masks, key & mask is looked up in aioxdp_fw_rules; of the
- * rules that match, the one with the highest priority decides (userspace
- * makes that the most specific one). Anything unmatched, unparsable, or not
- * IPv4 is passed to the kernel untouched. Redirected packets carry the rule's
- * tag in front of them (XDP metadata) so userspace can dispatch them.
+ * protocol, addresses, ports or ICMP type/code and echo id), from IPv4, from
+ * IPv6 after a bounded walk over its extension headers, or from ARP. For
+ * every mask in aioxdp_fw_masks, key & mask is looked up in aioxdp_fw_rules;
+ * of the rules that match, the one with the highest priority decides
+ * (userspace makes that the most specific one). Anything unmatched,
+ * unparsable, or neither IP nor ARP is passed to the kernel untouched.
+ * Redirected packets carry the rule's tag in front of them (XDP metadata) so
+ * userspace can dispatch them.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
@@ -70,7 +73,7 @@ struct {
 
 enum parse_result {
 	PARSE_OK,
-	PARSE_NOT_IPV4,
+	PARSE_NOT_IP,
 	PARSE_MALFORMED,
 	PARSE_FRAGMENT,    /* key has addresses and protocol only */
 	PARSE_NOT_LOCAL,   /* unicast to another host's MAC */
@@ -149,11 +152,38 @@ static __always_inline __be16 quoted_echo_id(void *quote, void *l3_end, void *da
 	return echo->type == AIOXDP_ICMP_ECHO ? echo->id : 0;
 }
 
+/* The same for ICMPv6 errors (RFC 4443): the quoted packet's IPv6 header,
+ * then an echo request right behind it. A request aioxdp sends carries no
+ * extension headers, so a quote that has some names no echo id. */
+static __always_inline __be16 quoted_echo6_id(void *quote, void *l3_end, void *data_end)
+{
+	struct ipv6hdr *ip6 = quote;
+	struct aioxdp_icmp_echo *echo = (void *)(ip6 + 1);
+
+	if ((void *)(echo + 1) > data_end || (void *)(echo + 1) > l3_end)
+		return 0;
+	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_ICMPV6)
+		return 0;
+	return echo->type == AIOXDP_ICMP6_ECHO ? echo->id : 0;
+}
+
+/* ICMPv6 messages that run the link (RFC 4861 neighbour and router
+ * discovery and redirect, RFC 2710/3810 multicast listeners). */
+static __always_inline int icmp6_runs_the_link(__u8 type)
+{
+	return (type >= AIOXDP_ICMP6_MLD_QUERY && type <= AIOXDP_ICMP6_ND_REDIRECT) ||
+	       type == AIOXDP_ICMP6_MLD2_REPORT;
+}
+
 /* The transport header must lie within the IP datagram (l3_end), not just
- * within the frame: padding after the datagram is no header. */
+ * within the frame: padding after the datagram is no header. ICMP is read
+ * in IPv4 only and ICMPv6 in IPv6 only; in the other family either is a
+ * protocol number with no fields. */
 static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8 proto,
 				    struct aioxdp_fw_key *key)
 {
+	int v6 = key->flags & AIOXDP_FW_KEY_IPV6;
+
 	if (proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
 
@@ -170,7 +200,7 @@ static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8
 			return PARSE_MALFORMED;
 		key->sport = tcp->source;
 		key->dport = tcp->dest;
-	} else if (proto == IPPROTO_ICMP) {
+	} else if (proto == IPPROTO_ICMP && !v6) {
 		struct aioxdp_icmp_echo *icmp = l4;
 
 		if ((void *)(icmp + 1) > data_end || (void *)(icmp + 1) > l3_end)
@@ -183,6 +213,19 @@ static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8
 			 icmp->type == AIOXDP_ICMP_TIME_EXCEEDED ||
 			 icmp->type == AIOXDP_ICMP_PARAMETERPROB)
 			key->dport = quoted_echo_id(icmp + 1, l3_end, data_end);
+	} else if (proto == IPPROTO_ICMPV6 && v6) {
+		struct aioxdp_icmp_echo *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end || (void *)(icmp + 1) > l3_end)
+			return PARSE_MALFORMED;
+		key->sport = *(__u16 *)icmp;
+		if (icmp->type == AIOXDP_ICMP6_ECHO || icmp->type == AIOXDP_ICMP6_ECHOREPLY)
+			key->dport = icmp->id;
+		else if (icmp->type >= AIOXDP_ICMP6_DEST_UNREACH &&
+			 icmp->type <= AIOXDP_ICMP6_PARAMPROB)
+			key->dport = quoted_echo6_id(icmp + 1, l3_end, data_end);
+		else if (icmp6_runs_the_link(icmp->type))
+			key->flags |= AIOXDP_FW_KEY_LINK;
 	}
 	return PARSE_OK;
 }
@@ -205,12 +248,88 @@ static __always_inline int parse_arp(struct arp_ipv4 *arp, void *data_end, struc
 		return PARSE_MALFORMED;
 	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != 6 ||
 	    arp->plen != 4)
-		return PARSE_NOT_IPV4;
-	__builtin_memcpy(&key->saddr, arp->spa, 4);
-	__builtin_memcpy(&key->daddr, arp->tpa, 4);
+		return PARSE_NOT_IP;
+	__builtin_memcpy(&key->saddr[0], arp->spa, 4);
+	__builtin_memcpy(&key->daddr[0], arp->tpa, 4);
 	key->sport = arp->op;
 	key->flags |= AIOXDP_FW_KEY_ARP;
 	return PARSE_OK;
+}
+
+/* Extension headers the walk steps over (RFC 8200 4.1); anything else is
+ * the upper layer, or a header no rule can see past (ESP, No Next Header). */
+static __always_inline int is_extension(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT;
+}
+
+struct ipv6_fragment {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 offset_flags;  /* offset in 8-byte units << 3, M flag in bit 0 */
+	__be32 id;
+};
+
+/* IPv6 (RFC 8200): the fixed header and its payload within the frame, then
+ * at most AIOXDP_FW_MAX_EXT_HEADERS extension headers, each within the
+ * payload, before the upper-layer header. Any fragment, the first one too,
+ * has no whole upper-layer datagram: it gets no ports, as IPv4's. */
+static __always_inline int parse_ipv6(struct ipv6hdr *ip6, void *data_end,
+				      struct aioxdp_fw_key *key)
+{
+	void *l3_end;
+	__u32 off = sizeof(*ip6);
+	__u8 nexthdr;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return PARSE_MALFORMED;
+	l3_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
+	if (l3_end > data_end)
+		return PARSE_MALFORMED;
+	__builtin_memcpy(key->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(key->daddr, &ip6->daddr, 16);
+	key->flags |= AIOXDP_FW_KEY_IPV6;
+	nexthdr = ip6->nexthdr;
+
+	for (int i = 0; i < AIOXDP_FW_MAX_EXT_HEADERS; i++) {
+		__u8 *ext;
+
+		if (!is_extension(nexthdr))
+			break;
+		/* 8 headers of at most 2 KiB each: the bound keeps the verifier
+		 * (and any packet) within one 16 KiB window */
+		if (off > 8 * 2048)
+			return PARSE_MALFORMED;
+		ext = (void *)ip6 + off;
+		if ((void *)(ext + 8) > data_end || (void *)(ext + 8) > l3_end)
+			return PARSE_MALFORMED;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			struct ipv6_fragment *frag = (void *)ext;
+
+			key->proto = frag->nexthdr;
+			if (frag->offset_flags & bpf_htons(0xfff9)) {
+				key->flags |= AIOXDP_FW_KEY_NO_L4;
+				return PARSE_FRAGMENT;
+			}
+			/* an atomic fragment (offset 0, no M flag) is a whole datagram */
+			nexthdr = frag->nexthdr;
+			off += sizeof(*frag);
+			continue;
+		}
+		nexthdr = ext[0];
+		off += ((__u32)ext[1] + 1) * 8;
+	}
+	if (is_extension(nexthdr))
+		return PARSE_MALFORMED; /* a chain longer than the bound */
+	if (off > 8 * 2048 + 8)
+		return PARSE_MALFORMED;
+	key->proto = nexthdr;
+	if ((void *)ip6 + off > l3_end)
+		return PARSE_MALFORMED;
+	return parse_l4((void *)ip6 + off, l3_end, data_end, nexthdr, key);
 }
 
 static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
@@ -230,8 +349,10 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 		return PARSE_MALFORMED;
 	if (proto == bpf_htons(ETH_P_ARP))
 		return parse_arp((void *)ip, data_end, key);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6((void *)ip, data_end, key);
 	if (proto != bpf_htons(ETH_P_IP))
-		return PARSE_NOT_IPV4;
+		return PARSE_NOT_IP;
 	if ((void *)(ip + 1) > data_end)
 		return PARSE_MALFORMED;
 	hlen = ip->ihl * 4;
@@ -242,8 +363,8 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 	if ((void *)ip + bpf_ntohs(ip->tot_len) > data_end)
 		return PARSE_MALFORMED;
 
-	key->saddr = ip->saddr;
-	key->daddr = ip->daddr;
+	key->saddr[0] = ip->saddr;
+	key->daddr[0] = ip->daddr;
 	key->proto = ip->protocol;
 	if (ip->frag_off & bpf_htons(0x3fff)) {
 		/* a fragment, the first one too (MF set): no whole L4 datagram */
@@ -260,9 +381,8 @@ static __always_inline void mask_key(struct aioxdp_fw_key *out, const struct aio
 	const __u64 *k = (const __u64 *)key, *m = (const __u64 *)mask;
 	__u64 *o = (__u64 *)out;
 
-	o[0] = k[0] & m[0];
-	o[1] = k[1] & m[1];
-	o[2] = k[2] & m[2];
+	for (int i = 0; i < 6; i++)
+		o[i] = k[i] & m[i];
 }
 
 /* The matching rule of highest priority, or NULL. */
@@ -327,8 +447,8 @@ int aioxdp_forwarder(struct xdp_md *ctx)
 	struct aioxdp_fw_rule *rule;
 	int parsed = parse(ctx, &key);
 
-	if (parsed == PARSE_NOT_IPV4) {
-		count(AIOXDP_FW_CNT_NOT_IPV4);
+	if (parsed == PARSE_NOT_IP) {
+		count(AIOXDP_FW_CNT_NOT_IP);
 		return XDP_PASS;
 	}
 	if (parsed == PARSE_MALFORMED) {

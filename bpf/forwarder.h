@@ -15,21 +15,21 @@
 #define AIOXDP_FW_MAX_RULES 4096
 #define AIOXDP_FW_MAX_QUEUES 64
 
-/* 24 bytes, so that masking is three 64-bit ANDs. All fields in network order. */
+/* 48 bytes, so that masking is six 64-bit ANDs. All fields in network order. */
 struct aioxdp_fw_key {
-	__u32 saddr;      /* IPv4 source */
-	__u32 daddr;      /* IPv4 destination */
-	__u16 sport;      /* TCP/UDP source port, or ICMP type (high byte) and code */
-	__u16 dport;      /* TCP/UDP destination port, or ICMP echo identifier */
-	__u8 proto;       /* IP protocol number */
+	__u32 saddr[4];   /* source: IPv4 in saddr[0] (the rest 0), or IPv6 */
+	__u32 daddr[4];   /* destination, the same way */
+	__u16 sport;      /* TCP/UDP source port, or ICMP/ICMPv6 type and code (wire order) */
+	__u16 dport;      /* TCP/UDP destination port, or ICMP/ICMPv6 echo identifier */
+	__u8 proto;       /* IP protocol number (IPv6: the upper layer's next header) */
 	__u8 flags;       /* AIOXDP_FW_KEY_* */
 	__u8 pad[2];      /* in the rule hash, pad[0] is the rule's mask slot */
 	__u16 vlan;       /* VLAN id of a tagged frame (12 bits), 0 if untagged */
 	__u8 pad2[6];
 };
 
-/* Set in a packet's key when it has no L4 header to match: an IPv4 fragment
- * (the first one too: a rule on ports must not see part of a datagram).
+/* Set in a packet's key when it has no L4 header to match: an IPv4 or IPv6
+ * fragment (the first one too: a rule on ports must not see part of a datagram).
  * Masks of rules that name L4 fields include this bit, so such packets can
  * only match rules on addresses and protocol. */
 #define AIOXDP_FW_KEY_NO_L4 0x01
@@ -39,6 +39,18 @@ struct aioxdp_fw_key {
 /* Set for VLAN-tagged frames. Every mask includes this bit and the vlan
  * field, so a rule matches tagged frames only if it names their VLAN. */
 #define AIOXDP_FW_KEY_VLAN 0x04
+/* Set for IPv6 packets. Masks of rules that name an address family (by an
+ * address, or by ICMP or ICMPv6) include it; a rule on ports alone takes
+ * both families. */
+#define AIOXDP_FW_KEY_IPV6 0x08
+/* Set for ICMPv6 messages that keep the link working: neighbour and router
+ * discovery, redirects and multicast listener messages (types 130-137 and
+ * 143). Every mask includes it, so only a rule that names such a type takes
+ * them; the rest go to the kernel whatever other rules say. */
+#define AIOXDP_FW_KEY_LINK 0x10
+/* How many IPv6 extension headers the forwarder walks before it gives up
+ * on a packet as malformed. */
+#define AIOXDP_FW_MAX_EXT_HEADERS 8
 
 /* What the forwarder knows of its interface, written by userspace once. */
 struct aioxdp_fw_config {
@@ -85,9 +97,9 @@ enum aioxdp_fw_counter {
 	AIOXDP_FW_CNT_PASS,          /* matched a PASS rule */
 	AIOXDP_FW_CNT_DROP,          /* matched a DROP rule */
 	AIOXDP_FW_CNT_UNMATCHED,     /* parsed, no rule: passed to the kernel */
-	AIOXDP_FW_CNT_NOT_IPV4,      /* not IPv4 (IPv6, ARP, ...): passed */
+	AIOXDP_FW_CNT_NOT_IP,        /* neither IPv4, IPv6 nor ARP for IPv4: passed */
 	AIOXDP_FW_CNT_MALFORMED,     /* truncated or inconsistent headers: passed */
-	AIOXDP_FW_CNT_FRAGMENT,      /* non-first IPv4 fragment: L4 unknown, passed */
+	AIOXDP_FW_CNT_FRAGMENT,      /* IPv4 or IPv6 fragment no rule took: passed */
 	AIOXDP_FW_CNT_NO_XSK,        /* REDIRECT rule but no XSK on this queue: passed */
 	AIOXDP_FW_CNT_NOT_LOCAL,     /* to another host's MAC (bridge, promiscuous): passed */
 	AIOXDP_FW_CNT_VLAN,          /* VLAN-tagged, no rule names the VLAN: passed */

@@ -11,15 +11,22 @@ tests/forwarder_spec.py.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
     ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6MLReport2,
     ICMPv6ND_NS,
     IPv6,
+    IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    RouterAlert,
 )
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
@@ -56,10 +63,37 @@ def templates(
 
 
 def ipv6_templates(src_mac: str, dst_mac: str, ident: int, udp_port: int) -> list[bytes]:
-    """IPv6 frames: today's forwarder passes them all to the kernel (issue 17)."""
+    """IPv6 frames: echo, UDP and TCP, extension-header chains (one within the
+    forwarder's bound of 8, one past it, an atomic fragment), fragments, an
+    error quoting our echo, and the link's own messages (NS, MLD)."""
     eth = Ether(src=src_mac, dst=dst_mac)
     ip6 = IPv6(src="2001:2::b", dst="2001:2::a")
+    quoted = IPv6(src="2001:2::a", dst="2001:2::99") / ICMPv6EchoRequest(id=ident, seq=3)
     return [
+        bytes(eth / ip6 / ICMPv6EchoRequest(id=ident, seq=7, data=b"r" * 24)),
+        bytes(eth / ip6 / TCP(sport=40000, dport=udp_port, flags="S")),
+        bytes(eth / ip6 / ICMPv6DestUnreach(code=3) / quoted),
+        bytes(
+            eth
+            / ip6
+            / IPv6ExtHdrDestOpt()
+            / IPv6ExtHdrRouting(addresses=["2001:2::c"], segleft=0)
+            / IPv6ExtHdrFragment(m=0, offset=0, id=9)
+            / UDP(sport=40000, dport=udp_port)
+            / Raw(b"chain" * 4)
+        ),
+        bytes(
+            eth
+            / ip6
+            / functools.reduce(lambda a, b: a / b, [IPv6ExtHdrDestOpt() for _ in range(9)])
+            / UDP(sport=40000, dport=udp_port)
+        ),
+        bytes(
+            eth
+            / IPv6(src="fe80::b", dst="ff02::16", hlim=1)
+            / IPv6ExtHdrHopByHop(options=[RouterAlert()])
+            / ICMPv6MLReport2()
+        ),
         bytes(eth / ip6 / ICMPv6EchoReply(id=ident, seq=7, data=bytes(8) + b"x" * 48)),
         bytes(eth / ip6 / UDP(sport=40000, dport=udp_port) / Raw(b"fuzz" * 8)),
         bytes(
@@ -77,12 +111,37 @@ def ipv6_templates(src_mac: str, dst_mac: str, ident: int, udp_port: int) -> lis
     ]
 
 
+def _mutate6(rng: random.Random, f: bytearray) -> bytes:
+    """IPv6's own fields: payload length, next headers and extension
+    lengths, fragment offsets, an address, the ICMPv6 type."""
+    ip = 14
+    kind = rng.randrange(6)
+    if kind == 0:  # payload length lies
+        f[ip + 4 : ip + 6] = rng.randrange(0, 2000).to_bytes(2, "big")
+    elif kind == 1:  # another next header in the fixed header
+        f[ip + 6] = rng.choice([0, 6, 17, 43, 44, 58, 59, 60, 50])
+    elif kind == 2 and len(f) > ip + 42:  # the first extension header's next header or length
+        f[ip + 40 + rng.randrange(2)] = rng.choice([0, 6, 17, 44, 58, 60, 1, 255])
+    elif kind == 3 and len(f) > ip + 44:  # a fragment offset and M flag, if that was one
+        f[ip + 42 : ip + 44] = rng.choice([0x0000, 0x0001, 0x0018, 0x0019, 0xFFF8]).to_bytes(
+            2, "big"
+        )
+    elif kind == 4:  # an address elsewhere in 2001:2::/48
+        at = ip + rng.choice([8, 24]) + 15
+        f[at] = rng.randrange(256)
+    elif kind == 5 and len(f) > ip + 40:  # the ICMPv6 type, if ICMPv6 follows the fixed header
+        f[ip + 40] = rng.choice([1, 3, 128, 129, 133, 135, 136, 143, 200])
+    return bytes(f)
+
+
 def _mutate(rng: random.Random, frame: bytes) -> bytes:
     f = bytearray(frame)
     if len(f) < 2:
         return bytes(f)
     kind = rng.randrange(16)
     ip = 14
+    if f[12:14] == b"\x86\xdd" and len(f) > ip + 40 and rng.random() < 0.5:
+        return _mutate6(rng, f)
     if kind == 0:  # truncate anywhere
         return bytes(f[: rng.randrange(0, len(f))])
     if kind == 1 and len(f) > ip:  # random IHL

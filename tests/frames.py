@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
@@ -10,6 +11,7 @@ from aioxdp.testing import Lab
 
 A_MAC, B_MAC = "02:a0:00:00:00:0a", "02:a0:00:00:00:0b"
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
+A_IP6, B_IP6 = "2001:2::a", "2001:2::b"
 
 
 def ether(src: str = B_MAC, dst: str = A_MAC) -> Ether:
@@ -44,6 +46,34 @@ def echo_request_datagram(id_: int = 0x1234, seq: int = 1, frag: int = 0) -> byt
     return bytes(
         IP(src=A_IP, dst="198.19.0.9", frag=frag) / ICMP(type=8, id=id_, seq=seq) / Raw(b"q" * 16)
     )
+
+
+def ip6(src: str = B_IP6, dst: str = A_IP6, *headers: Packet) -> Packet:
+    """The IPv6 header from b to a, and any extension headers after it."""
+    packet: Packet = IPv6(src=src, dst=dst)
+    for header in headers:
+        packet = packet / header
+    return packet
+
+
+def udp6(dport: int, sport: int = 40000, *headers: Packet, src: str = B_IP6) -> bytes:
+    return bytes(
+        ether() / ip6(src, A_IP6, *headers) / UDP(sport=sport, dport=dport) / Raw(b"y" * 8)
+    )
+
+
+def tcp6(dport: int, sport: int = 40000, *headers: Packet) -> bytes:
+    return bytes(ether() / ip6(B_IP6, A_IP6, *headers) / TCP(sport=sport, dport=dport, flags="S"))
+
+
+def icmp6_echo(reply: bool = True, id_: int = 0x1234, seq: int = 1) -> bytes:
+    kind = ICMPv6EchoReply if reply else ICMPv6EchoRequest
+    return bytes(ether() / ip6() / kind(id=id_, seq=seq, data=b"p" * 16))
+
+
+def echo6_request_packet(id_: int = 0x1234) -> Packet:
+    """An echo request from a to a far host, as an ICMPv6 error quotes it."""
+    return IPv6(src=A_IP6, dst="2001:2:1::9") / ICMPv6EchoRequest(id=id_, seq=1, data=b"q" * 16)
 
 
 def arp(op: int = 1) -> bytes:

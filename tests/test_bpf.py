@@ -152,7 +152,7 @@ def test_typed_maps_round_trip(forwarder: BPFObject) -> None:
         "aioxdp_fw_rules", key="struct aioxdp_fw_key", value="struct aioxdp_fw_rule"
     )
     assert (rules.key_size, rules.value_size, rules.max_entries) == (
-        24,
+        48,
         24,
         lib.AIOXDP_FW_MAX_RULES,
     )
@@ -167,14 +167,14 @@ def test_typed_maps_round_trip(forwarder: BPFObject) -> None:
 
     masks = forwarder.map("aioxdp_fw_masks", key="uint32_t", value="struct aioxdp_fw_key")
     assert masks.max_entries == lib.AIOXDP_FW_MAX_MASKS
-    masks.update(0, masks.new_value(proto=0xFF, saddr=0xFFFFFFFF))
-    assert masks.lookup(0).saddr == 0xFFFFFFFF
+    masks.update(0, masks.new_value(proto=0xFF, saddr=[0xFFFFFFFF, 0, 0, 0]))
+    assert list(masks.lookup(0).saddr) == [0xFFFFFFFF, 0, 0, 0]
     with pytest.raises(MapError, match=r"E2BIG|Argument list too long"):
         masks.update(lib.AIOXDP_FW_MAX_MASKS, masks.new_value())
 
 
 def test_map_types_must_match_the_object(forwarder: BPFObject) -> None:
-    with pytest.raises(MapError, match="key type uint32_t is 4 bytes, the map's key is 24"):
+    with pytest.raises(MapError, match="key type uint32_t is 4 bytes, the map's key is 48"):
         forwarder.map("aioxdp_fw_rules", key="uint32_t")
     with pytest.raises(KeyError, match="aioxdp_fw_rules"):
         forwarder.map("no_such_map")
@@ -182,9 +182,10 @@ def test_map_types_must_match_the_object(forwarder: BPFObject) -> None:
 
 def test_cffi_layout_matches_forwarder_h() -> None:
     # The BPF object's BTF-derived sizes are the truth; the cdef must agree.
-    assert ffi.sizeof("struct aioxdp_fw_key") == 24
-    assert ffi.offsetof("struct aioxdp_fw_key", "proto") == 12
-    assert ffi.offsetof("struct aioxdp_fw_key", "vlan") == 16
+    assert ffi.sizeof("struct aioxdp_fw_key") == 48
+    assert ffi.offsetof("struct aioxdp_fw_key", "daddr") == 16
+    assert ffi.offsetof("struct aioxdp_fw_key", "proto") == 36
+    assert ffi.offsetof("struct aioxdp_fw_key", "vlan") == 40
     assert ffi.sizeof("struct aioxdp_fw_rule") == 24
     assert ffi.offsetof("struct aioxdp_fw_rule", "priority") == 4
 

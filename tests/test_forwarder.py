@@ -8,9 +8,24 @@ from collections.abc import Iterator
 import frames as f
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6MLReport2,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6PacketTooBig,
+    ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    RouterAlert,
+)
 from scapy.layers.l2 import Ether
-from scapy.packet import Raw
+from scapy.packet import Packet, Raw
 
 from aioxdp import Action, Rule
 from aioxdp.bpf import BPFObject, XDPVerdict
@@ -215,6 +230,135 @@ MATCH_TABLE = [
 ]
 
 
+HBH, DST, FRAG = IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment
+ROUTING = IPv6ExtHdrRouting(addresses=["2001:2::c"], segleft=0)
+
+
+def icmp6_error(type_: int, quoted: Packet, cut: int | None = None) -> bytes:
+    error = {1: ICMPv6DestUnreach(), 2: ICMPv6PacketTooBig(), 3: ICMPv6TimeExceeded()}.get(
+        type_, ICMPv6ParamProblem()
+    )
+    return bytes(f.ether() / f.ip6() / error / Raw(bytes(quoted)[:cut]))
+
+
+MATCH_TABLE6 = [
+    ("v6 udp dport", Rule("udp", dst_port=53), f.udp6(53), True),
+    ("v6 udp dport, rule for IPv4", Rule("udp", dst_port=53, family=4), f.udp6(53), False),
+    ("v4 udp dport, rule for IPv6", Rule("udp", dst_port=53, family=6), f.udp(53), False),
+    ("v6 udp, v6 dst prefix", Rule("udp", dst="2001:2::/64"), f.udp6(9), True),
+    ("v6 udp, other v6 prefix", Rule("udp", dst="2001:2:0:1::/64"), f.udp6(9), False),
+    ("v6 udp, v4 dst prefix", Rule("udp", dst="198.18.0.0/15"), f.udp6(9), False),
+    ("v4 udp, v6 dst prefix", Rule("udp", dst="::/0"), f.udp(9), False),
+    ("v6 src /128 and port", Rule("udp", src=f.B_IP6, dst_port=9), f.udp6(9), True),
+    ("v6 src /127 miss", Rule("udp", src="2001:2::c/127"), f.udp6(9), False),
+    ("v6 tcp dport", Rule("tcp", dst_port=443), f.tcp6(443), True),
+    ("v6 tcp behind hop-by-hop", Rule("tcp", dst_port=443), f.tcp6(443, 40000, HBH()), True),
+    (
+        "v6 udp behind hbh, routing, dstopts, atomic fragment",
+        Rule("udp", dst_port=53),
+        f.udp6(53, 40000, HBH(), ROUTING, DST(), FRAG(m=0, offset=0)),
+        True,
+    ),
+    (
+        "v6 udp behind 8 extension headers (the bound)",
+        Rule("udp", dst_port=53),
+        f.udp6(53, 40000, *[DST() for _ in range(8)]),
+        True,
+    ),
+    ("v6 first fragment, L4 rule", Rule("udp", dst_port=53), f.udp6(53, 1, FRAG(m=1)), False),
+    ("v6 first fragment, L3 rule", Rule("udp", src=f.B_IP6), f.udp6(53, 1, FRAG(m=1)), True),
+    (
+        "v6 later fragment, L4 rule",
+        Rule("udp", dst_port=53),
+        bytes(f.ether() / f.ip6() / FRAG(nh=17, offset=2) / Raw(b"\x9c\x40\x00\x35" + bytes(12))),
+        False,
+    ),
+    (
+        "v6 later fragment, fragments rule",
+        Rule("udp", fragments=True, family=6),
+        bytes(f.ether() / f.ip6() / FRAG(nh=17, offset=2) / Raw(bytes(16))),
+        True,
+    ),
+    ("v6 whole datagram, fragments rule", Rule("udp", fragments=True), f.udp6(9), False),
+    ("icmpv6 echo reply type", Rule("icmpv6", icmp_type=129), f.icmp6_echo(), True),
+    ("icmpv6 echo reply id", Rule("icmpv6", icmp_type=129, icmp_id=0x1234), f.icmp6_echo(), True),
+    (
+        "icmpv6 echo reply, other id",
+        Rule("icmpv6", icmp_type=129, icmp_id=0x1234),
+        f.icmp6_echo(id_=0x4321),
+        False,
+    ),
+    (
+        "icmpv6 echo request, reply rule",
+        Rule("icmpv6", icmp_type=129, icmp_id=0x1234),
+        f.icmp6_echo(reply=False),
+        False,
+    ),
+    ("icmp (v4) rule, icmpv6 echo", Rule("icmp", icmp_type=0), f.icmp6_echo(), False),
+    ("icmpv6 rule, v4 echo reply", Rule("icmpv6", icmp_type=129), f.icmp(0), False),
+    (
+        "icmpv6 unreachable quoting our echo",
+        Rule("icmpv6", icmp_type=1, icmp_id=0x1234),
+        icmp6_error(1, f.echo6_request_packet(0x1234)),
+        True,
+    ),
+    (
+        "icmpv6 packet too big quoting our echo",
+        Rule("icmpv6", icmp_type=2, icmp_id=0x1234),
+        icmp6_error(2, f.echo6_request_packet(0x1234)),
+        True,
+    ),
+    (
+        "icmpv6 time exceeded quoting another echo",
+        Rule("icmpv6", icmp_type=3, icmp_id=0x1234),
+        icmp6_error(3, f.echo6_request_packet(0x4321)),
+        False,
+    ),
+    (
+        "icmpv6 error quoting 7 bytes of the echo header",
+        Rule("icmpv6", icmp_type=1, icmp_id=0x1234),
+        icmp6_error(1, f.echo6_request_packet(0x1234), cut=47),
+        False,
+    ),
+    (
+        "neighbour solicitation, icmpv6 rule without type",
+        Rule("icmpv6"),
+        bytes(f.ether() / f.ip6() / ICMPv6ND_NS(tgt=f.A_IP6)),
+        False,
+    ),
+    (
+        "neighbour solicitation, address rule without type",
+        Rule("icmpv6", dst=f.A_IP6),
+        bytes(f.ether() / f.ip6() / ICMPv6ND_NS(tgt=f.A_IP6)),
+        False,
+    ),
+    (
+        "neighbour advertisement, rule names type 136",
+        Rule("icmpv6", icmp_type=136),
+        bytes(f.ether() / f.ip6() / ICMPv6ND_NA(tgt=f.B_IP6)),
+        True,
+    ),
+    (
+        "router advertisement, icmpv6 rule without type",
+        Rule("icmpv6"),
+        bytes(f.ether() / f.ip6("fe80::b", "ff02::1") / ICMPv6ND_RA()),
+        False,
+    ),
+    (
+        "MLDv2 report behind hop-by-hop, icmpv6 rule without type",
+        Rule("icmpv6"),
+        bytes(
+            f.ether(dst="33:33:00:00:00:16")
+            / f.ip6("fe80::b", "ff02::16", HBH(options=[RouterAlert()]))
+            / ICMPv6MLReport2()
+        ),
+        False,
+    ),
+    ("icmpv6 rule without type, echo", Rule("icmpv6"), f.icmp6_echo(), True),
+]
+MATCH_TABLE += MATCH_TABLE6
+
+
 @pytest.mark.parametrize(
     ("rule", "frame", "matches"), [c[1:] for c in MATCH_TABLE], ids=[c[0] for c in MATCH_TABLE]
 )
@@ -247,9 +391,29 @@ BAD_FRAMES = [
     ("TCP data offset 4", bytearray(f.tcp(443)), "malformed"),
     ("truncated ICMP header", f.icmp(8)[: 14 + 20 + 4], "malformed"),
     ("truncated VLAN tag", bytes(f.ether())[:12] + b"\x81\x00\x00", "malformed"),
-    ("IPv6", bytes(f.ether() / IPv6() / UDP(dport=53)), "not_ipv4"),
+    ("IPv6 fixed header cut", f.udp6(53)[: 14 + 39], "malformed"),
+    ("IPv6 version 4 in an IPv6 frame", f.udp6(53)[:14] + b"\x45" + f.udp6(53)[15:], "malformed"),
+    (
+        "IPv6 payload length past the end",
+        f.udp6(53)[:18] + b"\x05\xdc" + f.udp6(53)[20:],
+        "malformed",
+    ),
+    ("IPv6 UDP header cut", f.udp6(53)[: 14 + 40 + 4], "malformed"),
+    ("IPv6 hop-by-hop cut", f.udp6(53, 40000, HBH())[: 14 + 40 + 4], "malformed"),
+    (
+        "IPv6 extension length past the payload",
+        bytes(f.ether() / f.ip6() / DST(len=200, nh=17) / UDP(dport=53)),
+        "malformed",
+    ),
+    ("IPv6 9 extension headers", f.udp6(53, 40000, *[DST() for _ in range(9)]), "malformed"),
+    ("IPv6 ICMPv6 header cut", f.icmp6_echo()[: 14 + 40 + 6], "malformed"),
+    ("IPv6 no next header", bytes(f.ether() / IPv6(src=f.B_IP6, nh=59)), "unmatched"),
+    ("IPv6 unmatched tcp", f.tcp6(80), "unmatched"),
+    ("IPv6 neighbour solicitation", bytes(f.ether() / f.ip6() / ICMPv6ND_NS()), "unmatched"),
+    ("IPv6 later fragment", bytes(f.ether() / f.ip6() / FRAG(nh=6, offset=9)), "fragments"),
+    ("IPX", f.udp(53)[:12] + b"\x81\x37" + f.udp(53)[14:], "not_ip"),
     ("ARP, no ARP rule", f.arp(), "unmatched"),
-    ("ARP for another protocol", f.arp()[:16] + b"\x86\xdd" + f.arp()[18:], "not_ipv4"),
+    ("ARP for another protocol", f.arp()[:16] + b"\x86\xdd" + f.arp()[18:], "not_ip"),
     ("truncated ARP", f.arp()[:30], "malformed"),
 ]
 
@@ -261,6 +425,9 @@ def _fixup(name: str, frame: bytes | bytearray) -> bytes:
     if name in ("truncated UDP header", "truncated ICMP header"):
         # the IP total length agrees with the cut: only the L4 header is short
         frame[16:18] = (len(frame) - 14).to_bytes(2, "big")
+    if name.startswith("IPv6") and name.endswith(" cut") and len(frame) >= 14 + 40:
+        # so does the IPv6 payload length
+        frame[18:20] = (len(frame) - 14 - 40).to_bytes(2, "big")
     return bytes(frame.ljust(14, b"\x00"))
 
 
@@ -359,6 +526,19 @@ def test_thousands_of_rules_and_then_a_clear_error(fw: tuple[BPFObject, Forwarde
         ({"proto": "udp", "dst": "not-an-address"}, "dst"),
         ({"proto": "udp", "arp_op": 2}, "arp_op"),
         ({"proto": "arp", "arp_op": 3}, "arp_op"),
+        ({"proto": "udp", "src": "2001:2::1/64"}, "src"),
+        ({"proto": "udp", "dst": 3221360641}, "dst"),
+        ({"proto": "udp", "src": "198.18.0.1", "dst": "2001:2::1"}, "family"),
+        ({"proto": "icmp", "dst": "2001:2::1"}, "family"),
+        ({"proto": "icmpv6", "src": "198.18.0.1"}, "family"),
+        ({"proto": "udp", "dst": "2001:2::1", "family": 4}, "family"),
+        ({"proto": "udp", "family": 5}, "family"),
+        ({"proto": "udp", "family": "6"}, "family"),
+        ({"proto": "arp", "family": 6}, "family"),
+        ({"proto": "icmpv6", "icmp_type": 135, "icmp_id": 1}, "icmp_id"),
+        ({"proto": "icmpv6", "icmp_type": 8, "icmp_id": 1}, "icmp_id"),
+        ({"proto": "icmpv6", "icmp_type": 256}, "icmp_type"),
+        ({"proto": "icmp", "icmp_type": True}, "icmp_type"),
     ],
 )
 def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: str) -> None:
@@ -369,26 +549,29 @@ def test_rules_that_cannot_match_are_refused(kwargs: dict[str, object], named: s
 def test_layout_of_a_rule_key() -> None:
     key, mask = Rule("udp", src="198.18.0.2", dst_port=53).key_and_mask()
     untagged = bytes(8)  # no VLAN flag, VLAN id 0
-    assert (
-        key
-        == bytes([198, 18, 0, 2])
-        + bytes(4)
-        + bytes(2)
-        + b"\x00\x35"
-        + b"\x11\x00\x00\x00"
-        + untagged
+    # IPv4 source in the first word of the 16-byte source, no destination
+    assert key == bytes([198, 18, 0, 2]) + bytes(12) + bytes(16) + bytes(2) + b"\x00\x35" + (
+        b"\x11\x00\x00\x00" + untagged
     )
-    # flags: NO_L4 | ARP | VLAN; the whole VLAN id
-    assert mask == b"\xff" * 4 + bytes(4) + bytes(
-        2
-    ) + b"\xff\xff" + b"\xff\x07\x00\x00" + b"\xff\xff" + bytes(6)
+    # flags: NO_L4 | ARP | VLAN | IPV6 (the rule is for IPv4) | LINK; the whole VLAN id
+    assert mask == b"\xff" * 4 + bytes(12) + bytes(16) + bytes(2) + b"\xff\xff" + (
+        b"\xff\x1f\x00\x00" + b"\xff\xff" + bytes(6)
+    )
     key, _ = Rule("udp", dst_port=53, vlan=100).key_and_mask()
-    assert key[13] == 0x04  # the VLAN flag
-    assert key[16:18] == b"\x00\x64"
+    assert key[37] == 0x04  # the VLAN flag
+    assert key[40:42] == b"\x00\x64"
     key, mask = Rule("icmp", icmp_type=0, icmp_id=0x1234).key_and_mask()
-    assert key[8:10] == b"\x00\x00"
-    assert key[10:12] == b"\x12\x34"
-    assert mask[8:10] == b"\xff\x00"  # the type byte, not the code
+    assert key[32:34] == b"\x00\x00"
+    assert key[34:36] == b"\x12\x34"
+    assert mask[32:34] == b"\xff\x00"  # the type byte, not the code
+    key, mask = Rule("udp", dst="2001:2::/64", dst_port=53).key_and_mask()
+    assert key[16:32] == bytes.fromhex("20010002" + "00" * 12)
+    assert mask[16:32] == b"\xff" * 8 + bytes(8)
+    assert (key[37], mask[37]) == (0x08, 0x1F)  # IPv6, and the mask says so
+    _key, mask = Rule("udp", dst_port=53).key_and_mask()
+    assert mask[37] == 0x17  # no family named or implied: both families
+    key, _ = Rule("icmpv6", icmp_type=135).key_and_mask()
+    assert key[37] == 0x08 | 0x10  # IPv6, and a type that runs the link
 
 
 def test_parse_of_our_template_frames() -> None:

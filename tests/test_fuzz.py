@@ -39,17 +39,23 @@ def random_rule(rng: random.Random) -> Rule:
     action = rng.choice(list(Action))
     vlan = rng.choice([None] * 6 + [7, rng.randrange(1, 255)])
 
+    proto = rng.choice(["icmp", "udp", "tcp", "arp", "udp", 47, "icmpv6", "udp", "tcp"])
+    family = {"icmp": 4, "arp": 4, "icmpv6": 6}.get(str(proto), rng.choice([4, 6]))
+
     def prefix() -> str | None:
         if rng.random() < 0.5:
             return None
-        address = rng.choice([A_IP, B_IP, f"198.18.{rng.randrange(4)}.{rng.randrange(256)}"])
-        net = ipaddress.IPv4Network(
-            f"{address}/{rng.choice([8, 15, 16, 24, 30, 32])}", strict=False
-        )
-        return str(net)
+        if family == 6:
+            address = rng.choice(["2001:2::a", "2001:2::b", f"2001:2::{rng.randrange(256):x}"])
+            length = rng.choice([48, 64, 120, 127, 128])
+        else:
+            address = rng.choice([A_IP, B_IP, f"198.18.{rng.randrange(4)}.{rng.randrange(256)}"])
+            length = rng.choice([8, 15, 16, 24, 30, 32])
+        return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
 
-    proto = rng.choice(["icmp", "udp", "tcp", "arp", "udp", 47])
     kwargs: dict[str, object] = {"src": prefix(), "dst": prefix(), "action": action, "vlan": vlan}
+    if rng.random() < 0.2:
+        kwargs["family"] = family
     if proto in ("udp", "tcp"):
         ports = [53, 80, 443, PORT, PORT + 1, 40000, 40001, 40002, 40003]
         if rng.random() < 0.6:
@@ -60,6 +66,10 @@ def random_rule(rng: random.Random) -> Rule:
         kwargs["icmp_type"] = rng.choice([0, 8, 3, 11])
         if kwargs["icmp_type"] in (0, 8) and rng.random() < 0.6:
             kwargs["icmp_id"] = rng.choice([IDENT, 0x0800, 1])
+    elif proto == "icmpv6" and rng.random() < 0.7:
+        kwargs["icmp_type"] = rng.choice([128, 129, 1, 135, 143])
+        if kwargs["icmp_type"] in (128, 129, 1) and rng.random() < 0.6:
+            kwargs["icmp_id"] = rng.choice([IDENT, 0x8000, 1])
     elif proto == "arp" and rng.random() < 0.6:
         kwargs["arp_op"] = rng.choice([1, 2])
     return Rule(proto, **kwargs)  # type: ignore[arg-type]
@@ -108,12 +118,12 @@ def test_forwarder_decides_100k_mutated_frames_as_the_specification_says() -> No
             assert {r: fw.hits(r) for r in installed} == {r: hits[r] for r in installed}, installed
         got = fw.counters
     assert got.total == N
-    for name in ("passed", "dropped", "unmatched", "not_ipv4", "malformed", "fragments"):
+    for name in ("passed", "dropped", "unmatched", "not_ip", "malformed", "fragments"):
         assert getattr(got, name) == expected[name], name
     for name in ("no_socket", "not_local", "vlan", "redirected", "no_meta"):
         assert getattr(got, name) == expected[name], name
     # the corpus and the rules exercised every outcome
-    for name in ("passed", "dropped", "no_socket", "unmatched", "not_ipv4", "malformed"):
+    for name in ("passed", "dropped", "no_socket", "unmatched", "not_ip", "malformed"):
         assert expected[name] > N // 100, (name, expected)
     for name in ("fragments", "not_local", "vlan"):
         assert expected[name] > N // 1000, (name, expected)
