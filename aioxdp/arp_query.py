@@ -1,9 +1,10 @@
-"""Sans-IO ARP: which requests to send when, which replies answer, when to give up.
+"""Sans-IO neighbour resolution (ARP for IPv4, neighbour discovery for
+IPv6): which requests to send when, which replies answer, when to give up.
 
 :class:`ArpQuery` resolves the next hops of many routes at once: one
-request per distinct next hop (a thousand hosts behind one gateway ask
-once), resent every ``interval`` up to ``tries`` times, each next hop on
-its own clock. It does no I/O: a driver sends the frames :meth:`due`
+request (an ARP request, or a neighbour solicitation) per distinct next hop
+(a thousand hosts behind one gateway ask once), resent every ``interval``
+up to ``tries`` times, each next hop on its own clock. It does no I/O: a driver sends the frames :meth:`due`
 returns, feeds it the frames its :meth:`rules` redirect, and sleeps until
 :meth:`next_wakeup`. The asyncio driver (aioxdp.neighbour) and the anyio
 one use it alike.
@@ -13,14 +14,16 @@ from __future__ import annotations
 
 import collections
 import errno
-import socket
 from collections.abc import Sequence
 
 from aioxdp.forwarder import Rule
-from aioxdp.frames import arp_request
+from aioxdp.frames import arp_request, neighbour_solicitation
 from aioxdp.protocols.arp import REPLY, Arp
-from aioxdp.protocols.ethernet import Ethernet
-from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError
+from aioxdp.protocols.errors import DecodeError
+from aioxdp.protocols.ethernet import ETH_P_ARP, ETH_P_IPV6, Ethernet
+from aioxdp.protocols.icmpv6 import NEIGHBOR_ADVERT, Icmpv6, Neighbor
+from aioxdp.protocols.ipv6 import IPv6
+from aioxdp.route import ResolvedRoute, Route, UnresolvedNeighbourError, family_of, pack_address
 
 __all__ = ["RULES_PER_HOP", "ArpQuery"]
 
@@ -69,11 +72,11 @@ class ArpQuery:
         self.tries = tries
         self.interval_ns = int(interval * 1e9)
         self.max_in_flight = max_in_flight
-        self._asks: dict[bytes, _Ask] = {}  # next hop's IPv4 address -> its ask
+        # next hop's address (4 bytes, or 16 for IPv6) -> its ask
+        self._asks: dict[bytes, _Ask] = {}
         for route in self.routes:
             if route.next_hop_mac is None:
-                key = socket.inet_aton(route.next_hop)
-                self._asks.setdefault(key, _Ask(route))
+                self._asks.setdefault(_key(route.next_hop), _Ask(route))
         self._turns: collections.deque[_Ask] = collections.deque(self._asks.values())  # to send
         self._waiting: collections.deque[tuple[int, _Ask]] = collections.deque()  # (due, ask)
         self._in_flight = 0
@@ -90,11 +93,20 @@ class ArpQuery:
         rule per source, so a /16 does not fill the forwarder; while it runs,
         the kernel's own ARP replies to that source come to us, and the
         kernel asks again)."""
-        wanted = {(a.route.next_hop, a.route.source) for a in self._asks.values()}
+        asks = self._asks.values()
+        # IPv6: every advertisement to our source (a neighbour may answer
+        # from another of its addresses than the one asked for)
+        rules = [
+            Rule("icmpv6", dst=src, icmp_type=NEIGHBOR_ADVERT)
+            for src in sorted({a.route.source for a in asks if family_of(a.route.next_hop) == 6})
+        ]
+        wanted = {
+            (a.route.next_hop, a.route.source) for a in asks if family_of(a.route.next_hop) == 4
+        }
         if len(wanted) > RULES_PER_HOP:
             sources = sorted({src for _hop, src in wanted})
-            return [Rule("arp", dst=src, arp_op=REPLY) for src in sources]
-        return [Rule("arp", src=hop, dst=src, arp_op=REPLY) for hop, src in sorted(wanted)]
+            return rules + [Rule("arp", dst=src, arp_op=REPLY) for src in sources]
+        return rules + [Rule("arp", src=hop, dst=src, arp_op=REPLY) for hop, src in sorted(wanted)]
 
     def _expire(self, now_ns: int) -> None:
         """Requests whose reply is overdue: another try later, or give up."""
@@ -115,7 +127,9 @@ class ArpQuery:
             ask = self._turns.popleft()
             if ask.mac is not None:
                 continue
-            frames.append(arp_request(ask.route))
+            route = ask.route
+            ipv6 = family_of(route.next_hop) == 6
+            frames.append(neighbour_solicitation(route) if ipv6 else arp_request(route))
             ask.sent += 1
             ask.waiting = True
             self._in_flight += 1
@@ -124,15 +138,26 @@ class ArpQuery:
 
     def reply(self, frame: bytes | bytearray | memoryview) -> bool:
         """Take one received frame; True if it resolved a next hop just now.
-        Anything not an ARP reply from a next hop we ask for is ignored."""
+        Anything not an ARP reply or a neighbour advertisement (valid by RFC
+        4861 7.1.2: hop limit 255, checksum, code 0) from a next hop we ask
+        for is ignored."""
         try:
-            arp = Arp.parse(frame, Ethernet.parse(frame).header_len)
-        except ValueError:
+            ethernet = Ethernet.parse(frame)
+            if ethernet.ethertype == ETH_P_ARP:
+                arp = Arp.parse(frame, ethernet.header_len)
+                if arp.op != REPLY:
+                    return False
+                address, mac = arp.sender_ip, arp.sender_mac
+            elif ethernet.ethertype == ETH_P_IPV6:
+                address, mac = _advertised(frame, ethernet)
+            else:
+                return False
+        except ValueError:  # DecodeError too: a malformed frame answers nothing
             return False
-        ask = self._asks.get(arp.sender_ip)
-        if arp.op != REPLY or ask is None or ask.mac is not None:
+        ask = self._asks.get(address)
+        if ask is None or ask.mac is not None:
             return False
-        ask.mac = arp.sender_mac
+        ask.mac = mac
         self._unresolved -= 1
         if ask.waiting:
             ask.waiting = False
@@ -159,8 +184,8 @@ class ArpQuery:
             ask.route.next_hop: UnresolvedNeighbourError(
                 errno.EHOSTUNREACH,
                 f"finding the MAC address of {ask.route.next_hop} on {ask.route.ifname}",
-                f"no ARP reply after {self.tries} tries in {seconds:.1f}s: "
-                f"is {ask.route.destination} up and on this link?",
+                f"no {_answer_name(ask.route.next_hop)} after {self.tries} tries in "
+                f"{seconds:.1f}s: is {ask.route.destination} up and on this link?",
             )
             for ask in self._asks.values()
             if ask.mac is None
@@ -171,7 +196,7 @@ class ArpQuery:
         if its next hop did not answer."""
         if route.next_hop_mac is not None:
             return route.resolved()
-        ask = self._asks.get(socket.inet_aton(route.next_hop))
+        ask = self._asks.get(_key(route.next_hop))
         return route.resolved(ask.mac if ask is not None else None)
 
     def resolved(self) -> list[ResolvedRoute]:
@@ -186,5 +211,28 @@ class ArpQuery:
             failure = failures.get(route.next_hop)
             if failure is not None:
                 raise failure
-            out.append(route.resolved(self._asks[socket.inet_aton(route.next_hop)].mac))
+            out.append(route.resolved(self._asks[_key(route.next_hop)].mac))
         return out
+
+
+def _key(address: str) -> bytes:
+    return pack_address(address, 16 if family_of(address) == 6 else 4)
+
+
+def _answer_name(address: str) -> str:
+    return "neighbour advertisement" if family_of(address) == 6 else "ARP reply"
+
+
+def _advertised(frame: bytes | bytearray | memoryview, ethernet: Ethernet) -> tuple[bytes, bytes]:
+    """The target address and link-layer address of a valid neighbour
+    advertisement (the option, else the frame's source MAC), or raises."""
+    ip6 = IPv6.parse(frame, ethernet.header_len)
+    at = ethernet.header_len + 40
+    if ip6.next_header != 58 or ip6.hop_limit != 255:
+        raise DecodeError("icmpv6", "not a neighbour advertisement from the link")
+    end = at + ip6.payload_length
+    message = Icmpv6.parse(frame, at, end, src=ip6.src, dst=ip6.dst)
+    if message.type != NEIGHBOR_ADVERT:
+        raise DecodeError("icmpv6", f"type {message.type}, not an advertisement")
+    advert = Neighbor.parse(message, memoryview(frame)[at + 8 : end])
+    return advert.target, advert.lladdr or bytes(memoryview(frame)[6:12])

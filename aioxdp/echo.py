@@ -1,4 +1,4 @@
-"""ICMP echo, sans-IO: the session that owns every probe and its fate, the
+"""ICMP and ICMPv6 echo, sans-IO: the session that owns every probe and its fate, the
 request template, echo ids, and the checks of a run's arguments. No clock
 and no socket here: time comes in as ``now_ns``, frames go out through any
 ``tx`` with ``send_echoes`` (an XSK, or a transport that flushes them).
@@ -18,7 +18,9 @@ A probe leaves "in flight" exactly once (answered, late or expired); a
 second reply to it is a duplicate. Sequence numbers are ``probe + 1``
 modulo 65536, so a reply's probe is the latest one sent with that number
 (the in-flight window is far below 65536). Replies are matched by echo id
-(the forwarder only redirects ours), source address and sequence.
+(the forwarder only redirects ours), source address and sequence. One
+session can hold IPv4 and IPv6 targets: each path's template is of its
+family, and C keys targets by address either way.
 
 Pacing: with ``interval > 0`` probe *n* goes out at ``start + n*interval``;
 with ``interval == 0`` (flood) up to ``window`` probes are in flight. Both
@@ -48,11 +50,14 @@ from typing import Any
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
 from aioxdp.fragments import Reassembler, fragment
-from aioxdp.frames import IPV4_HEADERS, ipv4_frame
+from aioxdp.frames import IPV4_HEADERS, IPV6_HEADERS, ip_frame
 from aioxdp.protocols.checksum import internet_checksum
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
+from aioxdp.protocols.icmpv6 import ECHO_REQUEST as ECHO6_REQUEST
+from aioxdp.protocols.icmpv6 import IPPROTO_ICMPV6, Icmpv6
+from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.results import PingError, PingReply, PingResult, PingResults, icmp_error_kind
-from aioxdp.route import ResolvedRoute, RouteSet
+from aioxdp.route import ResolvedRoute, RouteSet, family_of
 from aioxdp.xsk import RxBatch
 
 __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
@@ -62,6 +67,7 @@ DEFAULT_WINDOW = 256
 MAX_SIZE = 65507  # what one IPv4 datagram holds after its headers
 DEFAULT_MAX_IN_FLIGHT = 1024  # probes in flight over all targets: within the default rings
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
+HEADERS6 = 14 + 40 + 8  # Ethernet, IPv6, ICMPv6
 # struct aioxdp_echo_target, word by word (uint32 each, in this order)
 TARGET_WORDS = {
     name: i
@@ -72,7 +78,7 @@ TARGET_WORDS = {
 RX_HEADROOM = 256  # XDP_PACKET_HEADROOM: where the kernel puts a received frame in its UMEM frame
 STATUS_NAMES = {
     lib.AIOXDP_ECHO_TRUNCATED: "truncated",
-    lib.AIOXDP_ECHO_NOT_IPV4: "not_ipv4",
+    lib.AIOXDP_ECHO_NOT_IP: "not_ip",
     lib.AIOXDP_ECHO_BAD_IP: "bad_ip_header",
     lib.AIOXDP_ECHO_BAD_IP_CHECKSUM: "bad_ip_checksum",
     lib.AIOXDP_ECHO_NOT_ICMP: "not_icmp",
@@ -164,26 +170,50 @@ class EchoSession:
         self.mtu = mtu
         self.size = size
         self._reassembler = Reassembler() if IPV4_HEADERS - 14 + 8 + size > mtu else None
+        if self._reassembler is not None and self.routes.width != 4:
+            raise ValueError(
+                f"size: {size} bytes need fragments over a {mtu}-byte MTU, and aioxdp "
+                "fragments IPv4 requests only"
+            )
         self._frames(size, ttl)
         self._probe_arrays()
 
     def _frames(self, size: int, ttl: int) -> None:
-        """One request template per path (next hop and source); C writes each
-        target's destination, the IP id and both checksums per probe."""
-        self.frame_len = HEADERS + size
-        self._bases = [echo_template(r, self.ident, size, ttl) for r in self._paths]
+        """One request template per path (next hop and source), of its
+        family; C writes each target's destination, the IP id and the
+        checksums per probe. Templates of both families are padded to one
+        stride: C reads each one's length from its IP header."""
+        bases = [echo_template(r, self.ident, size, ttl) for r in self._paths]
+        self.frame_len = max(len(b) for b in bases)
+        self._bases = [b.ljust(self.frame_len, b"\x00") for b in bases]
         self._bases_c = ffi.from_buffer("uint8_t[]", b"".join(self._bases))
         self._base_of = self.routes.path_of
         self._base_of_c = ffi.from_buffer("uint32_t[]", self._base_of)
-        # destinations as a frame holds them: what C writes, and looks replies up by
-        self._daddrs = array.array("I", self.routes.destinations)
+        # the lookup keys of the destinations: IPv4 addresses as a frame holds
+        # them; with IPv6 targets, C folds each 16-byte address (and checks
+        # all 16 bytes of a reply's source against ``addrs``)
+        width = self.routes.width
+        if width == 4:
+            self._daddrs = array.array("I", self.routes.destinations)
+            self._addrs_c = ffi.NULL
+        else:
+            self._daddrs = array.array("I", bytes(4 * self.n_targets))
+            self._addrs_c = ffi.from_buffer("uint8_t[]", self.routes.destinations)
+            lib.aioxdp_echo_keys(
+                self._addrs_c, self.n_targets, ffi.from_buffer("uint32_t[]", self._daddrs)
+            )
         self._daddrs_c = ffi.from_buffer("uint32_t[]", self._daddrs)
         if self.n_targets == 1 and self._reassembler is None:
             # one target: its own frame, so a flood sends a window per call
-            frame = bytearray(self._bases[self._base_of[0]])
-            frame[30:34] = self.routes.destinations[0:4]
+            frame = bytearray(bases[self._base_of[0]])
+            address = self.routes.destinations[:width]
+            if family_of(self._paths[self._base_of[0]].destination) == 6:
+                frame[IPV6_HEADERS - 16 : IPV6_HEADERS] = address
+            else:
+                frame[IPV4_HEADERS - 4 : IPV4_HEADERS] = address[-4:]  # (IPv4 mapped: its last 4)
             self._frame = bytes(frame)
             self._frame_c = ffi.from_buffer("uint8_t[]", self._frame)
+            self.frame_len = len(frame)
 
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
@@ -204,6 +234,7 @@ class EchoSession:
         probes.sizes = self._sizes_c = ffi.from_buffer("uint32_t[]", self._sizes)
         # 36 bytes per target: ffi.new zeroes them
         probes.targets = self._targets = ffi.new("struct aioxdp_echo_target[]", n)
+        probes.addrs = self._addrs_c
         probes.n_targets = n
         probes.count = count
         probes.timeout_ns = self.timeout_ns
@@ -509,19 +540,26 @@ class EchoSession:
             r = results[i]
             if r.status != error or r.target < 0:
                 continue
-            kind = icmp_error_kind(r.icmp_type, r.icmp_code)[0]
+            family = 6 if r.v6 else 4
+            kind = icmp_error_kind(r.icmp_type, r.icmp_code, family)[0]
             tally = self._errors.setdefault(r.target, {})
             tally[kind] = tally.get(kind, 0) + 1
             if self.error_listeners:
+                sender = (
+                    ip6_str(bytes(r.sender6))
+                    if r.v6
+                    else socket.inet_ntoa(int(r.sender).to_bytes(4, "little"))
+                )
                 events.append(
                     PingError(
                         r.seq,
                         kind,
                         r.icmp_type,
                         r.icmp_code,
-                        socket.inet_ntoa(int(r.sender).to_bytes(4, "little")),
+                        sender,
                         self.routes.destination(r.target),
                         r.info,
+                        family,
                     )
                 )
         return events
@@ -614,12 +652,19 @@ def _zeroed(code: str, n: int) -> Any:
 
 
 def echo_template(route: ResolvedRoute, ident: int, size: int, ttl: int) -> bytes:
-    """An echo request to ``route``; C writes the IP id, sequence, stamp and checksums."""
-    frame = ipv4_frame(route, IPPROTO_ICMP, 8 + size, ttl=ttl)
+    """An echo request to ``route`` (ICMP, or ICMPv6 to an IPv6 host, with
+    ``ttl`` as its hop limit); C writes the IP id, sequence, stamp and checksums."""
+    ipv6 = family_of(route.destination) == 6
+    frame, at = ip_frame(route, IPPROTO_ICMPV6 if ipv6 else IPPROTO_ICMP, 8 + size, ttl=ttl)
     pattern = bytes(range(256)) * (size // 256 + 1)
     stamp = lib.AIOXDP_ECHO_STAMP_LEN if size >= lib.AIOXDP_ECHO_STAMP_LEN else 0  # else none
     payload = bytes(stamp) + pattern[: size - stamp]
-    Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, IPV4_HEADERS, payload)
+    if ipv6:
+        Icmpv6.echo(ECHO6_REQUEST, ident, 0).build_into(
+            frame, at, payload, route.source, route.destination
+        )
+    else:
+        Icmp.echo(ECHO_REQUEST, ident, 0).build_into(frame, at, payload)
     return bytes(frame)
 
 
@@ -630,14 +675,15 @@ def _idents_in_use() -> set[int]:
     /proc/net/icmp; iputils on a raw socket uses its pid, in network order.
     """
     used = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/thread-self/net/icmp").read_text().splitlines()[1:]:
-            local = line.split()[1]
-            used.add(int(local.split(":")[1], 16))
+    for table in ("icmp", "icmp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/thread-self/net/{table}").read_text().splitlines()[1:]:
+                local = line.split()[1]
+                used.add(int(local.split(":")[1], 16))
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() in ("ping", "ping4"):
+                if (proc / "comm").read_text().strip() in ("ping", "ping4", "ping6"):
                     pid = int(proc.name) & 0xFFFF
                     used |= {pid, int.from_bytes(pid.to_bytes(2, "little"), "big")}
     return used

@@ -1,7 +1,8 @@
 """The one place aioxdp builds the headers of the frames it sends: Ethernet
-and IPv4 in front of an ICMP, UDP or TCP payload (ping, tcping, UDP
-endpoints), and ARP requests (neighbour resolution). The codecs of
-aioxdp.protocols write the bytes; this module decides what goes in them."""
+and IPv4 or IPv6 in front of an ICMP, ICMPv6, UDP or TCP payload (ping,
+tcping, UDP endpoints), and ARP requests and neighbour solicitations
+(neighbour resolution). The codecs of aioxdp.protocols write the bytes;
+this module decides what goes in them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import socket
 import struct
 
 from aioxdp.protocols.arp import REQUEST, Arp
-from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, Ethernet
+from aioxdp.protocols.ethernet import BROADCAST, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Ethernet
+from aioxdp.protocols.icmpv6 import IPPROTO_ICMPV6, NEIGHBOR_SOLICIT, Neighbor
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.ipv6 import IPv6
 from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp, TcpOptions
 from aioxdp.protocols.udp import IPPROTO_UDP
 from aioxdp.route import ResolvedRoute, Route
@@ -19,15 +22,20 @@ from aioxdp.route import ResolvedRoute, Route
 __all__ = [
     "DEFAULT_TTL",
     "IPV4_HEADERS",
+    "IPV6_HEADERS",
     "UDP_HEADERS",
     "arp_request",
+    "ip_frame",
     "ipv4_frame",
+    "ipv6_frame",
+    "neighbour_solicitation",
     "tcp_segment",
     "udp_header",
 ]
 
 DEFAULT_TTL = 64  # what Linux sends with (net.ipv4.ip_default_ttl)
 IPV4_HEADERS = 14 + 20  # Ethernet and an IPv4 header without options
+IPV6_HEADERS = 14 + 40  # Ethernet and an IPv6 header without extension headers
 UDP_HEADERS = IPV4_HEADERS + 8  # and a UDP header
 ETHERNET_MIN = 60  # the shortest frame on the wire, before its FCS
 
@@ -57,6 +65,40 @@ def ipv4_frame(
         dont_fragment=dont_fragment,
     ).build_into(frame, off)
     return frame
+
+
+def ipv6_frame(
+    route: ResolvedRoute,
+    next_header: int,
+    l4_length: int,
+    *,
+    hop_limit: int = DEFAULT_TTL,
+    source: str | None = None,
+) -> bytearray:
+    """A frame of ``IPV6_HEADERS + l4_length`` bytes to the route's next hop,
+    its Ethernet and IPv6 headers written; the caller writes the upper-layer
+    header and payload at ``IPV6_HEADERS``."""
+    frame = bytearray(IPV6_HEADERS + l4_length)
+    off = Ethernet(route.next_hop_mac, route.source_mac, ETH_P_IPV6).build_into(frame)
+    IPv6(
+        socket.inet_pton(socket.AF_INET6, source or route.source),
+        socket.inet_pton(socket.AF_INET6, route.destination),
+        next_header,
+        payload_length=l4_length,
+        hop_limit=hop_limit,
+    ).build_into(frame, off)
+    return frame
+
+
+def ip_frame(
+    route: ResolvedRoute, proto: int, l4_length: int, *, ttl: int = DEFAULT_TTL
+) -> tuple[bytearray, int]:
+    """A frame to the route's destination in its family (IPv4, or IPv6 with
+    ``proto`` as the next header and ``ttl`` as the hop limit), and where
+    the transport header goes in it."""
+    if ":" in route.destination:
+        return ipv6_frame(route, proto, l4_length, hop_limit=ttl), IPV6_HEADERS
+    return ipv4_frame(route, proto, l4_length, ttl=ttl), IPV4_HEADERS
 
 
 def udp_header(route: ResolvedRoute, sport: int, dport: int, *, source: str | None = None) -> bytes:
@@ -98,4 +140,21 @@ def arp_request(route: Route) -> bytes:
         bytes(6),
         socket.inet_aton(route.next_hop),
     ).build_into(frame, off)
+    return bytes(frame)
+
+
+def neighbour_solicitation(route: Route) -> bytes:
+    """A neighbour solicitation (RFC 4861 4.3) for the route's next hop,
+    from its source, to the next hop's solicited-node multicast group, with
+    our MAC in the source link-layer address option."""
+    target = socket.inet_pton(socket.AF_INET6, route.next_hop)
+    group = bytes.fromhex("ff02" + "00" * 9 + "01ff") + target[13:]  # ff02::1:ffXX:XXXX
+    header, body = Neighbor(target, route.source_mac).payload(NEIGHBOR_SOLICIT)
+    frame = bytearray(IPV6_HEADERS + 8 + len(body))
+    off = Ethernet(b"\x33\x33" + group[12:], route.source_mac, ETH_P_IPV6).build_into(frame)
+    src = socket.inet_pton(socket.AF_INET6, route.source)
+    IPv6(src, group, IPPROTO_ICMPV6, payload_length=8 + len(body), hop_limit=255).build_into(
+        frame, off
+    )
+    header.build_into(frame, IPV6_HEADERS, body, src, group)
     return bytes(frame)

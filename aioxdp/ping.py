@@ -215,13 +215,16 @@ async def ping(
     window: int = DEFAULT_WINDOW,
     on_reply: Callable[[PingReply], None] | None = None,
     on_error: Callable[[PingError], None] | None = None,
+    family: int | None = None,
 ) -> PingResult:
     """Ping ``host`` through AF_XDP and return what came back.
 
     ``interval=0`` floods with at most ``window`` probes in flight;
     ``timeout`` is per probe. A probe answered by an ICMP error (a router's
     "unreachable", an expired TTL) is lost, counted in ``result.errors`` by
-    kind, and told to ``on_error``. Runs on asyncio, uvloop and (through anyio)
+    kind, and told to ``on_error``. ``host`` is an IPv4 or IPv6 address or
+    a name; ``family`` (4 or 6) resolves a name to that family only, as
+    ping's -4 and -6 do. Runs on asyncio, uvloop and (through anyio)
     trio: under trio the Pinger hands over to ``aioxdp.anyio_driver``.
     """
     async with Pinger(
@@ -236,6 +239,7 @@ async def ping(
         window=window,
         on_reply=on_reply,
         on_error=on_error,
+        family=family,
     ) as pinger:
         return await pinger.result()
 

@@ -10,17 +10,18 @@ from typing import Any
 from aioxdp.echo import (
     DEFAULT_WINDOW,
     HEADERS,
+    HEADERS6,
     RX_HEADROOM,
     EchoSession,
     pick_ident,
     validate_arguments,
 )
 from aioxdp.errors import XDPError
-from aioxdp.forwarder import ICMP_ERRORS_QUOTING_ECHO, Rule
+from aioxdp.forwarder import ICMP6_ECHO_REPLY, ICMP6_ERRORS, ICMP_ERRORS_QUOTING_ECHO, Rule
 from aioxdp.neighbour import resolve_each
 from aioxdp.protocols.icmp import ECHO_REPLY
 from aioxdp.results import PingError, PingReply, PingResult, PingResults
-from aioxdp.route import ResolvedRoute, Route, RouteSet, route_set
+from aioxdp.route import ResolvedRoute, Route, RouteSet, family_of, route_set
 from aioxdp.targets import MAX_HOSTS, check_target_count
 
 DROP_COUNTERS = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
@@ -49,8 +50,11 @@ class PingerBase:
         on_timeout: Callable[[str, int], None] | None = None,
         max_hosts: int = MAX_HOSTS,
         on_error: Callable[[PingError], None] | None = None,
+        family: int | None = None,
     ) -> None:
         validate_arguments(count, interval, timeout, size, ttl, window)
+        if family not in (None, 4, 6):
+            raise ValueError(f"family: 4, 6 or None (either), got {family!r}")
         if not isinstance(spacing, (int, float)) or not math.isfinite(spacing) or spacing < 0:
             raise ValueError(f"spacing: must be a finite number of seconds >= 0, got {spacing!r}")
         if max_in_flight is not None and (
@@ -79,6 +83,7 @@ class PingerBase:
         self._on_timeout = on_timeout  # told (host, seq) of each probe given up
         self._on_error = on_error  # told each ICMP error that answered a probe
         self.max_hosts = max_hosts
+        self.family = family  # names resolve to this family only (ping -4/-6)
         # set when the run starts, for the hosts probed (a RouteSet: no object per host)
         self.routes: Sequence[ResolvedRoute] = ()
         self.failed: dict[int, Exception] = {}  # host index -> why it is not probed
@@ -156,7 +161,8 @@ class PingerBase:
         no one uses, and the session, its probes in flight within what the
         socket's rings can take back."""
         found = self._found
-        self._check_frame_fits(nic.frame_size, found.paths[0].mtu)
+        for path in found.paths:
+            self._check_frame_fits(nic.frame_size, path.mtu, family_of(path.destination))
         paths: list[Route] = []
         silent: dict[int, Exception] = {}  # path -> why its next hop is unknown
         for k, r in enumerate(await resolve_each(found.paths, nic)):
@@ -209,10 +215,17 @@ class PingerBase:
         that quote its requests (matched by the echo id they quote); with
         requests over the MTU, the ICMP fragments from each target too (a
         fragment shows no echo id: the reassembled reply is checked)."""
-        rules = [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
-            Rule("icmp", icmp_type=kind, icmp_id=ident) for kind in ICMP_ERRORS_QUOTING_ECHO
-        ]
         routes = self.routes
+        families = {family_of(path.destination) for path in getattr(routes, "paths", ())} or {4}
+        rules = []
+        if 4 in families:
+            rules += [Rule("icmp", icmp_type=ECHO_REPLY, icmp_id=ident)] + [
+                Rule("icmp", icmp_type=kind, icmp_id=ident) for kind in ICMP_ERRORS_QUOTING_ECHO
+            ]
+        if 6 in families:
+            rules += [Rule("icmpv6", icmp_type=ICMP6_ECHO_REPLY, icmp_id=ident)] + [
+                Rule("icmpv6", icmp_type=kind, icmp_id=ident) for kind in ICMP6_ERRORS
+            ]
         if isinstance(routes, RouteSet) and routes and self.size + 28 > routes.paths[0].mtu:
             rules += [
                 Rule("icmp", src=address, fragments=True)
@@ -241,11 +254,20 @@ class PingerBase:
             "on_timeout": self._on_timeout,
             "max_hosts": self.max_hosts,
             "on_error": self._on_error,
+            "family": self.family,
         }
 
-    def _check_frame_fits(self, frame_size: int, mtu: int) -> None:
+    def _check_frame_fits(self, frame_size: int, mtu: int, family: int = 4) -> None:
         """A probe and its reply each fit one UMEM frame, or go as fragments
         that each fit one: refuse a size (or a link) for which they cannot."""
+        if family == 6:
+            limit = min(frame_size - RX_HEADROOM, mtu + 14) - HEADERS6
+            if self.size > limit:
+                raise ValueError(
+                    f"size: {self.size} bytes do not fit one IPv6 packet of the {mtu}-byte MTU "
+                    f"(aioxdp does not fragment IPv6 requests): at most {limit}"
+                )
+            return
         limit = frame_size - RX_HEADROOM - HEADERS
         if self.size + 28 > mtu:
             limit = frame_size - RX_HEADROOM - 14  # a fragment: Ethernet and the MTU
@@ -265,7 +287,9 @@ class PingerBase:
         """Routes to every host (one netlink dump for all, one path per next
         hop): one interface for all, and room for ``size``. A host without a
         route is reported in its result (or raised, if no host has one)."""
-        found, failed = await route_set(self.hosts, interface=self.interface, source=self.source)
+        found, failed = await route_set(
+            self.hosts, interface=self.interface, source=self.source, family=self.family
+        )
         self.failed.update(failed)
         n = len(self.hosts)
         self._probed = range(n) if not failed else [i for i in range(n) if i not in failed]

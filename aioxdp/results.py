@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 __all__ = [
+    "ICMP6_ERROR_KINDS",
     "ICMP_ERROR_KINDS",
     "PingError",
     "PingReply",
@@ -38,11 +39,34 @@ ICMP_ERROR_KINDS: dict[tuple[int, int], tuple[str, str]] = {
     (11, 0): ("ttl_exceeded", "Time to live exceeded"),
     (11, 1): ("reassembly_time_exceeded", "Frag reassembly time exceeded"),
 }
+# the same for ICMPv6 errors (RFC 4443), in iputils' words for them
+ICMP6_ERROR_KINDS: dict[tuple[int, int], tuple[str, str]] = {
+    (1, 0): ("no_route", "Destination unreachable: No route"),
+    (1, 1): ("admin_prohibited", "Destination unreachable: Administratively prohibited"),
+    (1, 2): ("beyond_scope", "Destination unreachable: Beyond scope of source address"),
+    (1, 3): ("address_unreachable", "Destination unreachable: Address unreachable"),
+    (1, 4): ("port_unreachable", "Destination unreachable: Port unreachable"),
+    (2, 0): ("packet_too_big", "Packet too big: mtu={info}"),
+    (3, 0): ("ttl_exceeded", "Time exceeded: Hop limit"),
+    (3, 1): ("reassembly_time_exceeded", "Time exceeded: Defragmentation failure"),
+    (4, 0): ("parameter_problem", "Parameter problem: Wrong header field at {info}"),
+    (4, 1): ("parameter_problem", "Parameter problem: Unknown header at {info}"),
+    (4, 2): ("parameter_problem", "Parameter problem: Unknown option at {info}"),
+}
 
 
-def icmp_error_kind(icmp_type: int, code: int) -> tuple[str, str]:
-    """The kind and iputils' words for an ICMP error (``{info}`` in the words
-    stands for the error's MTU or pointer)."""
+def icmp_error_kind(icmp_type: int, code: int, family: int = 4) -> tuple[str, str]:
+    """The kind and iputils' words for an ICMP error, or an ICMPv6 one with
+    ``family=6`` (``{info}`` in the words stands for the error's MTU or
+    pointer)."""
+    if family == 6:
+        return ICMP6_ERROR_KINDS.get(
+            (icmp_type, code),
+            (
+                f"icmpv6_error_{icmp_type}_{code}",
+                f"Unknown ICMPv6 error: type {icmp_type}, code {code}",
+            ),
+        )
     known = ICMP_ERROR_KINDS.get((icmp_type, code))
     if known is not None:
         return known
@@ -65,11 +89,13 @@ class PingError:
     source: str  # who sent the error: a router on the way, or the host
     destination: str  # where the request was going
     info: int = 0  # the next-hop MTU of "fragmentation_needed", the pointer of a parameter problem
+    family: int = 4  # 6: an ICMPv6 error
 
     @property
     def text(self) -> str:
         """What iputils' ping prints for it."""
-        return icmp_error_kind(self.icmp_type, self.icmp_code)[1].format(info=self.info)
+        kind = icmp_error_kind(self.icmp_type, self.icmp_code, self.family)
+        return kind[1].format(info=self.info)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ uint32_t aioxdp_sort_by_tag(struct aioxdp_desc *descs, uint32_t n, struct aioxdp
 enum aioxdp_echo_status {
 	AIOXDP_ECHO_OK = 0,
 	AIOXDP_ECHO_TRUNCATED,
-	AIOXDP_ECHO_NOT_IPV4,
+	AIOXDP_ECHO_NOT_IP,       /* neither IPv4 nor IPv6 */
 	AIOXDP_ECHO_BAD_IP,
 	AIOXDP_ECHO_BAD_IP_CHECKSUM,
 	AIOXDP_ECHO_NOT_ICMP,
@@ -143,6 +143,10 @@ struct aioxdp_echo_probes {
 	uint8_t *ttls;
 	uint32_t *sizes;
 	struct aioxdp_echo_target *targets;
+	/* NULL when every target is IPv4 (the lookup keys are the addresses);
+	 * else 16 bytes per target, IPv4 ones mapped (::ffff:a.b.c.d): what a
+	 * reply's source must equal, and what an IPv6 request is sent to */
+	const uint8_t *addrs;
 	uint32_t n_targets;
 	uint32_t count;       /* slots per target: no index reaches it */
 	int64_t timeout_ns;
@@ -152,7 +156,7 @@ struct aioxdp_echo_probes {
  * slots (a power of two, at least twice the targets); targets that share
  * an address are chained through ``next_same`` (-1 ends a chain). */
 struct aioxdp_echo_lookup {
-	uint32_t *keys;       /* source address as read from the frame */
+	uint32_t *keys;       /* aioxdp_echo_key of the source address */
 	int32_t *index;       /* first target with it, -1 for an empty slot */
 	int32_t *next_same;   /* per target */
 	uint32_t mask;
@@ -173,9 +177,12 @@ struct aioxdp_echo_reply {
 	uint8_t ttl;
 	uint8_t status;   /* enum aioxdp_echo_status */
 	int32_t target;   /* set by accounting: the target it answered (or errored) in time, else -1 */
-	uint32_t sender;  /* network order: who sent an ICMP error */
+	uint32_t sender;  /* network order: who sent an ICMP error (IPv4) */
 	uint8_t icmp_type, icmp_code;
-	uint16_t info;    /* an error's next-hop MTU (3/4) or pointer (12), else 0 */
+	uint16_t info;    /* an error's next-hop MTU (3/4, ICMPv6 2) or pointer (12, ICMPv6 4), else 0 */
+	uint8_t v6;       /* 1: an ICMPv6 message */
+	uint8_t saddr6[16];   /* the source (or a quoted request's destination), IPv4 mapped */
+	uint8_t sender6[16];  /* who sent an ICMPv6 error */
 };
 
 /* What a batch's accounting found besides the targets' own tallies. */
@@ -192,11 +199,17 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns);
 uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
 			   uint16_t ident, struct aioxdp_echo_reply *out);
-/* Fill the lookup from each target's source address; -1 if it is too small. */
+/* Fill the lookup from each target's key (aioxdp_echo_keys); -1 if it is too small. */
 int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs);
+/* The lookup key of each of n 16-byte addresses (IPv4 mapped, or IPv6):
+ * an IPv4 address itself, network order as a frame holds it; an IPv6
+ * address folded to 32 bits (the lookup then compares all 16 bytes). */
+void aioxdp_echo_keys(const uint8_t *addrs, uint32_t n, uint32_t *out);
 /* Send the next probe of targets first..first+n-1: target i's request is
- * its path's template (``bases + base_of[i] * len``, one of ``n_bases``)
- * with ``daddrs[i]`` (network order) as its destination. Returns how many
+ * its path's template (``bases + base_of[i] * len``, one of ``n_bases``,
+ * IPv4 or IPv6, each as long as its IP header says and at most ``len``)
+ * with ``daddrs[i]`` (IPv4, network order) or ``p->addrs`` (IPv6) as its
+ * destination. Returns how many
  * went: it stops at the first target without a free frame, without probes
  * left, with a template index out of range, or (``window`` > 0) with
  * ``window`` probes in flight. */
@@ -215,7 +228,8 @@ uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, uint32_t i, int64_t now
 /* Sweep the targets of probes first..stop-1 (numbered round * n_targets + target). */
 uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, uint64_t stop,
 				int64_t now_ns);
-/* One frame's bytes (parse.c): the status, and the fields when it is OK. */
+/* One frame's bytes (parse.c), IPv4 or IPv6: the status, and the fields
+ * when it is OK. */
 uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 			  struct aioxdp_echo_reply *r);
 

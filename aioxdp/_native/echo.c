@@ -8,10 +8,13 @@
 #include "aioxdp_native.h"
 #include "frame.h"
 
-/* Offsets inside our own frames, which are untagged Ethernet + 20-byte IPv4. */
+/* Offsets inside our own frames: untagged Ethernet, then a 20-byte IPv4
+ * header or a 40-byte IPv6 one without extension headers. */
 #define ETH_LEN 14
 #define IP_LEN 20
 #define ICMP_OFF (ETH_LEN + IP_LEN)
+#define IP6_LEN 40
+#define ICMP6_OFF (ETH_LEN + IP6_LEN)
 
 int64_t aioxdp_now_ns(void)
 {
@@ -31,31 +34,63 @@ uint16_t aioxdp_checksum(const void *data, size_t len, uint32_t initial)
 	return (uint16_t)~aioxdp_fold(aioxdp_sum16(data, len, initial));
 }
 
-/* Fill one request from its template: the destination (unless NULL), the
- * sequence number (the IP id follows it: a distinct datagram each time),
- * the send time (when the data has room for it) and both checksums.
- * ``len`` was checked against the echo header and the frame size. */
-static int64_t stamp_request(uint8_t *f, const uint8_t *tmpl, uint32_t len, const uint32_t *daddr,
-			     uint16_t seq)
+/* How long a request built from ``tmpl`` is (Ethernet plus its IP
+ * header's own length), and where its ICMP header starts; 0 if the
+ * template is neither our IPv4 nor our IPv6 form or does not fit ``room``. */
+static uint32_t request_len(const uint8_t *tmpl, uint32_t room, uint32_t *icmp)
+{
+	uint32_t len;
+
+	if (room < ICMP_OFF + 8)
+		return 0;
+	if (aioxdp_get16(tmpl + 12) == 0x86dd) {
+		if (room < ICMP6_OFF + 8 || tmpl[ETH_LEN + 6] != 58)
+			return 0;
+		len = ICMP6_OFF + aioxdp_get16(tmpl + ETH_LEN + 4);
+		*icmp = ICMP6_OFF;
+	} else {
+		if (aioxdp_get16(tmpl + 12) != 0x0800 || tmpl[ETH_LEN] != 0x45)
+			return 0;
+		len = ETH_LEN + aioxdp_get16(tmpl + ETH_LEN + 2);
+		*icmp = ICMP_OFF;
+	}
+	return len >= *icmp + 8 && len <= room ? len : 0;
+}
+
+/* Fill one request from its template (``len`` bytes, at ``icmp`` its ICMP
+ * header, as request_len found): the destination (unless NULL: 4 bytes
+ * for IPv4, 16 for IPv6), the sequence number (an IPv4 id follows it: a
+ * distinct datagram each time), the send time (when the data has room for
+ * it) and the checksums (ICMPv6's over the pseudo-header). */
+static int64_t stamp_request(uint8_t *f, const uint8_t *tmpl, uint32_t len, uint32_t icmp,
+			     const void *daddr, uint16_t seq)
 {
 	int64_t now;
+	uint32_t sum = 0;
 
 	memcpy(f, tmpl, len);
-	if (daddr)
-		memcpy(f + ETH_LEN + 16, daddr, 4);
-	aioxdp_put16(f + ETH_LEN + 4, seq);
-	aioxdp_put16(f + ETH_LEN + 10, 0);
-	aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
-	aioxdp_put16(f + ICMP_OFF + 6, seq);
+	if (icmp == ICMP6_OFF) {
+		if (daddr)
+			memcpy(f + ETH_LEN + 24, daddr, 16);
+		/* addresses, upper-layer length and next header (RFC 8200 8.1) */
+		sum = aioxdp_sum16(f + ETH_LEN + 8, 32, (len - icmp) + 58);
+	} else {
+		if (daddr)
+			memcpy(f + ETH_LEN + 16, daddr, 4);
+		aioxdp_put16(f + ETH_LEN + 4, seq);
+		aioxdp_put16(f + ETH_LEN + 10, 0);
+		aioxdp_put16(f + ETH_LEN + 10, aioxdp_checksum(f + ETH_LEN, IP_LEN, 0));
+	}
+	aioxdp_put16(f + icmp + 6, seq);
 	now = aioxdp_now_ns();
-	if (len >= ICMP_OFF + 8 + AIOXDP_ECHO_STAMP_LEN) /* else no room: none carried */
-		memcpy(f + ICMP_OFF + 8, &now, sizeof(now));
-	aioxdp_put16(f + ICMP_OFF + 2, 0);
-	aioxdp_put16(f + ICMP_OFF + 2, aioxdp_checksum(f + ICMP_OFF, len - ICMP_OFF, 0));
+	if (len >= icmp + 8 + AIOXDP_ECHO_STAMP_LEN) /* else no room: none carried */
+		memcpy(f + icmp + 8, &now, sizeof(now));
+	aioxdp_put16(f + icmp + 2, 0);
+	aioxdp_put16(f + icmp + 2, aioxdp_checksum(f + icmp, len - icmp, sum));
 	return now;
 }
 
-/* Does a template of ``len`` bytes hold the echo header and fit one frame? */
+/* Does a stride of ``len`` bytes fit one frame? */
 static int request_fits(struct aioxdp_xsk *x, uint32_t len)
 {
 	return len >= ICMP_OFF + 8 && len <= aioxdp_xsk_frame_size(x);
@@ -65,10 +100,10 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 			  uint16_t seq0, uint32_t count, int64_t *sent_ns)
 {
 	uint64_t addrs[256];
-	uint32_t done = 0;
+	uint32_t done = 0, icmp = 0;
 
 	/* checked before any frame is taken or anything copied */
-	if (!request_fits(x, len))
+	if (!request_fits(x, len) || request_len(tmpl, len, &icmp) != len)
 		return 0;
 	while (done < count) {
 		uint32_t want = count - done, got;
@@ -78,7 +113,8 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 		got = aioxdp_xsk_alloc(x, addrs, want);
 		for (uint32_t i = 0; i < got; i++) {
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[i];
-			int64_t now = stamp_request(f, tmpl, len, NULL, (uint16_t)(seq0 + done + i));
+			int64_t now =
+				stamp_request(f, tmpl, len, icmp, NULL, (uint16_t)(seq0 + done + i));
 
 			if (sent_ns)
 				sent_ns[done + i] = now;
@@ -121,6 +157,31 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 static uint32_t lookup_slot(uint32_t saddr, uint32_t mask)
 {
 	return (uint32_t)((saddr * 2654435761u) >> 7) & mask; /* Knuth's multiplicative hash */
+}
+
+static const uint8_t V4_MAPPED[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static uint32_t address_key(const uint8_t *a)
+{
+	uint32_t w[4];
+
+	memcpy(w, a, 16);
+	if (!memcmp(a, V4_MAPPED, 12))
+		return w[3]; /* an IPv4 address keys itself, as its frames hold it */
+	return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
+void aioxdp_echo_keys(const uint8_t *addrs, uint32_t n, uint32_t *out)
+{
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = address_key(addrs + (size_t)i * 16);
+}
+
+/* Is target j the address a reply came from (or a quoted request went to)? */
+static int same_address(const struct aioxdp_echo_probes *p, int32_t j,
+			const struct aioxdp_echo_reply *r)
+{
+	return !p->addrs || !memcmp(p->addrs + (size_t)j * 16, r->saddr6, 16);
 }
 
 int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs)
@@ -168,18 +229,23 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			       uint32_t window)
 {
 	uint64_t addrs[256];
-	uint32_t sent = 0;
+	uint32_t sent = 0, icmp;
 
 	if (!request_fits(x, len) || first > p->n_targets || n > p->n_targets - first)
 		return 0;
 	while (sent < n) {
 		uint32_t want = 0, got;
 
-		/* the run of targets that can send, checked before any frame is taken */
+		/* the run of targets that can send, checked before any frame is taken:
+		 * its template is one of ours, and an IPv6 one has addresses to send to */
 		while (want < 256 && sent + want < n) {
 			uint32_t i = first + sent + want;
 
 			if (!may_send(p, i, window) || base_of[i] >= n_bases)
+				break;
+			if (!request_len(bases + (size_t)base_of[i] * len, len, &icmp))
+				break;
+			if (icmp == ICMP6_OFF && !p->addrs)
 				break;
 			want++;
 		}
@@ -190,10 +256,14 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			uint32_t i = first + sent + k;
 			struct aioxdp_echo_target *t = &p->targets[i];
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[k];
-			int64_t now = stamp_request(f, bases + (size_t)base_of[i] * len, len, &daddrs[i],
+			const uint8_t *tmpl = bases + (size_t)base_of[i] * len;
+			uint32_t flen = request_len(tmpl, len, &icmp);
+			const void *daddr = icmp == ICMP6_OFF ? (const void *)(p->addrs + (size_t)i * 16)
+							      : (const void *)&daddrs[i];
+			int64_t now = stamp_request(f, tmpl, flen, icmp, daddr,
 						    (uint16_t)(t->next_probe + 1));
 
-			if (aioxdp_xsk_send_frame(x, addrs[k], len) < 0) {
+			if (aioxdp_xsk_send_frame(x, addrs[k], flen) < 0) {
 				/* cannot happen after the checks above; never leak or count it */
 				for (uint32_t j = k; j < got; j++)
 					aioxdp_xsk_release_one(x, addrs[j]);
@@ -347,7 +417,11 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 				c->faults[r->status]++;
 			continue;
 		}
-		first = lookup_find(l, r->saddr);
+		/* the first target with this address (keys can be shared: IPv6
+		 * addresses are folded to 32 bits, and a host can be named twice) */
+		for (first = lookup_find(l, r->saddr); first >= 0; first = l->next_same[first])
+			if (same_address(p, first, r))
+				break;
 		if (first < 0) {
 			c->unknown++;
 			continue;
@@ -355,9 +429,12 @@ uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 		/* targets sharing an address (a host named twice): the one whose
 		 * probe this answers, else a foreign reply to the first */
 		for (j = first; j >= 0; j = l->next_same[j]) {
-			enum fate fate = error ? account_error(r, p, (uint32_t)j, &freed)
-					       : account_one(r, p, (uint32_t)j, &freed);
+			enum fate fate;
 
+			if (!same_address(p, j, r))
+				continue;
+			fate = error ? account_error(r, p, (uint32_t)j, &freed)
+				     : account_one(r, p, (uint32_t)j, &freed);
 			if (fate == ANSWERED)
 				r->target = j;
 			if (fate != NOT_OURS)

@@ -37,6 +37,97 @@ static uint8_t echo_error(const uint8_t *f, uint32_t off, uint32_t size, uint16_
 	return AIOXDP_ECHO_ERROR;
 }
 
+static void map_ipv4(uint8_t *out, const uint8_t *v4)
+{
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, v4, 4);
+}
+
+/* An ICMPv6 error at ``off`` (``size`` bytes, checksum checked): our echo
+ * request if it quotes one (RFC 4443: as much of the packet as fits; we
+ * need its IPv6 header and the echo header right behind it). */
+static uint8_t echo6_error(const uint8_t *f, uint32_t off, uint32_t size, uint16_t ident,
+			   struct aioxdp_echo_reply *r)
+{
+	uint32_t q = off + 8, qlen = size - 8, echo = q + 40, info;
+
+	if (qlen < 48 || f[q] >> 4 != 6 || f[q + 6] != 58)
+		return AIOXDP_ECHO_NOT_REPLY; /* not ICMPv6 right behind the header, or cut short */
+	if (f[echo] != 128 || f[echo + 1] != 0)
+		return AIOXDP_ECHO_NOT_REPLY; /* it answers no echo request */
+	if (aioxdp_get16(f + echo + 4) != ident)
+		return AIOXDP_ECHO_FOREIGN;
+	memcpy(r->sender6, r->saddr6, 16);
+	memcpy(r->saddr6, f + q + 24, 16); /* the request's destination: which target */
+	r->seq = aioxdp_get16(f + echo + 6);
+	r->icmp_type = f[off];
+	r->icmp_code = f[off + 1];
+	info = (uint32_t)aioxdp_get16(f + off + 4) << 16 | aioxdp_get16(f + off + 6);
+	/* packet too big: the MTU; parameter problem: the pointer (both 32 bits) */
+	r->info = f[off] == 2 || f[off] == 4 ? (info > 0xffff ? 0xffff : (uint16_t)info) : 0;
+	r->sent_ns = 0;
+	if (qlen >= 48 + AIOXDP_ECHO_STAMP_LEN)
+		memcpy(&r->sent_ns, f + echo + 8, sizeof(r->sent_ns));
+	return AIOXDP_ECHO_ERROR;
+}
+
+/* An echo reply over IPv6 (RFC 8200, 4443): the fixed header with its
+ * payload inside the frame, ICMPv6 right behind it (a fragment header
+ * there makes a fragment), its checksum over the pseudo-header. */
+static uint8_t echo6_check(const uint8_t *f, uint32_t len, uint32_t ip, uint16_t ident,
+			   struct aioxdp_echo_reply *r)
+{
+	uint32_t off = ip + 40, sum;
+
+	r->v6 = 1;
+	if (len < ip + 40)
+		return AIOXDP_ECHO_TRUNCATED;
+	if (f[ip] >> 4 != 6)
+		return AIOXDP_ECHO_BAD_IP;
+	r->size = aioxdp_get16(f + ip + 4);
+	if (r->size > len - off)
+		return AIOXDP_ECHO_TRUNCATED;
+	if (f[ip + 6] == 44)
+		return AIOXDP_ECHO_FRAGMENT;
+	if (f[ip + 6] != 58)
+		return AIOXDP_ECHO_NOT_ICMP;
+	memcpy(r->saddr6, f + ip + 8, 16);
+	r->ttl = f[ip + 7];
+	if (r->size < 8)
+		return AIOXDP_ECHO_TRUNCATED;
+	sum = aioxdp_sum16(f + ip + 8, 32, r->size + 58);
+	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, sum)) != 0xffff)
+		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
+	if (f[off] >= 1 && f[off] <= 4)
+		return echo6_error(f, off, r->size, ident, r);
+	if (f[off] != 129 || f[off + 1] != 0)
+		return AIOXDP_ECHO_NOT_REPLY;
+	r->seq = aioxdp_get16(f + off + 6);
+	if (aioxdp_get16(f + off + 4) != ident)
+		return AIOXDP_ECHO_FOREIGN;
+	r->sent_ns = 0;
+	if (r->size >= 8 + AIOXDP_ECHO_STAMP_LEN)
+		memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
+	return AIOXDP_ECHO_OK;
+}
+
+/* The lookup key of a checked message's address (see aioxdp_echo_keys). */
+static uint8_t keyed(struct aioxdp_echo_reply *r, uint8_t status)
+{
+	uint32_t w[4];
+
+	if (status != AIOXDP_ECHO_OK && status != AIOXDP_ECHO_ERROR)
+		return status;
+	if (r->v6) {
+		memcpy(w, r->saddr6, 16);
+		r->saddr = w[0] ^ w[1] ^ w[2] ^ w[3];
+	} else {
+		map_ipv4(r->saddr6, (const uint8_t *)&r->saddr);
+	}
+	return status;
+}
+
 uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 			  struct aioxdp_echo_reply *r)
 {
@@ -44,6 +135,14 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	uint32_t off;
 	int status = aioxdp_locate_ipv4(f, len, &l3);
 
+	if (status == AIOXDP_L3_NOT_IPV4) {
+		/* IPv6, untagged or behind the one tag locate_ipv4 stepped over */
+		uint32_t ip = aioxdp_get16(f + 12) == 0x86dd ? 14 : 18;
+
+		if (len < ip || aioxdp_get16(f + ip - 2) != 0x86dd)
+			return AIOXDP_ECHO_NOT_IP;
+		return keyed(r, echo6_check(f, len, ip, ident, r));
+	}
 	if (status != AIOXDP_L3_OK)
 		return (uint8_t)status; /* the first statuses mean the same in both enums */
 	if (f[l3.ip + 9] != 1)
@@ -59,7 +158,7 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	if (aioxdp_fold(aioxdp_sum16(f + off, r->size, 0)) != 0xffff)
 		return AIOXDP_ECHO_BAD_ICMP_CHECKSUM;
 	if (f[off] == 3 || f[off] == 11 || f[off] == 12)
-		return echo_error(f, off, r->size, ident, r);
+		return keyed(r, echo_error(f, off, r->size, ident, r));
 	if (f[off] != 0 || f[off + 1] != 0)
 		return AIOXDP_ECHO_NOT_REPLY;
 	r->seq = aioxdp_get16(f + off + 6);
@@ -68,7 +167,7 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	r->sent_ns = 0; /* a request shorter than the stamp carried none */
 	if (r->size >= 8 + AIOXDP_ECHO_STAMP_LEN)
 		memcpy(&r->sent_ns, f + off + 8, sizeof(r->sent_ns));
-	return AIOXDP_ECHO_OK;
+	return keyed(r, AIOXDP_ECHO_OK);
 }
 
 uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d)
