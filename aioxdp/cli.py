@@ -69,6 +69,7 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
         window=args.preload or 1,
         on_reply=on_reply if text else None,
         on_error=on_error if text else None,
+        family=args.family,
     )
     loop = asyncio.get_running_loop()
     try:
@@ -108,7 +109,11 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _ping_header(args: argparse.Namespace, route: Route) -> str:
+    """iputils' first line: its IPv6 form has no space before the address and
+    counts data bytes only."""
     source = f"from {route.source} {args.interface}: " if args.interface else ""
+    if ":" in route.destination:
+        return f"PING {args.host}({route.destination}) {source}{args.size} data bytes"
     return f"PING {args.host} ({route.destination}) {source}{args.size}({args.size + 28}) bytes of data."
 
 
@@ -118,7 +123,11 @@ async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out:
     from aioxdp.results import PingResult
     from aioxdp.route import route_to
 
-    route = await route_to(args.host, interface=args.interface)
+    route = await route_to(args.host, interface=args.interface, family=args.family)
+    ipv6 = ":" in route.destination
+    words = (
+        "Destination unreachable: Address unreachable" if ipv6 else "Destination Host Unreachable"
+    )
     if args.json:
         print(json.dumps({"host": args.host, "error": str(exc)}, indent=2), file=out)
         return EXIT_NO_REPLY
@@ -132,11 +141,7 @@ async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out:
         while sent < count:
             sent += 1
             if not args.quiet:
-                print(
-                    f"From {route.source} icmp_seq={sent} Destination Host Unreachable",
-                    file=out,
-                    flush=True,
-                )
+                print(f"From {route.source} icmp_seq={sent} {words}", file=out, flush=True)
             if sent < count:
                 await asyncio.sleep(args.interval)
     except asyncio.CancelledError:
@@ -151,7 +156,7 @@ async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out:
         sent,
         0,
         [],
-        errors={"host_unreachable": sent},
+        errors={"address_unreachable" if ipv6 else "host_unreachable": sent},
         span=span,
         pipe=sent,
     )
@@ -365,7 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="flood: the next request as soon as a reply comes, dots for progress",
     )
-    p.set_defaults(func=_ping)
+    family = p.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4", dest="family", action="store_const", const=4, help="IPv4 only (names, and literals)"
+    )
+    family.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="IPv6 only (names, and literals)"
+    )
+    p.set_defaults(func=_ping, family=None)
 
     t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")
     t.add_argument(

@@ -1,10 +1,12 @@
 """UDP endpoints: asyncio's DatagramTransport / DatagramProtocol over AF_XDP.
 
 ``await nic.create_datagram_endpoint(factory, local_addr=(ip, port))``
-installs a forwarder rule for that address and port (removed on close).
-Received datagrams are checked in C a batch at a time (IPv4 and UDP
-lengths and checksums; fragments are counted and dropped, never delivered
-in part). A protocol with ``datagrams_received(batch)`` takes the whole
+installs a forwarder rule for that address and port (removed on close);
+the address is IPv4 or IPv6 (``"0.0.0.0"`` or ``"::"``: every address of
+that family). Received datagrams are checked in C a batch at a time (IPv4
+or IPv6 and UDP lengths and checksums; fragments are counted and dropped,
+never delivered in part). An IPv6 sender's address is ``(host, port,
+flowinfo, scope_id)``, as asyncio gives it. A protocol with ``datagrams_received(batch)`` takes the whole
 :class:`DatagramBatch`; otherwise ``datagram_received(data, addr)`` is
 called for each, as asyncio does.
 
@@ -29,8 +31,9 @@ from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
 from aioxdp.packet import PacketBatch
-from aioxdp.route import route_snapshot
-from aioxdp.udp_paths import UdpPaths
+from aioxdp.protocols.ipv6 import ip6_str
+from aioxdp.route import family_of, route_snapshot
+from aioxdp.udp_paths import V6_WORD, UdpPaths
 from aioxdp.udp_socket import check_local_addr
 
 if TYPE_CHECKING:
@@ -40,7 +43,7 @@ __all__ = ["DatagramBatch", "DatagramTransport"]
 
 STATUS_NAMES = {
     lib.AIOXDP_UDP_TRUNCATED: "truncated",
-    lib.AIOXDP_UDP_NOT_IPV4: "not_ipv4",
+    lib.AIOXDP_UDP_NOT_IP: "not_ip",
     lib.AIOXDP_UDP_BAD_IP: "bad_ip_header",
     lib.AIOXDP_UDP_BAD_IP_CHECKSUM: "bad_ip_checksum",
     lib.AIOXDP_UDP_NOT_UDP: "not_udp",
@@ -80,11 +83,11 @@ class DatagramBatch:
         rx.check("reading received datagrams")
         view = rx.xsk.view
         ok = lib.AIOXDP_UDP_OK
-        peer = self._transport.peer_address
+        peer = self._transport.sender
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == ok:
-                yield view[d.off : d.off + d.len].tobytes(), peer(d.saddr, d.sport)
+                yield view[d.off : d.off + d.len].tobytes(), peer(d)
 
     def views(self) -> Iterator[tuple[memoryview, tuple[str, int]]]:
         """Like iterating, but payloads are memoryviews into the frames.
@@ -96,17 +99,20 @@ class DatagramBatch:
         for i in range(len(self._batch)):
             d = self._dgrams[i]
             if d.status == lib.AIOXDP_UDP_OK:
-                yield rx.view(d.off, d.len), self._transport.peer_address(d.saddr, d.sport)
+                yield rx.view(d.off, d.len), self._transport.sender(d)
 
     def echo(self) -> int:
         """Send each valid datagram back to where it came from, in place; returns how many."""
         return self._transport._echo(self._batch, self._dgrams)
 
 
-async def local_ipv4_addresses() -> list[str]:
-    """Every IPv4 address of this host (network namespace), from netlink."""
-    replies = await _netlink.query(lambda rtnl: rtnl.addresses(socket.AF_INET))
-    return sorted({str(reply["IFA_ADDRESS"]) for reply in replies if "IFA_ADDRESS" in reply})
+async def local_addresses(family: int = 4) -> list[str]:
+    """Every IPv4 (or IPv6) address of this host (network namespace), from
+    netlink; loopback's ::1 is not on any NIC, so it is left out."""
+    af = socket.AF_INET6 if family == 6 else socket.AF_INET
+    replies = await _netlink.query(lambda rtnl: rtnl.addresses(af))
+    found = {str(reply["IFA_ADDRESS"]) for reply in replies if "IFA_ADDRESS" in reply}
+    return sorted(found - {"::1"})
 
 
 def _ntoa(addr: int) -> str:
@@ -143,6 +149,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         self._meta_words = memoryview(ffi.buffer(self._meta)).cast("Q")
         # one unfragmented datagram in one UMEM frame with its headers
         self._max_payload = min(nic.mtu, nic.frame_size - 14) - 28
+        self._max_payload6 = min(nic.mtu, nic.frame_size - 14) - 48
         self._tx = nic.tx  # the Interface's sending transport, fixed while it is open
         self._take_protocol(protocol)
         # where datagrams go (aioxdp.udp_paths): a word per (host, port), a
@@ -162,6 +169,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         # (host, port) tuples of recent peers, made once: a reply's sendto
         # finds its destination by the very tuple datagram_received was given
         self._peers: dict[int, tuple[str, int]] = {}
+        self._peers6: dict[tuple[bytes, int], tuple[str, int, int, int]] = {}
         self.malformed: dict[str, int] = {}
         self.dropped_unresolved = 0
 
@@ -184,6 +192,19 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             if len(self._peers) >= MAX_PEERS:
                 self._peers.clear()  # cheap, and bounded: spoofed sources cannot grow it
             addr = self._peers[key] = (_ntoa(saddr), sport)
+        return addr
+
+    def sender(self, d: Any) -> tuple[Any, ...]:
+        """Who sent a checked datagram (struct aioxdp_udp_dgram): ``(host,
+        port)``, or an IPv6 sender's ``(host, port, flowinfo, scope_id)``."""
+        if not d.v6:
+            return self.peer_address(d.saddr, d.sport)
+        key = (bytes(d.saddr6), d.sport)
+        addr = self._peers6.get(key)
+        if addr is None:
+            if len(self._peers6) >= MAX_PEERS:
+                self._peers6.clear()
+            addr = self._peers6[key] = (ip6_str(key[0]), key[1], 0, 0)
         return addr
 
     def __repr__(self) -> str:
@@ -227,9 +248,12 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         receive = self._protocol.datagram_received
         for j in range(0, 3 * valid, 3):
             key = words[j + 2]
-            addr = peers.get(key)
+            addr: Any = peers.get(key)
             if addr is None:
-                addr = self.peer_address(key >> 16, key & 0xFFFF)
+                if key & V6_WORD:  # IPv6: the index of its datagram in the batch
+                    addr = self.sender(self._dgrams[key & 0xFFFFFFFF])
+                else:
+                    addr = self.peer_address(key >> 16, key & 0xFFFF)
             try:
                 receive(view[words[j] : words[j + 1]].tobytes(), addr)
             except Exception as exc:  # one datagram's failure, as asyncio's own transports
@@ -262,7 +286,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 dest = self._paths.word(addr)
             except TypeError:  # unhashable: the checks below say what is wrong
                 dest = None
-            if dest is not None and type(addr[1]) is int and len(data) <= self._max_payload:
+            if (
+                dest is not None
+                and type(addr[1]) is int
+                and len(data) <= (self._max_payload6 if dest & V6_WORD else self._max_payload)
+            ):
                 # _queue, inline: this runs once per datagram
                 out = self._out_data
                 out.append(data)
@@ -275,9 +303,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
-        if addr is None or not isinstance(addr, tuple) or len(addr) != 2:
-            raise ValueError(f"addr: expected (host, port), got {addr!r}")
-        host, port = addr
+        ipv6 = self._paths.family == 6
+        if (
+            addr is None
+            or not isinstance(addr, tuple)
+            or len(addr) not in ((2, 4) if ipv6 else (2,))
+        ):
+            shape = "(host, port) or (host, port, flowinfo, scope_id)" if ipv6 else "(host, port)"
+            raise ValueError(f"addr: expected {shape}, got {addr!r}")
+        host, port = addr[0], addr[1]
         if not isinstance(host, str) or not host:
             raise TypeError(f"addr: host must be an address or name (str), got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -285,7 +319,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if self._closing:
             self._dropped_write()
             return
-        limit = self._max_payload
+        limit = self._max_payload6 if ipv6 else self._max_payload
         if len(data) > limit:
             raise ValueError(
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
@@ -295,6 +329,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         if dest is None:
             self._queue_unresolved(bytes(data), host, port)
             return
+        if len(addr) == 4:  # a reply to an IPv6 sender finds its word by this tuple next time
+            self._paths.remember(addr, dest)
         self._queue(dest, bytes(data))
 
     def _refresh_soon(self) -> None:
@@ -390,13 +426,14 @@ async def create_datagram_endpoint(
 ) -> tuple[DatagramTransport, Any]:
     """See :meth:`aioxdp.Interface.create_datagram_endpoint`."""
     ip, port = check_local_addr(local_addr, allow_any=True)
-    if ip == "0.0.0.0":
-        addresses = await local_ipv4_addresses()
+    if ip in ("0.0.0.0", "::"):
+        family = family_of(ip)
+        addresses = await local_addresses(family)
         if not addresses:
             raise XDPError(
                 errno.EADDRNOTAVAIL,
                 f"binding UDP port {port} on every address",
-                "this host has no IPv4 address (ip addr add ...)",
+                f"this host has no IPv{family} address (ip addr add ...)",
             )
     else:
         addresses = [ip]

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_TTL",
     "IPV4_HEADERS",
     "IPV6_HEADERS",
+    "UDP6_HEADERS",
     "UDP_HEADERS",
     "arp_request",
     "ip_frame",
@@ -37,6 +38,7 @@ DEFAULT_TTL = 64  # what Linux sends with (net.ipv4.ip_default_ttl)
 IPV4_HEADERS = 14 + 20  # Ethernet and an IPv4 header without options
 IPV6_HEADERS = 14 + 40  # Ethernet and an IPv6 header without extension headers
 UDP_HEADERS = IPV4_HEADERS + 8  # and a UDP header
+UDP6_HEADERS = IPV6_HEADERS + 8
 ETHERNET_MIN = 60  # the shortest frame on the wire, before its FCS
 
 
@@ -102,11 +104,17 @@ def ip_frame(
 
 
 def udp_header(route: ResolvedRoute, sport: int, dport: int, *, source: str | None = None) -> bytes:
-    """Ethernet, IPv4 and UDP headers (``UDP_HEADERS`` bytes) to the route's
-    destination port ``dport``, for C to complete per datagram (lengths,
-    IP id and both checksums)."""
-    frame = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
-    struct.pack_into("!HHHH", frame, IPV4_HEADERS, sport, dport, 8, 0)
+    """Ethernet, IPv4 (or IPv6, to an IPv6 destination) and UDP headers
+    (``UDP_HEADERS`` bytes, or ``UDP6_HEADERS``) to the route's destination
+    port ``dport``, for C to complete per datagram (lengths, IP id and the
+    checksums)."""
+    if ":" in route.destination:
+        frame = ipv6_frame(route, IPPROTO_UDP, 8, source=source)
+        at = IPV6_HEADERS
+    else:
+        frame = ipv4_frame(route, IPPROTO_UDP, 8, source=source)
+        at = IPV4_HEADERS
+    struct.pack_into("!HHHH", frame, at, sport, dport, 8, 0)
     return bytes(frame)
 
 

@@ -703,11 +703,12 @@ def _longest_prefix(levels: list[tuple[int, set[int]]], value: int) -> tuple[int
 
 
 class RouteSnapshot:
-    """The kernel's IPv4 route table, links and neighbours as read at one
-    moment, to route destinations in process: each is matched to its longest
-    prefix here, and the kernel is asked (``ip route get``) once per prefix,
-    so a new host behind a known prefix is routed without a netlink round
-    trip. Routes changed later are seen by a new snapshot (``age``)."""
+    """The kernel's route tables (IPv4 and IPv6), links and neighbours as
+    read at one moment, to route destinations in process: each is matched
+    to its longest prefix here, and the kernel is asked (``ip route get``)
+    once per prefix, so a new host behind a known prefix is routed without a
+    netlink round trip. Routes changed later are seen by a new snapshot
+    (``age``)."""
 
     def __init__(
         self,
@@ -718,26 +719,31 @@ class RouteSnapshot:
         oif: int | None,
         source: str | None,
         taken_ns: int,
+        levels6: list[tuple[int, set[int]]] | None = None,
     ) -> None:
         self._levels = levels
+        self._levels6 = levels6 or []
         self._links = links
-        self._macs = macs
+        self._macs = macs  # both families': their addresses' texts differ
         self._oif = oif
         self._source = source
-        self._answers: dict[tuple[int, int], Any] = {}  # prefix -> the kernel's answer, or errno
+        # (width, mask, network) -> the kernel's answer, or errno
+        self._answers: dict[tuple[int, int, int], Any] = {}
         self.taken_ns = taken_ns
 
     def age(self, now_ns: int) -> float:
         """Seconds since the tables were read."""
         return (now_ns - self.taken_ns) / 1e9
 
-    def _prefix(self, packed: bytes) -> tuple[int, int] | None:
-        return _longest_prefix(self._levels, int.from_bytes(packed, "big"))
+    def _prefix(self, packed: bytes) -> tuple[int, int, int] | None:
+        levels = self._levels if len(packed) == 4 else self._levels6
+        found = _longest_prefix(levels, int.from_bytes(packed, "big"))
+        return None if found is None else (len(packed), *found)
 
     def route(self, host: str, packed: bytes) -> Route | NoRouteError | None:
-        """The route to ``host`` (``packed``: its address) from what is known
-        here, or why there is none; None if its prefix was not asked yet
-        (:meth:`learn`)."""
+        """The route to ``host`` (``packed``: its address, 4 or 16 bytes)
+        from what is known here, or why there is none; None if its prefix
+        was not asked yet (:meth:`learn`)."""
         prefix = self._prefix(packed)
         if prefix is None:
             answer: Any = errno.ENETUNREACH
@@ -745,9 +751,9 @@ class RouteSnapshot:
             answer = self._answers.get(prefix)
             if answer is None:
                 return None
-        return _route_from(
-            host, socket.inet_ntoa(packed), answer, self._links, self._macs, self._source
-        )
+        destination = unpack_address(packed)
+        source = _source_for(self._source, destination)
+        return _route_from(host, destination, answer, self._links, self._macs, source)
 
     async def learn(self, packed: bytes) -> None:
         """Ask the kernel for the prefix that holds ``packed`` (one thread hop)."""
@@ -760,13 +766,14 @@ class RouteSnapshot:
         if prefix is None or prefix in self._answers:
             return
         try:
-            self._answers[prefix] = _answer(rtnl.route_to(socket.inet_ntoa(packed), self._oif))
+            self._answers[prefix] = _answer(rtnl.route_to(unpack_address(packed), self._oif))
         except NetlinkError as exc:
             self._answers[prefix] = exc.errno
 
     def _adopt(self, older: RouteSnapshot) -> None:
         """Keep an older snapshot's answers for the prefixes that are still here."""
-        present = {(mask, net) for mask, networks in self._levels for net in networks}
+        present = {(4, mask, net) for mask, networks in self._levels for net in networks}
+        present |= {(16, mask, net) for mask, networks in self._levels6 for net in networks}
         for prefix, answer in older._answers.items():
             if prefix in present:
                 self._answers.setdefault(prefix, answer)
@@ -779,18 +786,26 @@ async def route_snapshot(
     destinations: Sequence[bytes] = (),
     previous: RouteSnapshot | None = None,
 ) -> RouteSnapshot:
-    """Read the route table, the links and the neighbour table once (see
+    """Read the route tables, the links and the neighbour tables once (see
     RouteSnapshot), only routes through ``interface`` if given, and ask for
-    the prefixes of ``destinations`` (packed addresses) in the same thread
-    hop; ``previous``'s answers are kept for the prefixes still there."""
+    the prefixes of ``destinations`` (packed addresses, 4 or 16 bytes) in
+    the same thread hop; ``previous``'s answers are kept for the prefixes
+    still there."""
     oif = socket.if_nametoindex(interface) if interface is not None else None
     taken_ns = time.monotonic_ns()
 
     def read(rtnl: RtNetlink) -> RouteSnapshot:
         links = {link["index"]: _link(link) for link in rtnl.links()}
         macs = _usable_macs(rtnl.neighbours(socket.AF_INET))
+        macs.update(_usable_macs(rtnl.neighbours(socket.AF_INET6)))
         snapshot = RouteSnapshot(
-            _prefix_levels(rtnl, oif), links, macs, oif=oif, source=source, taken_ns=taken_ns
+            _prefix_levels(rtnl, oif),
+            links,
+            macs,
+            oif=oif,
+            source=source,
+            taken_ns=taken_ns,
+            levels6=_prefix_levels(rtnl, oif, socket.AF_INET6),
         )
         if previous is not None:
             snapshot._adopt(previous)

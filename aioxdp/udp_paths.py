@@ -7,9 +7,11 @@ port per query, so the cost of a new peer decides the cost of an answer.
 Here a new peer costs nothing in the common case:
 
     (host, port) -> word     path << 48 | daddr << 16 | port, C's whole address
+                             (IPv6: bit 63 set, and daddr the index of the
+                             address in a table of 16-byte addresses)
     host -> word, no port    a new port of a known host: one dict lookup
-    path                     next hop and source: the Ethernet and IPv4
-                             headers but the destination, in a C table
+    path                     next hop and source: the Ethernet and IPv4 (or
+                             IPv6) headers but the destination, in a C table
                              (struct aioxdp_udp_path) every header is built from
     RouteSnapshot            the kernel's routes, links and neighbours read at
                              once; a new host is matched to its prefix in
@@ -40,13 +42,26 @@ from aioxdp.route import (
     ResolvedRoute,
     Route,
     RouteSnapshot,
+    family_of,
+    pack_address,
     resolve_host,
     route_snapshot,
 )
 
-__all__ = ["MAX_DESTINATIONS", "MAX_NEXT_HOPS", "MAX_PATHS", "ROUTES_TTL", "UdpPaths"]
+__all__ = [
+    "ANY_ADDRESSES",
+    "MAX_DESTINATIONS",
+    "MAX_NEXT_HOPS",
+    "MAX_PATHS",
+    "ROUTES_TTL",
+    "V6_WORD",
+    "UdpPaths",
+]
 
 MAX_DESTINATIONS = 65536  # (host, port) words, and host words, each; cleared when full
+MAX_ADDRESSES6 = 65536  # IPv6 destinations' 16 bytes, in C's table; cleared when full
+V6_WORD = lib.AIOXDP_UDP_V6_WORD  # the bit of a word that says its destination is IPv6
+ANY_ADDRESSES = ("0.0.0.0", "::")  # local addresses that mean every one of their family
 MAX_NEXT_HOPS = 4096  # next hops whose MAC our own ARP found; cleared when full
 MAX_PATHS = 1024  # next hops and sources headers are built from; cleared when full
 ROUTES_TTL = 5.0  # seconds a snapshot routes new hosts before a fresh one is read
@@ -58,7 +73,8 @@ class _Resolver(Protocol):
 
 class UdpPaths:
     """The destinations of one UDP endpoint bound to ``local_addr`` on
-    ``ifname`` (``0.0.0.0``: each datagram from its route's source)."""
+    ``ifname`` (``0.0.0.0`` or ``::``: each datagram from its route's
+    source). Its destinations are of its local address's family."""
 
     def __init__(
         self,
@@ -76,10 +92,14 @@ class UdpPaths:
         self._on_forget = on_forget
         self.table = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)  # what C reads
         self._path_index: dict[tuple[bytes, str], int] = {}
-        self._dests: dict[tuple[str, int], int] = {}
+        self._dests: dict[tuple[Any, ...], int] = {}
         self._hosts: dict[str, int] = {}
         self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self.snapshot: RouteSnapshot | None = None
+        self.family = family_of(local_addr[0])
+        # IPv6 destinations: 16 bytes each in C's table, by index (made on first use)
+        self._addrs6: Any = ffi.NULL
+        self._addrs6_index: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         """(host, port) words cached (at most MAX_DESTINATIONS)."""
@@ -89,7 +109,7 @@ class UdpPaths:
     def n_paths(self) -> int:
         return len(self._path_index)
 
-    def word(self, addr: tuple[str, int]) -> int | None:
+    def word(self, addr: tuple[Any, ...]) -> int | None:
         """The cached word of ``addr``, or None (the hot path: one dict lookup)."""
         return self._dests.get(addr)
 
@@ -106,9 +126,9 @@ class UdpPaths:
         if snapshot.age(time.monotonic_ns()) > ROUTES_TTL and self._on_stale is not None:
             self._on_stale()  # an old snapshot still routes meanwhile: tables rarely change
         try:
-            packed = socket.inet_pton(socket.AF_INET, host)
+            packed = socket.inet_pton(socket.AF_INET6 if self.family == 6 else socket.AF_INET, host)
         except OSError:
-            return None  # a name: the resolver is asked first
+            return None  # a name, or the other family: resolve() says which
         route = snapshot.route(host, packed)
         if not isinstance(route, Route):
             return None  # a prefix not asked yet, or an error resolve() reports
@@ -130,7 +150,8 @@ class UdpPaths:
         known = self.word_now(host, port)
         if known is not None:
             return known
-        packed = socket.inet_aton(await resolve_host(host))
+        address = await resolve_host(host, self.family)
+        packed = pack_address(address, 16 if self.family == 6 else 4)
         snapshot = self.snapshot
         route = None if snapshot is None else snapshot.route(host, packed)
         if not isinstance(route, Route) or not (route.next_hop_mac or route.next_hop in self._macs):
@@ -149,26 +170,57 @@ class UdpPaths:
         return self._word(resolved, host, port)
 
     def _word(self, route: ResolvedRoute, host: str, port: int) -> int:
-        source = route.source if self.local_addr[0] == "0.0.0.0" else self.local_addr[0]
+        source = route.source if self.local_addr[0] in ANY_ADDRESSES else self.local_addr[0]
         path = self._path_index.get((route.next_hop_mac, source))
         if path is None:
             if len(self._path_index) >= MAX_PATHS:
-                if self._on_forget is not None:
-                    self._on_forget()
-                self._path_index.clear()
-                self._dests.clear()
-                self._hosts.clear()
+                self._forget()
             path = self._path_index[(route.next_hop_mac, source)] = len(self._path_index)
             header = udp_header(route, self.local_addr[1], port, source=source)
-            ffi.memmove(self.table[path].head, header, 34)
-            ffi.memmove(ffi.addressof(self.table[path], "sport"), header[34:36], 2)
-        daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
+            head = len(header) - 8  # Ethernet and IP: the UDP header is C's
+            entry = self.table[path]
+            ffi.memmove(entry.head, header, head)
+            ffi.memmove(ffi.addressof(entry, "sport"), header[head : head + 2], 2)
+            entry.v6 = 1 if self.family == 6 else 0
+        if self.family == 6:
+            word = V6_WORD | path << 48 | self._address6(route.destination) << 16
+        else:
+            daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
+            word = path << 48 | daddr << 16
         if len(self._hosts) >= MAX_DESTINATIONS:
             self._hosts.clear()
-        self._hosts[host] = path << 48 | daddr << 16
-        return self._remember((host, port), path << 48 | daddr << 16 | port)
+        self._hosts[host] = word
+        return self._remember((host, port), word | port)
 
-    def _remember(self, addr: tuple[str, int], word: int) -> int:
+    def _forget(self) -> None:
+        """Every word names a path or an address slot: all go at once, queued
+        words to C first."""
+        if self._on_forget is not None:
+            self._on_forget()
+        self._path_index.clear()
+        self._addrs6_index.clear()
+        self._dests.clear()
+        self._hosts.clear()
+
+    def _address6(self, address: str) -> int:
+        """The slot of an IPv6 destination in C's address table."""
+        packed = socket.inet_pton(socket.AF_INET6, address)
+        at = self._addrs6_index.get(packed)
+        if at is None:
+            if self._addrs6 == ffi.NULL:
+                self._addrs6 = ffi.new("uint8_t[]", 16 * MAX_ADDRESSES6)
+            if len(self._addrs6_index) >= MAX_ADDRESSES6:
+                self._forget()
+            at = self._addrs6_index[packed] = len(self._addrs6_index)
+            ffi.memmove(self._addrs6 + 16 * at, packed, 16)
+        return at
+
+    def remember(self, addr: tuple[Any, ...], word: int) -> int:
+        """Cache ``word`` under another spelling of its address (an IPv6
+        peer's (host, port, flowinfo, scope_id), as datagram_received gives it)."""
+        return self._remember(addr, word)
+
+    def _remember(self, addr: tuple[Any, ...], word: int) -> int:
         if len(self._dests) >= MAX_DESTINATIONS:
             self._dests.clear()  # cheap, and bounded: spoofed sources cannot grow it
         self._dests[addr] = word
@@ -177,9 +229,11 @@ class UdpPaths:
     def frame(self, word: int, data: bytes, ip_id: int) -> bytes:
         """The datagram to ``word`` whole, for a queue that waits for frames
         (C builds it in place otherwise)."""
-        frame = bytearray(42 + len(data))
+        frame = bytearray((62 if word & V6_WORD else 42) + len(data))
         length = lib.aioxdp_udp_build(
-            self.table + (word >> 48),
+            self.table + (word >> 48 & lib.AIOXDP_UDP_PATH_MASK),
+            self._addrs6,
+            len(self._addrs6_index),
             word,
             ip_id & 0xFFFF,
             data,
@@ -193,13 +247,15 @@ class UdpPaths:
 
     def send_args(
         self, words: Sequence[int], data: Sequence[bytes]
-    ) -> tuple[Any, int, Any, bytes, Any, int]:
+    ) -> tuple[Any, int, Any, int, Any, bytes, Any, int]:
         """What XSK.send_udp_many takes for these datagrams, but the IP id."""
         dests = array.array("Q", words)
         lens = array.array("I", map(len, data))
         return (
             self.table,
             len(self._path_index),
+            self._addrs6,
+            len(self._addrs6_index),
             ffi.from_buffer("uint64_t[]", dests),
             b"".join(data),
             ffi.from_buffer("uint32_t[]", lens),

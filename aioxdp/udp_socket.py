@@ -49,7 +49,16 @@ class _Claim(Protocol):
 
 class _Sender(Protocol):
     def send_udp_many(
-        self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
+        self,
+        paths: Any,
+        n_paths: int,
+        addrs6: Any,
+        n_addrs6: int,
+        dests: Any,
+        data: bytes,
+        lens: Any,
+        n: int,
+        ip_id: int,
     ) -> int: ...
 
 
@@ -81,18 +90,25 @@ class UdpCapable(Protocol):
     async def resolve_neighbours(self, routes: Sequence[Route]) -> list[ResolvedRoute]: ...
 
 
-def check_local_addr(local_addr: object, *, allow_any: bool = False) -> tuple[str, int]:
-    """``local_addr`` as (IPv4 address, port), or the ValueError that names it;
-    0.0.0.0 (every address) only where ``allow_any``."""
+def check_local_addr(
+    local_addr: object, *, allow_any: bool = False, allow_ipv6: bool = True
+) -> tuple[str, int]:
+    """``local_addr`` as (IPv4 or IPv6 address, port), or the ValueError that
+    names it; 0.0.0.0 or :: (every address) only where ``allow_any``."""
     if not isinstance(local_addr, tuple) or len(local_addr) != 2:
         raise ValueError(f"local_addr: expected (ip, port), got {local_addr!r}")
     ip, port = local_addr
     try:
-        ip = str(ipaddress.IPv4Address(ip))
+        ip = str(ipaddress.ip_address(ip))
     except ValueError:
-        raise ValueError(f"local_addr: not an IPv4 address: {ip!r}") from None
-    if ip == "0.0.0.0" and not allow_any:
-        raise ValueError("local_addr: name one address of this host (0.0.0.0 is not supported)")
+        raise ValueError(f"local_addr: not an IPv4 or IPv6 address: {ip!r}") from None
+    if ":" in ip and not allow_ipv6:
+        raise ValueError(
+            f"local_addr: {ip} is IPv6; an anyio UDP socket is IPv4 for now "
+            "(nic.create_datagram_endpoint takes IPv6)"
+        )
+    if ip in ("0.0.0.0", "::") and not allow_any:
+        raise ValueError(f"local_addr: name one address of this host ({ip} is not supported)")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"local_addr: port must be 1..65535, got {port!r}")
     return ip, port
@@ -104,7 +120,7 @@ class UDPSocket:
     def __init__(
         self, nic: UdpCapable, local_addr: tuple[str, int], *, max_queued: int = 1024
     ) -> None:
-        ip, port = check_local_addr(local_addr)
+        ip, port = check_local_addr(local_addr, allow_ipv6=False)
         if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1:
             raise ValueError(f"max_queued: need an int >= 1, got {max_queued!r}")
         self._nic = nic

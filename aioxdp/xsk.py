@@ -326,13 +326,33 @@ class XSK:
         )
 
     def send_udp_many(
-        self, paths: Any, n_paths: int, dests: Any, data: bytes, lens: Any, n: int, ip_id: int
+        self,
+        paths: Any,
+        n_paths: int,
+        addrs6: Any,
+        n_addrs6: int,
+        dests: Any,
+        data: bytes,
+        lens: Any,
+        n: int,
+        ip_id: int,
     ) -> int:
         """Build ``n`` UDP datagrams in free frames and queue them: the k-th is
         the next ``lens[k]`` bytes of ``data``, to ``dests[k]`` (see struct
-        aioxdp_udp_path); returns how many went (fewer when frames ran out)."""
+        aioxdp_udp_path; IPv6 destinations are indices into ``addrs6``);
+        returns how many went (fewer when frames ran out)."""
         ret = lib.aioxdp_udp_send_many(
-            self._handle(), paths, n_paths, dests, data, len(data), lens, n, ip_id & 0xFFFF
+            self._handle(),
+            paths,
+            n_paths,
+            addrs6,
+            n_addrs6,
+            dests,
+            data,
+            len(data),
+            lens,
+            n,
+            ip_id & 0xFFFF,
         )
         if ret < 0:
             raise XDPError(

@@ -101,7 +101,7 @@ def test_batched_udp_sends_check_every_datagram_before_taking_a_frame(
         sizes = ffi.new("uint32_t[]", lens)
         data = b"y" * data_len
         ret = lib.aioxdp_udp_send_many(
-            xsk.c_handle, paths, 1, dests, data, len(data), sizes, len(lens), 1
+            xsk.c_handle, paths, 1, ffi.NULL, 0, dests, data, len(data), sizes, len(lens), 1
         )
         assert ret == -err
         assert bytes(xsk.view) == before, "a refused send wrote into the UMEM"
@@ -111,6 +111,8 @@ def test_batched_udp_sends_check_every_datagram_before_taking_a_frame(
             xsk.c_handle,
             paths,
             1,
+            ffi.NULL,
+            0,
             ffi.new("uint64_t[]", [7]),
             b"z" * 2006,
             2006,

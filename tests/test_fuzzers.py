@@ -11,9 +11,18 @@ from pathlib import Path
 
 import corpus as cp
 import pytest
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6TimeExceeded,
+    IPv6,
+    IPv6ExtHdrHopByHop,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+
+from aioxdp._libs import lib
 
 atheris = pytest.importorskip("atheris")  # x86_64 only; the runtime of both fuzzers comes with it
 
@@ -33,10 +42,16 @@ def seed_frames() -> list[bytes]:
     short_reply = Ether(src=B_MAC, dst=A_MAC) / IP(src=B_IP, dst=A_IP) / ICMP(type=0, id=IDENT)
     request = IP(src=A_IP, dst="198.19.0.9") / ICMP(type=8, id=IDENT, seq=1) / Raw(b"s" * 8)
     error = Ether(src=B_MAC, dst=A_MAC) / IP(src=B_IP, dst=A_IP) / ICMP(type=3, code=1)
+    ether = Ether(src=B_MAC, dst=A_MAC)
+    request6 = IPv6(src="2001:2::a", dst="2001:2::9") / ICMPv6EchoRequest(id=IDENT, seq=1)
+    ip6 = IPv6(src="2001:2::b", dst="2001:2::a")
     return [
         *cp.templates(B_MAC, A_MAC, B_IP, A_IP, IDENT, PORT),
         bytes(short_reply / Raw(b"abcd")),  # an echo reply too short for a time stamp
         bytes(error / Raw(bytes(request))),  # an ICMP error quoting our request
+        bytes(ether / ip6 / ICMPv6TimeExceeded() / request6),  # and an ICMPv6 one
+        bytes(ether / ip6 / ICMPv6EchoReply(id=IDENT, seq=2, data=b"r" * 16)),
+        bytes(ether / ip6 / IPv6ExtHdrHopByHop() / UDP(sport=9, dport=PORT) / Raw(b"u" * 12)),
     ]
 
 
@@ -128,3 +143,12 @@ def test_libfuzzer_with_asan_over_the_c_frame_checks(tmp_path: Path) -> None:
     assert min(udp) > 0, udp
     (echoes,) = re.findall(r"^udp echoes checked: (\d+)$", proc.stderr, re.M)
     assert int(echoes) > 1000
+    # IPv6's own branches: replies, errors, datagrams echoed, and their faults
+    echo6 = [int(n) for n in re.findall(r"^echo6 statuses: (.*)$", proc.stderr, re.M)[0].split()]
+    udp6 = [int(n) for n in re.findall(r"^udp6 statuses: (.*)$", proc.stderr, re.M)[0].split()]
+    for status in ("OK", "ERROR", "TRUNCATED", "FRAGMENT", "NOT_ICMP", "BAD_ICMP_CHECKSUM"):
+        assert echo6[getattr(lib, f"AIOXDP_ECHO_{status}")] > 0, (status, echo6)
+    for status in ("OK", "TRUNCATED", "BAD_IP", "FRAGMENT", "NOT_UDP", "BAD_CHECKSUM"):
+        assert udp6[getattr(lib, f"AIOXDP_UDP_{status}")] > 0, (status, udp6)
+    (echoes6,) = re.findall(r"^udp6 echoes checked: (\d+)$", proc.stderr, re.M)
+    assert int(echoes6) > 100

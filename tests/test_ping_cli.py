@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 from conftest import read_line_matching
@@ -261,3 +262,74 @@ def test_tcping_checks_its_arguments_before_printing(lab: Lab, args: list[str]) 
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1
     assert "invalid argument" in proc.stderr
+
+
+# -- IPv6: ping -6 against iputils' ping -6 ----------------------------------
+
+
+@pytest.fixture
+def lab6() -> Iterator[Lab]:
+    """An IPv6 lab (2001:2::/48); b forwards IPv6, a routes FAR6 via b."""
+    with Lab(ipv6=True) as made:
+        made.b.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        made.b.run("sysctl", "-qw", "net.ipv6.icmp.ratelimit=0")
+        made.a.run("ip", "-6", "route", "add", FAR6, "via", made.b.ip6 or "")
+        yield made
+
+
+FAR6 = "2001:2:ff::/48"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-6", "-c", "3", "-i", "0.2"],
+        ["-c", "2", "-i", "0.2", "-s", "100", "-t", "9"],
+        ["-6", "-c", "2", "-i", "0.2", "-I", "veth-a"],
+        ["-f", "-q", "-c", "500"],
+    ],
+    ids=["-6", "size and hop limit", "interface header", "flood"],
+)
+def test_ping6_line_for_line(lab6: Lab, args: list[str]) -> None:
+    theirs, ours = both(lab6, *args, lab6.b.ip6 or "")
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert parsed(ours.stdout) == parsed(theirs.stdout)
+    assert ours.stdout.startswith(f"PING {lab6.b.ip6}({lab6.b.ip6}) ")
+
+
+@pytest.mark.parametrize(
+    ("on_b", "words"),
+    [
+        (["ip", "-6", "route", "add", "unreachable", FAR6], "Destination unreachable: No route"),
+        (
+            ["ip", "-6", "route", "add", FAR6, "via", "2001:2::99"],
+            "Time exceeded: Hop limit",
+        ),
+    ],
+    ids=["no route onward", "hop limit 1 through b"],
+)
+def test_icmpv6_errors_from_the_peer(lab6: Lab, on_b: list[str], words: str) -> None:
+    lab6.b.run(*[part.replace("2001:2::99", f"{lab6.subnet6.network_address}99") for part in on_b])
+    hops = ["-t", "1"] if "Hop" in words else []
+    theirs, ours = both(lab6, "-c", "3", "-i", "0.2", *hops, "2001:2:ff::7")
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+    assert parsed(ours.stdout) == parsed(theirs.stdout)
+    assert ours.stdout.count(words) == 3
+
+
+def test_ping6_to_a_neighbour_nobody_has(lab6: Lab) -> None:
+    nobody = f"{lab6.subnet6.network_address}77"
+    theirs, ours = both(lab6, "-c", "3", "-i", "0.2", nobody)
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+    assert parsed(ours.stdout) == parsed(theirs.stdout)
+    assert ours.stdout.count("Destination unreachable: Address unreachable") == 3
+
+
+@pytest.mark.parametrize("flag", ["-4", "-6"])
+def test_a_literal_of_the_other_family_is_refused_as_ping_does(lab6: Lab, flag: str) -> None:
+    target = lab6.b.ip6 if flag == "-4" else lab6.b.ip
+    theirs, ours = both(lab6, flag, "-c", "1", target or "")
+    assert ours.returncode == theirs.returncode == 2
+    assert ours.stdout == theirs.stdout == ""
+    assert "Address family for hostname not supported" in theirs.stderr
+    assert ours.stderr.strip() == f"aioxdp: {target}: Address family for hostname not supported"

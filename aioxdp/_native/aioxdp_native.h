@@ -238,7 +238,7 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 enum aioxdp_udp_status {
 	AIOXDP_UDP_OK = 0,
 	AIOXDP_UDP_TRUNCATED,
-	AIOXDP_UDP_NOT_IPV4,
+	AIOXDP_UDP_NOT_IP,        /* neither IPv4 nor IPv6 */
 	AIOXDP_UDP_BAD_IP,
 	AIOXDP_UDP_BAD_IP_CHECKSUM,
 	AIOXDP_UDP_NOT_UDP,
@@ -251,12 +251,14 @@ enum aioxdp_udp_status {
 struct aioxdp_udp_dgram {
 	uint64_t off;       /* payload offset in the UMEM */
 	uint32_t len;       /* payload length */
-	uint32_t saddr;     /* network order */
+	uint32_t saddr;     /* network order (IPv6: the 16 bytes folded, a key only) */
 	uint32_t daddr;
 	uint16_t sport;     /* host order */
 	uint16_t dport;
 	uint8_t status;     /* enum aioxdp_udp_status */
-	uint8_t _pad[7];
+	uint8_t v6;         /* 1: over IPv6, its source in saddr6 */
+	uint8_t _pad[6];
+	uint8_t saddr6[16];
 };
 
 uint32_t aioxdp_udp_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n,
@@ -267,14 +269,20 @@ int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, co
 		    uint32_t len);
 
 /* Where a UDP endpoint's datagrams go, one per next hop and source: the
- * Ethernet and IPv4 headers but for the destination, lengths, id and
- * checksum, and the source port. A datagram names its path and its
+ * Ethernet and IPv4 (or IPv6) headers but for the destination, lengths, id
+ * and checksum, and the source port. A datagram names its path and its
  * destination in one word: path << 48 | daddr (network order, as read from
- * a frame) << 16 | dport (host order). */
+ * a frame) << 16 | dport (host order); on an IPv6 path, daddr is the
+ * index of the destination's 16 bytes in the endpoint's address table, and
+ * bit 63 is set (so Python tells the families apart without a lookup). */
 struct aioxdp_udp_path {
-	uint8_t head[34];
+	uint8_t head[54];
 	uint16_t sport;     /* network order */
+	uint8_t v6;         /* 1: head is Ethernet and IPv6 */
+	uint8_t _pad;
 };
+#define AIOXDP_UDP_V6_WORD 0x8000000000000000ull
+#define AIOXDP_UDP_PATH_MASK 0x7fff  /* of word >> 48: the path */
 
 /* Send n datagrams, the k-th ``lens[k]`` bytes of ``data`` (after the ones
  * before it) to ``dests[k]``, IP ids from ``ip_id``. Every entry is checked
@@ -282,27 +290,33 @@ struct aioxdp_udp_path {
  * bytes than ``data_len``) or -EMSGSIZE (a datagram that does not fit one
  * frame) and nothing sent; else how many went (fewer when frames ran out). */
 int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path *paths,
-			     uint32_t n_paths, const uint64_t *dests, const uint8_t *data,
-			     uint64_t data_len, const uint32_t *lens, uint32_t n, uint16_t ip_id);
+			     uint32_t n_paths, const uint8_t *addrs6, uint32_t n_addrs6,
+			     const uint64_t *dests, const uint8_t *data, uint64_t data_len,
+			     const uint32_t *lens, uint32_t n, uint16_t ip_id);
 /* One such datagram built whole into ``out`` (``room`` bytes), for a
- * datagram that waits for a free frame: its length, or -EMSGSIZE. */
-int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, uint64_t dest, uint16_t ip_id,
-			 const uint8_t *payload, uint32_t len, uint8_t *out, uint32_t room);
+ * datagram that waits for a free frame: its length, -EMSGSIZE, or -EINVAL
+ * (an IPv6 destination index past n_addrs6). */
+int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, const uint8_t *addrs6,
+			 uint32_t n_addrs6, uint64_t dest, uint16_t ip_id, const uint8_t *payload,
+			 uint32_t len, uint8_t *out, uint32_t room);
 /* The valid datagrams of a parsed batch, for Python to read without a cffi
  * struct per datagram: three words each (payload start and stop in the
- * UMEM, saddr << 16 | sport); returns how many. */
+ * UMEM, saddr << 16 | sport; for IPv6, AIOXDP_UDP_V6_WORD | its index in
+ * the batch, whose saddr6 says who sent it); returns how many. */
 uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out);
 /* One frame's bytes (parse.c). aioxdp_udp_check sets off to the payload's
  * offset in the frame. aioxdp_udp_echo_layout checks that a parse result
  * (payload offset and length, possibly stale or forged) lies inside the
- * frame right behind an IPv4 header and a UDP header's room, and gives the
- * IP and UDP header offsets: 0, or -1. It does not re-check the headers'
+ * frame right behind an IPv4 header (or an IPv6 one and its extension
+ * headers) and a UDP header's room, and gives the IP and UDP header
+ * offsets: 0, or -1. It does not re-check the headers'
  * fields: a forged length yields a wrong answer inside the frame, never a
  * write outside it. aioxdp_udp_echo_frame, only for what the layout check
- * accepted (udp >= ip + 20, udp + ulen within the frame), turns it into its
- * answer in place (addresses and ports swapped, IP options dropped, TTL 64,
- * checksums valid) and returns how far the frame's start moved: the answer
- * is ip + 20 + ulen bytes from f + that. */
+ * accepted (udp >= ip + 20, or ip + 40, udp + ulen within the frame), turns
+ * it into its answer in place (addresses and ports swapped, IP options or
+ * IPv6 extension headers dropped, TTL or hop limit 64, checksums valid) and
+ * returns how far the frame's start moved: the answer is ip + 20 + ulen
+ * (IPv6: ip + 40 + ulen) bytes from f + that. */
 uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d);
 int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uint32_t plen,
 			   uint32_t *ip, uint32_t *udp);

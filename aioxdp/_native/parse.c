@@ -170,12 +170,93 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	return keyed(r, AIOXDP_ECHO_OK);
 }
 
+/* Past IPv6's fixed header at ``ip``: the upper-layer header's offset
+ * after at most 8 hop-by-hop, routing and destination options headers, each
+ * within the payload (``end``); *next its protocol. A fragment header stops
+ * the walk: 44 comes back as *next. 0 if a header runs past the payload or
+ * the chain is longer. */
+static uint32_t ipv6_upper(const uint8_t *f, uint32_t ip, uint32_t end, uint8_t *next)
+{
+	uint32_t at = ip + 40;
+	uint8_t nh = f[ip + 6];
+
+	for (int i = 0; i < 8; i++) {
+		if (nh != 0 && nh != 43 && nh != 60)
+			break;
+		if (end - at < 8)
+			return 0;
+		nh = f[at];
+		at += ((uint32_t)f[at + 1] + 1) * 8;
+		if (at > end)
+			return 0;
+	}
+	if (nh == 0 || nh == 43 || nh == 60)
+		return 0;
+	*next = nh;
+	return at;
+}
+
+static uint32_t fold_words(const uint8_t *a)
+{
+	uint32_t w[4];
+
+	memcpy(w, a, 16);
+	return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
+/* UDP over IPv6 (RFC 8200 8.1: a zero checksum is not allowed). */
+static uint8_t udp6_check(const uint8_t *f, uint32_t len, uint32_t ip, struct aioxdp_udp_dgram *d)
+{
+	uint32_t end, udp, ulen, sum;
+	uint8_t next;
+
+	d->v6 = 1;
+	if (len < ip + 40)
+		return AIOXDP_UDP_TRUNCATED;
+	if (f[ip] >> 4 != 6)
+		return AIOXDP_UDP_BAD_IP;
+	end = ip + 40 + aioxdp_get16(f + ip + 4);
+	if (end > len)
+		return AIOXDP_UDP_TRUNCATED;
+	udp = ipv6_upper(f, ip, end, &next);
+	if (!udp)
+		return AIOXDP_UDP_BAD_IP;
+	if (next == 44)
+		return AIOXDP_UDP_FRAGMENT; /* we never deliver part of a datagram */
+	if (next != 17)
+		return AIOXDP_UDP_NOT_UDP;
+	if (end - udp < 8)
+		return AIOXDP_UDP_TRUNCATED;
+	ulen = aioxdp_get16(f + udp + 4);
+	if (ulen < 8 || ulen > end - udp)
+		return AIOXDP_UDP_BAD_LENGTH;
+	sum = aioxdp_sum16(f + ip + 8, 32, 17 + ulen);
+	if (!aioxdp_get16(f + udp + 6) || aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum)) != 0xffff)
+		return AIOXDP_UDP_BAD_CHECKSUM;
+	memcpy(d->saddr6, f + ip + 8, 16);
+	d->saddr = fold_words(f + ip + 8);
+	d->daddr = fold_words(f + ip + 24);
+	d->sport = aioxdp_get16(f + udp);
+	d->dport = aioxdp_get16(f + udp + 2);
+	d->off = udp + 8;
+	d->len = ulen - 8;
+	return AIOXDP_UDP_OK;
+}
+
 uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram *d)
 {
 	struct aioxdp_l3 l3;
 	uint32_t udp, ulen;
 	int status = aioxdp_locate_ipv4(f, len, &l3);
 
+	if (status == AIOXDP_L3_NOT_IPV4) {
+		/* IPv6, untagged or behind the one tag locate_ipv4 stepped over */
+		uint32_t ip = aioxdp_get16(f + 12) == 0x86dd ? 14 : 18;
+
+		if (len < ip || aioxdp_get16(f + ip - 2) != 0x86dd)
+			return AIOXDP_UDP_NOT_IP;
+		return udp6_check(f, len, ip, d);
+	}
 	if (status != AIOXDP_L3_OK)
 		return (uint8_t)status;
 	if (f[l3.ip + 9] != 17)
@@ -207,17 +288,57 @@ uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram
 int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uint32_t plen,
 			   uint32_t *ip, uint32_t *udp)
 {
-	uint32_t hlen;
+	uint32_t hlen, ethertype;
+	uint8_t next;
 
 	/* payload + plen could wrap: compare each against what is left */
 	if (len < 14 || payload < 8 || payload > len || plen > len - payload)
 		return -1;
 	*udp = (uint32_t)payload - 8;
-	*ip = aioxdp_get16(f + 12) == 0x0800 ? 14 : 18;
+	ethertype = aioxdp_get16(f + 12);
+	*ip = ethertype == 0x0800 || ethertype == 0x86dd ? 14 : 18;
+	if (*ip == 18) {
+		if (len < 18)
+			return -1;
+		ethertype = aioxdp_get16(f + 16);
+	}
+	if (ethertype == 0x86dd) {
+		/* the headers as they are now: the UDP header where the walk ends */
+		if (*udp < *ip + 40)
+			return -1;
+		return ipv6_upper(f, *ip, *udp + 8, &next) == *udp && next == 17 ? 0 : -1;
+	}
 	if (*udp < *ip + 20)
 		return -1;
 	hlen = (uint32_t)(f[*ip] & 0xf) * 4;
 	return *udp == *ip + hlen && hlen >= 20 ? 0 : -1;
+}
+
+/* The IPv6 form of aioxdp_udp_echo_frame: the UDP checksum holds as it is
+ * (the pseudo-header sums the same addresses, and the UDP length). */
+static uint32_t udp6_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
+{
+	uint32_t cut = udp - ip - 40;
+	uint8_t tmp[16];
+
+	memcpy(tmp, f, 6);
+	memcpy(f, f + 6, 6);
+	memcpy(f + 6, tmp, 6);
+	memcpy(tmp, f + ip + 8, 16);
+	memcpy(f + ip + 8, f + ip + 24, 16);
+	memcpy(f + ip + 24, tmp, 16);
+	memcpy(tmp, f + udp, 2);
+	memcpy(f + udp, f + udp + 2, 2);
+	memcpy(f + udp + 2, tmp, 2);
+	if (cut) {
+		/* drop the extension headers: the Ethernet and fixed IPv6 headers move up */
+		memmove(f + cut, f, ip + 40);
+		f += cut;
+	}
+	f[ip + 6] = 17;
+	f[ip + 7] = 64; /* hop limit */
+	aioxdp_put16(f + ip + 4, (uint16_t)ulen);
+	return cut;
 }
 
 uint32_t aioxdp_udp_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
@@ -225,6 +346,8 @@ uint32_t aioxdp_udp_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t u
 	uint32_t hlen = udp - ip, cut = hlen - 20, sum;
 	uint8_t tmp[6];
 
+	if (aioxdp_get16(f + ip - 2) == 0x86dd) /* as the layout check read it */
+		return udp6_echo_frame(f, ip, udp, ulen);
 	/* Swapping source and destination leaves the UDP checksum valid
 	 * (one's complement sums do not care about order). */
 	memcpy(tmp, f, 6);

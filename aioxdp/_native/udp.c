@@ -67,12 +67,16 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 		if (echo_layout(x, &descs[i], &d[i], &ip, &udp))
 			continue; /* two descriptors of one frame: only the first is answered */
 		descs[i].addr += aioxdp_udp_echo_frame(f, ip, udp, d[i].len + 8);
-		descs[i].len = ip + 20 + d[i].len + 8;
+		descs[i].len = ip + (aioxdp_get16(f + ip - 2) == 0x86dd ? 40 : 20) + d[i].len + 8;
 		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)
 			echoed++;
 	}
 	return echoed;
 }
+
+#define UDP4_HEAD 42 /* Ethernet, IPv4 and UDP headers */
+#define PATH_OF(word) ((uint32_t)((word) >> 48) & AIOXDP_UDP_PATH_MASK)
+#define UDP6_HEAD 62 /* Ethernet, IPv6 and UDP headers */
 
 /* Lengths, id and checksums of the IPv4/UDP datagram at f + 14 whose
  * payload (``len`` bytes) is in place. */
@@ -89,6 +93,20 @@ static void finish_udp(uint8_t *f, uint16_t ip_id, uint32_t len)
 	sum = aioxdp_sum16(f + 26, 8, 17 + 8 + len);
 	sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + 34, 8 + len, sum));
 	aioxdp_put16(f + 40, sum ? (uint16_t)sum : 0xffff);
+}
+
+/* The same for IPv6/UDP: payload length, UDP length, the checksum over the
+ * pseudo-header (never 0 over IPv6). */
+static void finish_udp6(uint8_t *f, uint32_t len)
+{
+	uint32_t sum;
+
+	aioxdp_put16(f + 18, (uint16_t)(8 + len));
+	aioxdp_put16(f + 58, (uint16_t)(8 + len));
+	aioxdp_put16(f + 60, 0);
+	sum = aioxdp_sum16(f + 22, 32, 17 + 8 + len);
+	sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + 54, 8 + len, sum));
+	aioxdp_put16(f + 60, sum ? (uint16_t)sum : 0xffff);
 }
 
 int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, const void *payload,
@@ -112,29 +130,62 @@ int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, co
 	return 0;
 }
 
-/* The 42 header bytes of a datagram to ``dest`` on ``path`` (lengths, id
- * and checksums left to finish_udp). */
-static void put_header(uint8_t *f, const struct aioxdp_udp_path *path, uint64_t dest)
+/* How many header bytes a datagram on ``path`` has, or 0 if ``dest``
+ * names an IPv6 destination past the table. */
+static uint32_t head_len(const struct aioxdp_udp_path *path, uint64_t dest, uint32_t n_addrs6)
+{
+	if (!path->v6)
+		return UDP4_HEAD;
+	return (uint32_t)(dest >> 16) < n_addrs6 ? UDP6_HEAD : 0;
+}
+
+/* The header bytes of a datagram to ``dest`` on ``path`` (lengths, id and
+ * checksums left to finish_udp or finish_udp6); head_len checked it. */
+static void put_header(uint8_t *f, const struct aioxdp_udp_path *path, const uint8_t *addrs6,
+		       uint64_t dest)
 {
 	uint32_t daddr = (uint32_t)(dest >> 16);
 
+	if (path->v6) {
+		memcpy(f, path->head, 54);
+		memcpy(f + 38, addrs6 + (size_t)daddr * 16, 16);
+		memcpy(f + 54, &path->sport, 2);
+		aioxdp_put16(f + 56, (uint16_t)dest);
+		return;
+	}
 	memcpy(f, path->head, 34);
 	memcpy(f + 30, &daddr, 4);
 	memcpy(f + 34, &path->sport, 2);
 	aioxdp_put16(f + 36, (uint16_t)dest);
 }
 
+static void finish(uint8_t *f, const struct aioxdp_udp_path *path, uint16_t ip_id, uint32_t len)
+{
+	if (path->v6)
+		finish_udp6(f, len);
+	else
+		finish_udp(f, ip_id, len);
+}
+
 int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path *paths,
-			     uint32_t n_paths, const uint64_t *dests, const uint8_t *data,
-			     uint64_t data_len, const uint32_t *lens, uint32_t n, uint16_t ip_id)
+			     uint32_t n_paths, const uint8_t *addrs6, uint32_t n_addrs6,
+			     const uint64_t *dests, const uint8_t *data, uint64_t data_len,
+			     const uint32_t *lens, uint32_t n, uint16_t ip_id)
 {
 	uint64_t addrs[64], total = 0, at = 0;
-	uint32_t room = aioxdp_xsk_frame_size(x) - 42, sent = 0;
+	uint32_t frame = aioxdp_xsk_frame_size(x), sent = 0;
 
+	if (!addrs6)
+		n_addrs6 = 0;
 	for (uint32_t k = 0; k < n; k++) {
-		if ((dests[k] >> 48) >= n_paths || !(uint16_t)dests[k])
+		uint32_t path = PATH_OF(dests[k]), head;
+
+		if (path >= n_paths || !(uint16_t)dests[k])
 			return -EINVAL;
-		if (lens[k] > 0xffff - 28 || lens[k] > room)
+		head = head_len(&paths[path], dests[k], n_addrs6);
+		if (!head)
+			return -EINVAL;
+		if (lens[k] > 0xffff - 28 || head > frame || lens[k] > frame - head)
 			return -EMSGSIZE;
 		total += lens[k];
 	}
@@ -146,13 +197,15 @@ int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path 
 		got = aioxdp_xsk_alloc(x, addrs, want);
 		for (uint32_t k = 0; k < got; k++) {
 			uint32_t i = sent + k, len = lens[i];
+			const struct aioxdp_udp_path *path = &paths[PATH_OF(dests[i])];
+			uint32_t head = head_len(path, dests[i], n_addrs6);
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[k];
 
-			put_header(f, &paths[dests[i] >> 48], dests[i]);
-			memcpy(f + 42, data + at, len);
-			finish_udp(f, (uint16_t)(ip_id + i), len);
+			put_header(f, path, addrs6, dests[i]);
+			memcpy(f + head, data + at, len);
+			finish(f, path, (uint16_t)(ip_id + i), len);
 			at += len;
-			if (aioxdp_xsk_send_frame(x, addrs[k], 42 + len) < 0) {
+			if (aioxdp_xsk_send_frame(x, addrs[k], head + len) < 0) {
 				/* cannot happen after the checks above; never leak or count it */
 				for (uint32_t j = k; j < got; j++)
 					aioxdp_xsk_release_one(x, addrs[j]);
@@ -166,15 +219,20 @@ int64_t aioxdp_udp_send_many(struct aioxdp_xsk *x, const struct aioxdp_udp_path 
 	return sent;
 }
 
-int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, uint64_t dest, uint16_t ip_id,
-			 const uint8_t *payload, uint32_t len, uint8_t *out, uint32_t room)
+int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, const uint8_t *addrs6,
+			 uint32_t n_addrs6, uint64_t dest, uint16_t ip_id, const uint8_t *payload,
+			 uint32_t len, uint8_t *out, uint32_t room)
 {
-	if (len > 0xffff - 28 || room < 42 || len > room - 42)
+	uint32_t head = head_len(path, dest, addrs6 ? n_addrs6 : 0);
+
+	if (!head)
+		return -EINVAL;
+	if (len > 0xffff - 28 || room < head || len > room - head)
 		return -EMSGSIZE;
-	put_header(out, path, dest);
-	memcpy(out + 42, payload, len);
-	finish_udp(out, ip_id, len);
-	return 42 + len;
+	put_header(out, path, addrs6, dest);
+	memcpy(out + head, payload, len);
+	finish(out, path, ip_id, len);
+	return head + len;
 }
 
 uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out)
@@ -186,7 +244,8 @@ uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64
 			continue;
 		out[3 * valid] = d[i].off;
 		out[3 * valid + 1] = d[i].off + d[i].len;
-		out[3 * valid + 2] = (uint64_t)d[i].saddr << 16 | d[i].sport;
+		out[3 * valid + 2] = d[i].v6 ? AIOXDP_UDP_V6_WORD | i
+					     : (uint64_t)d[i].saddr << 16 | d[i].sport;
 		valid++;
 	}
 	return valid;

@@ -4,9 +4,9 @@
  * exactly its length so that any read past it is reported.
  *
  * The first input byte is not part of the frame: its low bits ask the
- * harness to make the IPv4 header checksum (bit 0) and the ICMP or UDP
- * checksum (bit 1) right after mutation, so that the fuzzer gets past the
- * checksum checks to the length checks behind them.
+ * harness to make the IPv4 header checksum (bit 0) and the ICMP, ICMPv6 or
+ * UDP checksum (bit 1) right after mutation, so that the fuzzer gets past
+ * the checksum checks to the length checks behind them.
  *
  * Besides not crashing, a datagram the UDP check accepts must be one the
  * echo can answer, and the answer must pass the same check with the ports
@@ -23,17 +23,18 @@
 
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*cb)(const uint8_t *, size_t));
 
-static unsigned long echo_seen[AIOXDP_ECHO_STATUS_MAX];
-static unsigned long udp_seen[AIOXDP_UDP_STATUS_MAX];
-static unsigned long echoed;
+/* by status, and by family: [0] IPv4 (and not IP), [1] IPv6 */
+static unsigned long echo_seen[2][AIOXDP_ECHO_STATUS_MAX];
+static unsigned long udp_seen[2][AIOXDP_UDP_STATUS_MAX];
+static unsigned long echoed[2];
 
 static void check_udp_echo(const uint8_t *data, uint32_t len, const struct aioxdp_udp_dgram *d)
 {
 	struct aioxdp_udp_dgram again;
-	uint32_t ip, udp, cut;
+	uint32_t ip, udp, cut, iplen = d->v6 ? 40 : 20;
 	uint8_t *f;
 
-	if (d->off + d->len > len || d->off < 14 + 20 + 8)
+	if (d->off + d->len > len || d->off < 14 + iplen + 8)
 		abort(); /* the payload must lie inside the frame, after the headers */
 	if (aioxdp_udp_echo_layout(data, len, d->off, d->len, &ip, &udp))
 		abort(); /* what the check accepted, the echo must be able to answer */
@@ -41,15 +42,17 @@ static void check_udp_echo(const uint8_t *data, uint32_t len, const struct aioxd
 	memcpy(f, data, len);
 	cut = aioxdp_udp_echo_frame(f, ip, udp, d->len + 8);
 	memset(&again, 0, sizeof(again));
-	if (aioxdp_udp_check(f + cut, ip + 20 + d->len + 8, &again) != AIOXDP_UDP_OK)
+	if (aioxdp_udp_check(f + cut, ip + iplen + d->len + 8, &again) != AIOXDP_UDP_OK)
 		abort();
+	if (again.v6 != d->v6 || (d->v6 && again.off != ip + 40 + 8))
+		abort(); /* the answer is of the same family, its extension headers gone */
 	if (again.sport != d->dport || again.dport != d->sport || again.len != d->len ||
 	    again.saddr != d->daddr || again.daddr != d->saddr)
 		abort();
 	if (memcmp(f + cut + again.off, data + d->off, d->len))
 		abort();
 	free(f);
-	echoed++;
+	echoed[d->v6]++;
 }
 
 static uint16_t get16(const uint8_t *p)
@@ -74,6 +77,30 @@ static void put_checksum(uint8_t *at, uint16_t sum)
 	at[1] = sum & 0xff;
 }
 
+/* IPv6: the ICMPv6 or UDP checksum right behind the fixed header, over
+ * the pseudo-header, where the payload length says and it fits. */
+static void fix_checksums6(uint8_t *f, uint32_t len, uint32_t ip)
+{
+	uint32_t plen, pseudo, ulen;
+	uint8_t *l4 = f + ip + 40;
+
+	if (len < ip + 40)
+		return;
+	plen = get16(f + ip + 4);
+	if (plen < 8 || ip + 40 + plen > len)
+		return;
+	ulen = f[ip + 6] == 17 ? get16(l4 + 4) : plen;
+	if (f[ip + 6] == 17 && (ulen < 8 || ulen > plen))
+		return;
+	if (f[ip + 6] != 17 && f[ip + 6] != 58)
+		return;
+	pseudo = f[ip + 6] + ulen;
+	for (int i = 0; i < 32; i += 2)
+		pseudo += get16(f + ip + 8 + i);
+	put_checksum(l4 + (f[ip + 6] == 17 ? 6 : 2), 0);
+	put_checksum(l4 + (f[ip + 6] == 17 ? 6 : 2), internet_checksum(l4, ulen, pseudo));
+}
+
 /* Checksums made right where the headers say they are and they fit. */
 static void fix_checksums(uint8_t *f, uint32_t len, uint8_t how)
 {
@@ -81,6 +108,10 @@ static void fix_checksums(uint8_t *f, uint32_t len, uint8_t how)
 
 	if (len >= 18 && (get16(f + 12) == 0x8100 || get16(f + 12) == 0x88a8))
 		ip = 18;
+	if (len >= ip && get16(f + ip - 2) == 0x86dd && how & 2) {
+		fix_checksums6(f, len, ip);
+		return;
+	}
 	if (len < ip + 20 || get16(f + ip - 2) != 0x0800)
 		return;
 	hlen = (f[ip] & 0xfu) * 4;
@@ -147,12 +178,12 @@ static int one_input(const uint8_t *input, size_t size)
 	status = aioxdp_echo_check(f, len, IDENT, &r);
 	if (status >= AIOXDP_ECHO_STATUS_MAX)
 		abort();
-	echo_seen[status]++;
+	echo_seen[r.v6][status]++;
 	memset(&d, 0, sizeof(d));
 	status = aioxdp_udp_check(f, len, &d);
 	if (status >= AIOXDP_UDP_STATUS_MAX)
 		abort();
-	udp_seen[status]++;
+	udp_seen[d.v6][status]++;
 	if (status == AIOXDP_UDP_OK)
 		check_udp_echo(f, len, &d);
 	else if (len >= 16)
@@ -163,13 +194,17 @@ static int one_input(const uint8_t *input, size_t size)
 
 static void report(void)
 {
-	fprintf(stderr, "echo statuses:");
-	for (int i = 0; i < AIOXDP_ECHO_STATUS_MAX; i++)
-		fprintf(stderr, " %lu", echo_seen[i]);
-	fprintf(stderr, "\nudp statuses:");
-	for (int i = 0; i < AIOXDP_UDP_STATUS_MAX; i++)
-		fprintf(stderr, " %lu", udp_seen[i]);
-	fprintf(stderr, "\nudp echoes checked: %lu\n", echoed);
+	for (int v6 = 0; v6 < 2; v6++) {
+		const char *family = v6 ? "6" : "";
+
+		fprintf(stderr, "echo%s statuses:", family);
+		for (int i = 0; i < AIOXDP_ECHO_STATUS_MAX; i++)
+			fprintf(stderr, " %lu", echo_seen[v6][i]);
+		fprintf(stderr, "\nudp%s statuses:", family);
+		for (int i = 0; i < AIOXDP_UDP_STATUS_MAX; i++)
+			fprintf(stderr, " %lu", udp_seen[v6][i]);
+		fprintf(stderr, "\nudp%s echoes checked: %lu\n", family, echoed[v6]);
+	}
 }
 
 int main(int argc, char **argv)

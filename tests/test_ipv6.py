@@ -1,0 +1,188 @@
+"""IPv6 end to end in a lab with IPv6 on (addresses from 2001:2::/48): ping,
+multiping over both families, our own neighbour solicitation, ICMPv6
+errors; the peer's kernel, tshark and iputils' ping -6 as witnesses."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from conftest import eventually
+
+import aioxdp
+from aioxdp.route import HostNameError, NoRouteError, UnresolvedNeighbourError
+from aioxdp.testing import Lab
+
+FAR6 = "2001:2:ff::"  # a prefix a routes through b (b answers for it with errors)
+
+
+@pytest.fixture
+def lab6() -> Iterator[Lab]:
+    """An IPv6 lab, with this thread inside host a for the test."""
+    with Lab(ipv6=True) as lab, lab.a.enter():
+        yield lab
+
+
+def neighbours6(lab: Lab, host: str) -> str:
+    """The IPv6 neighbour table of host a or b, as ``ip -6 neigh`` shows it."""
+    side = lab.a if host == "a" else lab.b
+    return side.run("ip", "-6", "neigh", "show", "dev", side.ifname).stdout
+
+
+def tshark(lab: Lab, count: int, capture_filter: str, *fields: str) -> subprocess.Popen[str]:
+    """tshark in b, decoding ``count`` frames into ``fields``; started and ready."""
+    proc = lab.b.popen(
+        "tshark",
+        "-i",
+        lab.b.ifname,
+        "-n",
+        "-l",
+        "-c",
+        str(count),
+        "-f",
+        capture_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+        *[x for field in fields for x in ("-e", field)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    while "Capturing on" not in proc.stderr.readline():
+        pass
+    return proc
+
+
+async def test_ping6_tshark_sees_valid_icmpv6_and_kernel_ping6_works_beside(lab6: Lab) -> None:
+    count, size = 40, 120
+    capture = tshark(
+        lab6,
+        count,
+        "icmp6 and ip6[40] == 128 and ip6[7] == 9",  # our requests: hop limit 9
+        "icmpv6.type",
+        "icmpv6.checksum.status",
+        "ipv6.plen",
+        "ipv6.hlim",
+        "icmpv6.echo.sequence_number",
+        "ipv6.src",
+    )
+    async with aioxdp.Pinger(
+        lab6.b.ip6 or "", count=count, interval=0.005, size=size, ttl=9
+    ) as pinger:
+        kernel = await asyncio.to_thread(
+            lab6.a.run, "ping", "-6", "-c", "5", "-i", "0.01", "-q", lab6.b.ip6 or ""
+        )
+        result = await pinger.result()
+    out, _ = await asyncio.to_thread(capture.communicate, timeout=30)
+    assert result.received == count, result
+    assert result.address == lab6.b.ip6
+    assert [r.seq for r in result.replies] == list(range(1, count + 1))
+    assert {(r.size, r.ttl, r.source) for r in result.replies} == {(8 + size, 64, lab6.b.ip6)}
+    rows = [line.split(",") for line in out.strip().splitlines()]
+    assert len(rows) == count, rows
+    for _type, checksum_ok, plen, _hlim, _seq, src in rows:
+        assert checksum_ok == "1", "tshark says an ICMPv6 checksum is bad"
+        assert int(plen) == 8 + size
+        assert src == lab6.a.ip6
+    assert sorted(int(r[4]) for r in rows) == list(range(1, count + 1))
+    assert " 0% packet loss" in kernel.stdout, kernel.stdout  # the kernel's ping -6 beside ours
+
+
+async def test_a_neighbour_unknown_at_start_is_resolved_by_our_solicitation(
+    lab6: Lab,
+) -> None:
+    lab6.a.run("ip", "-6", "neigh", "flush", "dev", lab6.a.ifname)
+    lab6.b.run("ip", "-6", "neigh", "flush", "dev", lab6.b.ifname)
+    assert str(lab6.b.ip6) not in neighbours6(lab6, "a")
+    capture = tshark(
+        lab6, 1, "icmp6 and ip6[40] == 135", "icmpv6.nd.ns.target_address", "eth.src", "ipv6.dst"
+    )
+    result = await aioxdp.ping(lab6.b.ip6 or "", count=2, interval=0.05)
+    out, _ = await asyncio.to_thread(capture.communicate, timeout=30)
+    assert result.received == 2
+    target, mac, group = out.strip().split(",")
+    assert (target, mac) == (lab6.b.ip6, lab6.a.mac)
+    assert group.startswith("ff02::1:ff")  # b's solicited-node group
+    # the kernel of a never asked: the entry b holds for a came from our NS
+    assert str(lab6.b.ip6) not in neighbours6(lab6, "a")
+    assert str(lab6.a.ip6) in neighbours6(lab6, "b")
+
+
+async def test_a_silent_neighbour_is_a_named_error(lab6: Lab) -> None:
+    silent = (lab6.b.ip6 or "").replace("::2", "::99")  # on a's link, no one has it
+    with pytest.raises(UnresolvedNeighbourError, match="no neighbour advertisement"):
+        await aioxdp.ping(silent, count=1, timeout=0.5)
+
+
+async def test_multiping_mixes_families_in_host_order(lab6: Lab) -> None:
+    hosts = [lab6.b.ip6 or "", lab6.b.ip, lab6.b.ip6 or "", "2001:2:0:ffff::1", lab6.b.ip]
+    lab6.a.run("ip", "-6", "route", "add", "unreachable", "2001:2:0:ffff::/64")  # no way out
+    results = await aioxdp.multiping(hosts, count=3, interval=0.02, timeout=0.5)
+    assert [r.host for r in results] == hosts
+    assert [r.received for r in results] == [3, 3, 3, 0, 3]
+    assert results[3].error is not None
+    assert [r.address for r in results][:3] == [lab6.b.ip6, lab6.b.ip, lab6.b.ip6]
+    assert all(x.source == lab6.b.ip6 for x in results[0].replies)
+    assert all(x.source == lab6.b.ip for x in results[1].replies)
+    assert all(not r.malformed for r in results)
+
+
+async def test_icmpv6_errors_are_matched_to_the_probe_they_answer(lab6: Lab) -> None:
+    """b forwards IPv6 and has no route for FAR6 but an unreachable one: it
+    answers our probe with "no route"; with hop limit 1 (and a route
+    onwards), with "hop limit"."""
+    lab6.b.sysctl("net.ipv6.conf.all.forwarding", "1")
+    lab6.b.run("ip", "-6", "route", "add", "unreachable", f"{FAR6}/48")
+    lab6.a.run("ip", "-6", "route", "add", f"{FAR6}/48", "via", lab6.b.ip6 or "")
+    seen: list[aioxdp.PingError] = []
+    result = await aioxdp.ping(
+        f"{FAR6}1", count=2, interval=0.05, timeout=0.5, on_error=seen.append
+    )
+    assert (result.received, result.errors) == (0, {"no_route": 2})
+    assert [(e.seq, e.icmp_type, e.icmp_code, e.source, e.family) for e in seen] == [
+        (1, 1, 0, lab6.b.ip6, 6),
+        (2, 1, 0, lab6.b.ip6, 6),
+    ]
+    assert seen[0].text == "Destination unreachable: No route"
+    lab6.b.run("ip", "-6", "route", "del", "unreachable", f"{FAR6}/48")
+    # (a route through lo would be a reject route: IPv6 makes it one)
+    lab6.b.run("ip", "-6", "route", "add", f"{FAR6}/48", "via", "2001:2::99")
+    result = await aioxdp.ping(f"{FAR6}1", count=2, interval=0.05, timeout=0.5, ttl=1)
+    assert result.errors == {"ttl_exceeded": 2}, result
+
+
+async def test_family_chooses_and_refuses(lab6: Lab) -> None:
+    with pytest.raises(HostNameError, match="Address family for hostname not supported"):
+        await aioxdp.ping(lab6.b.ip6 or "", count=1, family=4)
+    with pytest.raises(HostNameError, match="Address family for hostname not supported"):
+        await aioxdp.ping(lab6.b.ip, count=1, family=6)
+    with pytest.raises(ValueError, match=r"^family:"):
+        await aioxdp.ping(lab6.b.ip6 or "", count=1, family=5)
+    with pytest.raises(HostNameError, match="IPv4-mapped"):
+        await aioxdp.ping(f"::ffff:{lab6.b.ip}", count=1)
+    with pytest.raises(ValueError, match=r"size: .* IPv6"):
+        await aioxdp.ping(lab6.b.ip6 or "", count=1, size=1500)
+    lab6.a.run("ip", "-6", "route", "add", "unreachable", "2001:2:0:eeee::/64")
+    with pytest.raises(NoRouteError, match="No route to host"):
+        await aioxdp.ping("2001:2:0:eeee::1", count=1)
+    result = await aioxdp.ping(lab6.b.ip6 or "", count=1, family=6)
+    assert result.received == 1
+
+
+async def test_the_kernel_keeps_its_own_neighbour_discovery_while_we_ping(lab6: Lab) -> None:
+    """Our rules take echo replies only: b's solicitations and a's kernel
+    answers keep flowing, so the kernel's neighbour entry for b is refreshed."""
+    async with aioxdp.Pinger(lab6.b.ip6 or "", count=40, interval=0.01) as pinger:
+        lab6.a.run("ip", "-6", "neigh", "flush", "dev", lab6.a.ifname)
+        out = lab6.a.run("ping", "-6", "-c", "2", "-i", "0.05", lab6.b.ip6 or "").stdout
+        result = await pinger.result()
+    assert result.received == 40
+    assert " 0% packet loss" in out
+    assert await eventually(lambda: str(lab6.b.ip6) in neighbours6(lab6, "a")), neighbours6(
+        lab6, "a"
+    )
