@@ -6,10 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import eventually
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import rdpcap
+from test_datapath import scapy_send
+from test_udp_tcp import BatchEcho, Echo, udp_client
 
 import aioxdp
 from aioxdp.route import HostNameError, NoRouteError, UnresolvedNeighbourError
@@ -186,3 +195,115 @@ async def test_the_kernel_keeps_its_own_neighbour_discovery_while_we_ping(lab6: 
     assert await eventually(lambda: str(lab6.b.ip6) in neighbours6(lab6, "a")), neighbours6(
         lab6, "a"
     )
+
+
+# -- UDP over IPv6 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", [Echo, BatchEcho], ids=["per-datagram", "batch"])
+async def test_udp6_echo_serves_kernel_clients_byte_identically(
+    lab6: Lab, factory: type[Echo]
+) -> None:
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(
+            factory, local_addr=(lab6.a.ip6 or "", 7000)
+        )
+        good = await asyncio.to_thread(udp_client, lab6.b, lab6.a.ip6 or "", 7000, 5000)
+        assert good == 5000
+        assert transport.malformed == {}
+        assert echo.errors == []
+        # and the IPv4 port of the same number stays the kernel's
+        assert aioxdp.Rule("udp", dst=lab6.a.ip6, dst_port=7000) in nic.forwarder.rules
+        assert all(r.address_family == 6 for r in nic.forwarder.rules)
+
+
+async def test_udp6_every_address_and_sendto_a_kernel_socket(lab6: Lab) -> None:
+    server = lab6.b.popen(
+        sys.executable,
+        "-c",
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); s.bind(('::',9100)); s.settimeout(10)\n"
+        "print('ready', flush=True)\n"
+        "for _ in range(3):\n"
+        "    data,addr=s.recvfrom(100); print(data.decode(), addr[0], addr[1], flush=True)\n"
+        "    s.sendto(data.upper(), addr)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == "ready"
+
+    class Client(Echo):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            got.append((data, addr))
+
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, client = await nic.create_datagram_endpoint(Client, local_addr=("::", 7001))
+        for word in (b"one", b"two", b"three"):
+            transport.sendto(word, (lab6.b.ip6, 9100))
+        assert await eventually(lambda: len(got) == 3), got
+        assert client.errors == []
+    out, _ = await asyncio.to_thread(server.communicate, timeout=10)
+    assert out.split("\n")[:3] == [f"{w} {lab6.a.ip6} 7001" for w in ("one", "two", "three")]
+    assert sorted(data for data, _ in got) == [b"ONE", b"THREE", b"TWO"]
+    assert {addr for _, addr in got} == {(lab6.b.ip6, 9100, 0, 0)}  # asyncio's IPv6 shape
+
+
+async def test_udp6_malformed_and_extension_headers(lab6: Lab, tmp_path: Path) -> None:
+    """A zero checksum (forbidden over IPv6), a bad one and a length past the
+    payload are counted and dropped; a datagram behind a hop-by-hop header is
+    delivered, and its echo goes without it (scapy in b reads the echo)."""
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, _ = await nic.create_datagram_endpoint(
+            BatchEcho, local_addr=(lab6.a.ip6 or "", 7000)
+        )
+        base = Ether(src=lab6.b.mac, dst=lab6.a.mac) / IPv6(src=lab6.b.ip6, dst=lab6.a.ip6)
+        good = bytes(base / UDP(sport=5555, dport=7000) / Raw(b"hello"))
+        zero = bytearray(good)
+        zero[60:62] = b"\x00\x00"
+        bad = bytearray(good)
+        bad[60] ^= 0x5A
+        long_len = bytearray(good)
+        long_len[58:60] = (200).to_bytes(2, "big")
+        hop = bytes(base / IPv6ExtHdrHopByHop() / UDP(sport=5556, dport=7000) / Raw(b"hop!"))
+        sniff = lab6.b.popen(
+            "tcpdump", "-i", lab6.b.ifname, "-w", str(tmp_path / "echo.pcap"), "-c", "1",
+            "-U", "udp and dst port 5556",
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert sniff.stderr is not None
+        while "listening" not in sniff.stderr.readline():
+            pass
+        await asyncio.to_thread(
+            scapy_send, lab6.b, [bytes(zero), bytes(bad), bytes(long_len)] * 3 + [hop], tmp_path
+        )
+        assert await eventually(lambda: sum(transport.malformed.values()) >= 9)
+        assert transport.malformed == {"bad_udp_checksum": 6, "bad_udp_length": 3}
+        await asyncio.to_thread(sniff.wait, 10)
+    (echoed,) = rdpcap(str(tmp_path / "echo.pcap"))
+    assert (echoed[IPv6].nh, echoed[IPv6].hlim) == (17, 64)  # the hop-by-hop header is gone
+    assert (echoed[IPv6].src, echoed[IPv6].dst) == (lab6.a.ip6, lab6.b.ip6)
+    assert (echoed[UDP].sport, echoed[UDP].dport, bytes(echoed[Raw])) == (7000, 5556, b"hop!")
+    sent_sum = echoed[UDP].chksum
+    rebuilt = echoed[IPv6].copy()
+    del rebuilt[UDP].chksum  # scapy computes it afresh over the IPv6 pseudo-header
+    assert sent_sum == IPv6(bytes(rebuilt))[UDP].chksum != 0
+
+
+async def test_udp6_endpoint_refuses_the_other_family(lab6: Lab) -> None:
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(
+            Echo, local_addr=(lab6.a.ip6 or "", 7000)
+        )
+        transport.sendto(b"v4?", (lab6.b.ip, 9))
+        assert await eventually(lambda: echo.errors), "error_received never came"
+        assert "Address family for hostname not supported" in str(echo.errors[0])
+        with pytest.raises(ValueError, match="addr"):
+            transport.sendto(b"x", (lab6.b.ip6, 9, 0, 0, 0))
+        with pytest.raises(ValueError, match="data"):
+            transport.sendto(b"x" * 1453, (lab6.b.ip6, 9))  # 1500 - 40 - 8 = 1452
+        silent = f"{lab6.subnet6.network_address}99"
+        transport.sendto(b"anyone?", (silent, 9))
+        assert await eventually(lambda: len(echo.errors) == 2)
+        assert "no neighbour advertisement" in str(echo.errors[1])

@@ -28,7 +28,7 @@ EXAMPLES = TESTS.parent / "examples"
 UDP_CLIENT = """
 import os, socket, sys
 host, port, count, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 s.settimeout(3)
 sent = {}
@@ -40,7 +40,7 @@ while next_i < min(window, count):
 try:
     while good < count:
         data, addr = s.recvfrom(2048)
-        if addr == (host, port) and sent.pop(data[:8], None) == data:
+        if addr[:2] == (host, port) and sent.pop(data[:8], None) == data:
             good += 1
         if next_i < count:
             data = b"%08d" % next_i + os.urandom(next_i % 1400)

@@ -61,13 +61,16 @@ int aioxdp_udp_echo(struct aioxdp_xsk *x, struct aioxdp_desc *descs,
 			return -EINVAL;
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + descs[i].addr;
+		uint32_t iplen;
 
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
 		if (echo_layout(x, &descs[i], &d[i], &ip, &udp))
 			continue; /* two descriptors of one frame: only the first is answered */
+		/* read before the rewrite moves the headers */
+		iplen = aioxdp_get16(f + ip - 2) == 0x86dd ? 40 : 20;
 		descs[i].addr += aioxdp_udp_echo_frame(f, ip, udp, d[i].len + 8);
-		descs[i].len = ip + (aioxdp_get16(f + ip - 2) == 0x86dd ? 40 : 20) + d[i].len + 8;
+		descs[i].len = ip + iplen + d[i].len + 8;
 		if (aioxdp_xsk_send_descs(x, &descs[i], 1) == 1)
 			echoed++;
 	}
