@@ -127,13 +127,20 @@ def tcp_segment(
     flags: int,
     options: TcpOptions,
 ) -> bytes:
-    """A TCP segment without payload to the route's destination (random IP id,
-    don't fragment), checksums written."""
+    """A TCP segment without payload to the route's destination (IPv4: random
+    IP id, don't fragment; or IPv6), checksums written."""
     tcp = Tcp(sport, dport, seq, ack, flags, 64240, 0, options)
     length = 20 + len(options.build())
-    frame = ipv4_frame(route, IPPROTO_TCP, length, ident=random.getrandbits(16), dont_fragment=True)
-    src, dst = socket.inet_aton(route.source), socket.inet_aton(route.destination)
-    tcp.build_into(frame, IPV4_HEADERS, b"", src, dst)
+    if ":" in route.destination:
+        frame = ipv6_frame(route, IPPROTO_TCP, length)
+        at, af = IPV6_HEADERS, socket.AF_INET6
+    else:
+        frame = ipv4_frame(
+            route, IPPROTO_TCP, length, ident=random.getrandbits(16), dont_fragment=True
+        )
+        at, af = IPV4_HEADERS, socket.AF_INET
+    src, dst = socket.inet_pton(af, route.source), socket.inet_pton(af, route.destination)
+    tcp.build_into(frame, at, b"", src, dst)
     return bytes(frame)
 
 

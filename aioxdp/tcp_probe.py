@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import collections
 import random
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aioxdp.frames import tcp_segment
 from aioxdp.protocols.errors import BadFieldError, DecodeError
-from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.ethernet import ETH_P_IP, ETH_P_IPV6, Ethernet
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.ipv6 import IPv6, upper_layer
 from aioxdp.protocols.tcp import ACK, IPPROTO_TCP, RST, SYN, Tcp, TcpOptions
-from aioxdp.route import ResolvedRoute
+from aioxdp.route import ResolvedRoute, family_of, pack_address
 
 __all__ = ["ProbeTarget", "TcpProbeReply", "TcpProbeSession"]
 
@@ -100,7 +100,13 @@ class TcpProbeSession:
         self.stray = 0  # well-formed segments that answer no probe in flight
         self.malformed: dict[str, int] = {}
         self.listeners: list[Callable[[ProbeTarget, TcpProbeReply], None]] = []
-        self._by_peer = {(socket.inet_aton(t.route.destination), t.port): t for t in self.targets}
+        self._by_peer = {
+            (
+                pack_address(t.route.destination, 16 if family_of(t.route.destination) == 6 else 4),
+                t.port,
+            ): t
+            for t in self.targets
+        }
         self._options: dict[int, TcpOptions] = {}  # by MTU
         self._ready: collections.deque[ProbeTarget] = collections.deque(self.targets)
         self._flying: collections.deque[tuple[int, ProbeTarget, int]] = collections.deque()
@@ -112,11 +118,13 @@ class TcpProbeSession:
     def _due_at(self, t: ProbeTarget) -> int:
         return self.start_ns + t.sent * self.interval_ns
 
-    def _syn_options(self, mtu: int) -> TcpOptions:
-        options = self._options.get(mtu)
+    def _syn_options(self, mtu: int, ipv6: bool) -> TcpOptions:
+        """The MSS the path's MTU leaves after the IP (20 or 40) and TCP headers."""
+        headers = 60 if ipv6 else 40
+        options = self._options.get(mtu - headers)
         if options is None:
-            options = self._options[mtu] = TcpOptions(
-                mss=min(mtu - 40, 65495), wscale=7, sack_permitted=True
+            options = self._options[mtu - headers] = TcpOptions(
+                mss=min(mtu - headers, 65495), wscale=7, sack_permitted=True
             )
         return options
 
@@ -135,7 +143,7 @@ class TcpProbeSession:
             t.sent += 1
             self._in_flight += 1
             self._flying.append((now_ns + self.timeout_ns, t, t.sent))
-            options = self._syn_options(t.route.mtu)
+            options = self._syn_options(t.route.mtu, family_of(t.route.destination) == 6)
             frames.append(tcp_segment(t.route, self.source_port, t.port, t.isn, 0, SYN, options))
         return frames
 
@@ -159,17 +167,25 @@ class TcpProbeSession:
         SYN-ACK). Malformed frames are counted by reason, strays counted."""
         try:
             eth = Ethernet.parse(frame)
-            if eth.ethertype != ETH_P_IP:
-                raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IPv4")
-            ip = IPv4.parse(frame, eth.header_len)
-            if ip.proto != IPPROTO_TCP or ip.fragment_offset or ip.more_fragments:
-                raise BadFieldError("ipv4", "not one whole TCP segment")
-            start = eth.header_len + ip.header_len
-            tcp = Tcp.parse(frame, start, eth.header_len + ip.total_length, src=ip.src, dst=ip.dst)
+            if eth.ethertype == ETH_P_IPV6:
+                ip6 = IPv6.parse(frame, eth.header_len)
+                upper = upper_layer(frame, eth.header_len)
+                if upper.proto != IPPROTO_TCP or upper.fragment:
+                    raise BadFieldError("ipv6", "not one whole TCP segment")
+                src, dst, start, end = ip6.src, ip6.dst, upper.offset, upper.end
+            elif eth.ethertype == ETH_P_IP:
+                ip = IPv4.parse(frame, eth.header_len)
+                if ip.proto != IPPROTO_TCP or ip.fragment_offset or ip.more_fragments:
+                    raise BadFieldError("ipv4", "not one whole TCP segment")
+                src, dst = ip.src, ip.dst
+                start, end = eth.header_len + ip.header_len, eth.header_len + ip.total_length
+            else:
+                raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IP")
+            tcp = Tcp.parse(frame, start, end, src=src, dst=dst)
         except DecodeError as exc:
             self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
             return []
-        t = self._by_peer.get((ip.src, tcp.sport))
+        t = self._by_peer.get((src, tcp.sport))
         if (
             t is None
             or tcp.dport != self.source_port

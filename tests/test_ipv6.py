@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import eventually
@@ -234,10 +235,10 @@ async def test_udp6_every_address_and_sendto_a_kernel_socket(lab6: Lab) -> None:
     assert server.stdout.readline().strip() == "ready"
 
     class Client(Echo):
-        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
             got.append((data, addr))
 
-    got: list[tuple[bytes, tuple[str, int]]] = []
+    got: list[tuple[bytes, tuple[Any, ...]]] = []
     async with aioxdp.Interface(lab6.a.ifname) as nic:
         transport, client = await nic.create_datagram_endpoint(Client, local_addr=("::", 7001))
         for word in (b"one", b"two", b"three"):
@@ -307,3 +308,37 @@ async def test_udp6_endpoint_refuses_the_other_family(lab6: Lab) -> None:
         transport.sendto(b"anyone?", (silent, 9))
         assert await eventually(lambda: len(echo.errors) == 2)
         assert "no neighbour advertisement" in str(echo.errors[1])
+
+
+# -- TCP SYN probes over IPv6 -------------------------------------------------
+
+
+async def test_tcp_ping6_open_closed_and_nothing_half_open(lab6: Lab) -> None:
+    listener = lab6.b.popen(
+        sys.executable,
+        "-c",
+        "import socket,time\n"
+        "s=socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n"
+        "s.bind(('::',8080)); s.listen(); print('ready', flush=True); time.sleep(20)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"
+        opened = await aioxdp.tcp_ping(lab6.b.ip6 or "", 8080, count=3, interval=0.05)
+        closed = await aioxdp.tcp_ping(lab6.b.ip6 or "", 8081, count=2, interval=0.05)
+        assert (opened.open, opened.received, opened.address) == (True, 3, lab6.b.ip6)
+        assert (closed.open, closed.received) == (False, 2)
+        assert opened.malformed == closed.malformed == {}
+        # every SYN-ACK was answered with RST: b holds no half-open connection
+        states = lab6.b.run("ss", "-tan", "state", "syn-recv").stdout.splitlines()[1:]
+        assert states == []
+        # one scan over both families: the listener is IPv6 only
+        scan = await aioxdp.tcp_scan(
+            [(lab6.b.ip6 or "", 8080), (lab6.b.ip, 8080), (lab6.b.ip6 or "", 8081)]
+        )
+        assert [p.state for p in scan] == ["open", "closed", "closed"]
+    finally:
+        listener.kill()
+        listener.wait()
