@@ -20,9 +20,11 @@ from typing import Any
 
 from aioxdp.errors import FrameOwnershipError
 from aioxdp.protocols.errors import BadFieldError, DecodeError
-from aioxdp.protocols.ethernet import ETH_P_IP, Ethernet
+from aioxdp.protocols.ethernet import ETH_P_IP, ETH_P_IPV6, Ethernet
 from aioxdp.protocols.icmp import IPPROTO_ICMP, Icmp
+from aioxdp.protocols.icmpv6 import IPPROTO_ICMPV6, Icmpv6
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.ipv6 import IPv6, upper_layer
 from aioxdp.protocols.tcp import IPPROTO_TCP, Tcp
 from aioxdp.protocols.udp import IPPROTO_UDP, Udp
 from aioxdp.xsk import RxBatch, release_view
@@ -46,6 +48,7 @@ class Packet:
         "_ip",
         "_kept",
         "_l4",
+        "_transport",
         "_views",
         "data",
         "queue",
@@ -58,6 +61,7 @@ class Packet:
         self._eth: Any = None
         self._ip: Any = None
         self._l4: Any = None
+        self._transport: tuple[int, int, int, bool] | None = None
         self._batch: RxBatch | None = batch
         self._index = index
         self._kept = False
@@ -91,44 +95,69 @@ class Packet:
         return self._eth  # type: ignore[no-any-return]
 
     @property
-    def ip(self) -> IPv4:
+    def ip(self) -> IPv4 | IPv6:
+        """The IPv4 or IPv6 header (IPv6: the fixed one; :attr:`l4` walks
+        the extension headers)."""
         if self._ip is None:
             eth = self.eth
-            if eth.ethertype != ETH_P_IP:
-                raise BadFieldError("ipv4", f"EtherType {eth.ethertype:#06x} is not IPv4")
-            self._ip = IPv4.parse(self.data, eth.header_len)
+            if eth.ethertype == ETH_P_IP:
+                self._ip = IPv4.parse(self.data, eth.header_len)
+            elif eth.ethertype == ETH_P_IPV6:
+                self._ip = IPv6.parse(self.data, eth.header_len)
+            else:
+                raise BadFieldError("ip", f"EtherType {eth.ethertype:#06x} is not IPv4 or IPv6")
         return self._ip  # type: ignore[no-any-return]
+
+    def _find_transport(self) -> tuple[int, int, int, bool]:
+        """(protocol, start, end, whole) of the transport header: where the
+        IPv4 options or the IPv6 extension headers end, the datagram's end,
+        and whether it is one whole datagram (no fragment)."""
+        if self._transport is None:
+            ip, at = self.ip, self.eth.header_len
+            if isinstance(ip, IPv6):
+                upper = upper_layer(self.data, at)
+                if upper.fragment_offset:
+                    raise BadFieldError("ipv6", "a later fragment has no transport header")
+                self._transport = (upper.proto, upper.offset, upper.end, not upper.fragment)
+            else:
+                if ip.fragment_offset:
+                    raise BadFieldError("ipv4", "a later fragment has no transport header")
+                whole = not ip.more_fragments
+                self._transport = (ip.proto, at + ip.header_len, at + ip.total_length, whole)
+        return self._transport
 
     @property
     def l4_offset(self) -> int:
-        return self.eth.header_len + self.ip.header_len
+        return self._find_transport()[1]
 
     @property
-    def l4(self) -> Icmp | Udp | Tcp:
-        """The ICMP, UDP or TCP header (checksums verified)."""
+    def l4(self) -> Icmp | Icmpv6 | Udp | Tcp:
+        """The ICMP, ICMPv6, UDP or TCP header (checksums verified, but an
+        ICMP one in a first fragment, whose rest is elsewhere)."""
         if self._l4 is None:
+            proto, start, end, whole = self._find_transport()
             ip = self.ip
-            if ip.fragment_offset:
-                raise BadFieldError("ipv4", "a later fragment has no transport header")
-            start = self.eth.header_len + ip.header_len
-            end = self.eth.header_len + ip.total_length
-            if ip.proto == IPPROTO_ICMP:
-                self._l4 = Icmp.parse(self.data, start, end, verify=not ip.more_fragments)
-            elif ip.proto == IPPROTO_UDP:
+            if proto == IPPROTO_ICMP and isinstance(ip, IPv4):
+                self._l4 = Icmp.parse(self.data, start, end, verify=whole)
+            elif proto == IPPROTO_ICMPV6 and isinstance(ip, IPv6):
+                checked = {"src": ip.src, "dst": ip.dst} if whole else {}
+                self._l4 = Icmpv6.parse(self.data, start, end, **checked)
+            elif proto == IPPROTO_UDP:
                 self._l4 = Udp.parse(self.data, start, end, src=ip.src, dst=ip.dst)
-            elif ip.proto == IPPROTO_TCP:
+            elif proto == IPPROTO_TCP:
                 self._l4 = Tcp.parse(self.data, start, end, src=ip.src, dst=ip.dst)
             else:
-                raise BadFieldError("ipv4", f"protocol {ip.proto} has no decoder here")
+                raise BadFieldError("ip", f"protocol {proto} has no decoder here")
         return self._l4  # type: ignore[no-any-return]
 
     @property
     def payload(self) -> memoryview:
-        """What follows the transport header, up to the IP total length."""
+        """What follows the transport header, up to the datagram's end."""
 
         l4 = self.l4
-        start = self.l4_offset + (l4.header_len if isinstance(l4, Tcp) else 8)
-        payload = self.data[start : self.eth.header_len + self.ip.total_length]
+        _proto, start, end, _whole = self._find_transport()
+        start += l4.header_len if isinstance(l4, Tcp) else 8
+        payload = self.data[start:end]
         self._views.append(payload)
         return payload
 
@@ -238,7 +267,8 @@ class PacketProtocol(asyncio.BaseProtocol):
 
 
 class IcmpProtocol(PacketProtocol):
-    """Receives ICMP packets decoded: override :meth:`icmp_received`.
+    """Receives ICMP packets decoded: override :meth:`icmp_received` (and
+    :meth:`icmpv6_received` for ICMPv6).
 
     Malformed packets are counted in ``malformed`` by reason and skipped.
     """
@@ -252,10 +282,16 @@ class IcmpProtocol(PacketProtocol):
         except DecodeError as exc:
             self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
             return
-        if not isinstance(icmp, Icmp):
+        if isinstance(icmp, Icmpv6) and isinstance(ip, IPv6):
+            self.icmpv6_received(packet, eth, ip, icmp)
+            return
+        if not isinstance(icmp, Icmp) or not isinstance(ip, IPv4):
             self.malformed["not_icmp"] = self.malformed.get("not_icmp", 0) + 1
             return
         self.icmp_received(packet, eth, ip, icmp)
 
     def icmp_received(self, packet: Packet, eth: Ethernet, ip: IPv4, icmp: Icmp) -> None:
         """Called for each well-formed ICMP packet."""
+
+    def icmpv6_received(self, packet: Packet, eth: Ethernet, ip: IPv6, icmp: Icmpv6) -> None:
+        """Called for each well-formed ICMPv6 packet."""

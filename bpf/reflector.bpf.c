@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* aioxdp reflector: a lab peer faster than the kernel. Answers ICMP echo
- * requests and UDP datagrams to the ports in aioxdp_reflector_ports from
- * inside the driver (XDP_TX), and passes everything else.
+/* aioxdp reflector: a lab peer faster than the kernel. Answers ICMP and
+ * ICMPv6 echo requests and UDP datagrams (over IPv4, or IPv6 without
+ * extension headers) to the ports in aioxdp_reflector_ports from inside the
+ * driver (XDP_TX), and passes everything else (neighbour discovery too).
  *
  * veth only delivers an XDP_TX'd frame to a peer that runs XDP itself, so
  * aioxdp_pass is here too: attach it to the other end when nothing else is.
@@ -10,6 +11,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -54,17 +56,23 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)sum;
 }
 
-/* Turn the frame around: MACs and IP addresses swapped, TTL reset. Swapping
- * leaves every checksum valid; the TTL change is folded into the IP one. */
-static __always_inline void turn_around(struct ethhdr *eth, struct iphdr *ip)
+static __always_inline void swap_macs(struct ethhdr *eth)
 {
 	__u8 mac[ETH_ALEN];
-	__be32 addr;
-	__u32 sum;
 
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+}
+
+/* Turn the frame around: MACs and IP addresses swapped, TTL reset. Swapping
+ * leaves every checksum valid; the TTL change is folded into the IP one. */
+static __always_inline void turn_around(struct ethhdr *eth, struct iphdr *ip)
+{
+	__be32 addr;
+	__u32 sum;
+
+	swap_macs(eth);
 	addr = ip->saddr;
 	ip->saddr = ip->daddr;
 	ip->daddr = addr;
@@ -73,6 +81,63 @@ static __always_inline void turn_around(struct ethhdr *eth, struct iphdr *ip)
 	ip->ttl = 64;
 	sum += *(__u16 *)&ip->ttl;
 	ip->check = ~csum_fold(sum);
+}
+
+/* IPv6: addresses swapped (the pseudo-header sums the same), hop limit
+ * reset (in no checksum). */
+static __always_inline void turn_around6(struct ethhdr *eth, struct ipv6hdr *ip6)
+{
+	struct in6_addr addr = ip6->saddr;
+
+	swap_macs(eth);
+	ip6->saddr = ip6->daddr;
+	ip6->daddr = addr;
+	ip6->hop_limit = 64;
+}
+
+/* An echo request's type made a reply's, the checksum adjusted (RFC 1624). */
+static __always_inline void echo_to_reply(struct aioxdp_icmp_echo *icmp, __u8 request, __u8 reply)
+{
+	__u32 sum = (__u16)~icmp->checksum + (__u16)~bpf_htons(request << 8);
+
+	icmp->type = reply;
+	sum += bpf_htons(reply << 8);
+	icmp->checksum = ~csum_fold(sum);
+}
+
+static __always_inline int reflect6(struct ethhdr *eth, void *data_end)
+{
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	void *l4 = ip6 + 1;
+
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+		return count(PASSED, XDP_PASS);
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		struct aioxdp_icmp_echo *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end || icmp->type != AIOXDP_ICMP6_ECHO || icmp->code)
+			return count(PASSED, XDP_PASS);
+		turn_around6(eth, ip6);
+		echo_to_reply(icmp, AIOXDP_ICMP6_ECHO, AIOXDP_ICMP6_ECHOREPLY);
+		return count(REFLECTED_ICMP, XDP_TX);
+	}
+	if (ip6->nexthdr == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		__u16 port;
+		__be16 tmp;
+
+		if ((void *)(udp + 1) > data_end)
+			return count(PASSED, XDP_PASS);
+		port = bpf_ntohs(udp->dest);
+		if (!bpf_map_lookup_elem(&aioxdp_reflector_ports, &port))
+			return count(PASSED, XDP_PASS);
+		turn_around6(eth, ip6);
+		tmp = udp->source;
+		udp->source = udp->dest;
+		udp->dest = tmp;
+		return count(REFLECTED_UDP, XDP_TX);
+	}
+	return count(PASSED, XDP_PASS);
 }
 
 SEC("xdp")
@@ -84,7 +149,11 @@ int aioxdp_reflector(struct xdp_md *ctx)
 	struct iphdr *ip;
 	void *l4;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > data_end)
+		return count(PASSED, XDP_PASS);
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return reflect6(eth, data_end);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return count(PASSED, XDP_PASS);
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
@@ -95,16 +164,11 @@ int aioxdp_reflector(struct xdp_md *ctx)
 
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct aioxdp_icmp_echo *icmp = l4;
-		__u32 sum;
 
 		if ((void *)(icmp + 1) > data_end || icmp->type != AIOXDP_ICMP_ECHO || icmp->code != 0)
 			return count(PASSED, XDP_PASS);
 		turn_around(eth, ip);
-		/* type 8 -> 0 in the first word of the ICMP header */
-		sum = (__u16)~icmp->checksum + (__u16)~bpf_htons(AIOXDP_ICMP_ECHO << 8);
-		icmp->type = AIOXDP_ICMP_ECHOREPLY;
-		sum += bpf_htons(AIOXDP_ICMP_ECHOREPLY << 8);
-		icmp->checksum = ~csum_fold(sum);
+		echo_to_reply(icmp, AIOXDP_ICMP_ECHO, AIOXDP_ICMP_ECHOREPLY);
 		return count(REFLECTED_ICMP, XDP_TX);
 	}
 	if (ip->protocol == IPPROTO_UDP) {

@@ -80,6 +80,7 @@ class SynCookies(aioxdp.PacketProtocol):
             self.malformed[exc.reason] = self.malformed.get(exc.reason, 0) + 1
             return
         assert isinstance(tcp, Tcp)
+        assert isinstance(ip, IPv4)  # its rule names an IPv4 address
         if tcp.flags & RST:
             return
         if tcp.flags & SYN and not tcp.flags & ACK:

@@ -12,9 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioxdp.protocols.ethernet import Ethernet as Ethernet6
+from aioxdp.protocols.icmpv6 import Icmpv6
+from aioxdp.protocols.ipv6 import IPv6 as IPv6Header
+from aioxdp.protocols.ipv6 import ip6_str
+from aioxdp.protocols.udp import Udp
 from conftest import eventually
 from scapy.layers.inet import UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
@@ -22,8 +27,10 @@ from test_datapath import scapy_send
 from test_udp_tcp import BatchEcho, Echo, udp_client
 
 import aioxdp
+from aioxdp.packet import IcmpProtocol
 from aioxdp.route import HostNameError, NoRouteError, UnresolvedNeighbourError
 from aioxdp.testing import Lab
+from aioxdp.testing.reflector import Reflector
 
 FAR6 = "2001:2:ff::"  # a prefix a routes through b (b answers for it with errors)
 
@@ -342,3 +349,68 @@ async def test_tcp_ping6_open_closed_and_nothing_half_open(lab6: Lab) -> None:
     finally:
         listener.kill()
         listener.wait()
+
+
+# -- packet endpoints and the reflector ------------------------------------------
+
+
+async def test_packet_endpoints_decode_ipv6(lab6: Lab, tmp_path: Path) -> None:
+    """Frames built by scapy in b: what Packet decodes equals what was sent."""
+    seen: list[tuple[Any, ...]] = []
+
+    class Watch(IcmpProtocol):
+        def icmpv6_received(
+            self, packet: aioxdp.Packet, eth: Ethernet6, ip: IPv6Header, icmp: Icmpv6
+        ) -> None:
+            seen.append(("icmpv6", ip6_str(ip.src), icmp.type, icmp.ident, bytes(packet.payload)))
+
+        def packet_received(self, packet: aioxdp.Packet) -> None:
+            if isinstance(packet.l4, Udp):
+                udp = packet.l4
+                seen.append(("udp", ip6_str(packet.ip.src), udp.sport, bytes(packet.payload)))
+                return
+            super().packet_received(packet)
+
+    base = Ether(src=lab6.b.mac, dst=lab6.a.mac) / IPv6(src=lab6.b.ip6, dst=lab6.a.ip6)
+    frames = [
+        bytes(base / ICMPv6EchoRequest(id=0x4242, seq=1, data=b"witness")),
+        bytes(base / IPv6ExtHdrHopByHop() / UDP(sport=4000, dport=7400) / Raw(b"behind hbh")),
+    ]
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, watch = await nic.create_packet_endpoint(
+            Watch,
+            rules=[
+                aioxdp.Rule("icmpv6", dst=lab6.a.ip6, icmp_type=128),
+                aioxdp.Rule("udp", dst=lab6.a.ip6, dst_port=7400),
+            ],
+        )
+        await asyncio.to_thread(scapy_send, lab6.b, frames, tmp_path)
+        assert await eventually(lambda: len(seen) == 2), seen
+        transport.close()
+    assert sorted(seen) == [
+        ("icmpv6", lab6.b.ip6, 128, 0x4242, b"witness"),
+        ("udp", lab6.b.ip6, 4000, b"behind hbh"),
+    ]
+    assert watch.malformed == {}
+
+
+async def test_the_reflector_answers_icmpv6_and_udp6_in_the_driver(lab6: Lab) -> None:
+    with Reflector(lab6.b, udp_ports=[7]) as reflector:
+        result = await aioxdp.ping(lab6.b.ip6 or "", count=500, interval=0, timeout=1.0)
+        assert result.received == 500
+        got: list[bytes] = []
+
+        class Client(Echo):
+            def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+                got.append(data)
+
+        async with aioxdp.Interface(lab6.a.ifname) as nic:
+            transport, _ = await nic.create_datagram_endpoint(
+                Client, local_addr=(lab6.a.ip6 or "", 7100)
+            )
+            for i in range(100):
+                transport.sendto(b"%03d" % i, (lab6.b.ip6, 7))
+            assert await eventually(lambda: len(got) == 100), len(got)
+        counters = reflector.counters()
+    assert sorted(got) == [b"%03d" % i for i in range(100)]
+    assert (counters["icmp"], counters["udp"]) == (500, 100)

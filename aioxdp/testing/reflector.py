@@ -1,4 +1,5 @@
-"""A lab peer that answers in its driver: ICMP echo and UDP echo by XDP_TX.
+"""A lab peer that answers in its driver: ICMP and ICMPv6 echo, and UDP echo
+over IPv4 and IPv6, by XDP_TX.
 
     with Reflector(lab.b, udp_ports=[7], peer_pass=True) as r:
         ...            # pings and UDP to port 7 of lab.b come back from XDP
