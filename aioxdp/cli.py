@@ -150,6 +150,9 @@ async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out:
         if task is not None:
             loop.remove_signal_handler(signal.SIGINT)
     span = (sent - 1) * args.interval if sent else 0.0
+    # iputils counts these probes as in flight together ("pipe N") for IPv4,
+    # whose failures the kernel reports late; for IPv6 it reports each one
+    pipe = 1 if ipv6 else sent
     result = PingResult(
         args.host,
         route.destination,
@@ -158,7 +161,7 @@ async def _unresolved(args: argparse.Namespace, exc: Exception, count: int, out:
         [],
         errors={"address_unreachable" if ipv6 else "host_unreachable": sent},
         span=span,
-        pipe=sent,
+        pipe=pipe,
     )
     for line in summary_lines(result, interval=args.interval, flood=args.flood):
         print(line, file=out)
@@ -377,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     family.add_argument(
         "-6", dest="family", action="store_const", const=6, help="IPv6 only (names, and literals)"
     )
+    # "-4" and "-6" look like negative numbers to argparse, which would then
+    # take "-c -5" for two options; -5 stays a value (that -c refuses, as ping)
+    p._has_negative_number_optionals.clear()
     p.set_defaults(func=_ping, family=None)
 
     t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")

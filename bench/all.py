@@ -39,12 +39,26 @@ def main() -> None:
     count = 20_000 if args.quick else 200_000
     rows: list[tuple[str, float, str]] = []
     raw: dict[str, Any] = {}
-    with Lab() as lab:
+    with Lab(ipv6=True) as lab:
         udp = raw["udp_echo"] = udp_echo.rates(lab, seconds, 256)
         rows += [
             ("UDP echo, per datagram / uvloop", udp["aioxdp"] / udp["uvloop"], "client, veth"),
             ("UDP echo, batch / uvloop", udp["batch"] / udp["uvloop"], "client, veth"),
             ("UDP echo, per datagram / batch", udp["aioxdp"] / udp["batch"], "our Python"),
+        ]
+        udp6 = raw["udp_echo_ipv6"] = udp_echo.rates(lab, seconds, 256, family=6)
+        rows += [
+            (
+                "UDP echo IPv6, per datagram / uvloop",
+                udp6["aioxdp"] / udp6["uvloop"],
+                "client, veth",
+            ),
+            ("UDP echo IPv6, batch / uvloop", udp6["batch"] / udp6["uvloop"], "client, veth"),
+            (
+                "UDP echo, per datagram, IPv6 / IPv4",
+                udp6["aioxdp"] / udp["aioxdp"],
+                "our IPv6 path",
+            ),
         ]
         client = raw["udp_reflector_peer"] = udp_echo.reflected_rates(lab, seconds, 256)
         rows += [
@@ -89,6 +103,27 @@ def main() -> None:
                 "us",
             )
         )
+        kernel6 = raw["ping_kernel_peer_ipv6"] = ping_rate.rates(lab, count, 0, uvloop.run, 6)
+        reflected6 = raw["ping_reflector_peer_ipv6"] = ping_rate.reflected_rates(
+            lab, count, uvloop.run, 6
+        )
+        rows += [
+            (
+                "flood ping IPv6, kernel peer, aioxdp / ping -6 -f",
+                kernel6["aioxdp"] / kernel6["ping -f"],
+                "peer kernel",
+            ),
+            (
+                "flood ping IPv6, reflector peer, aioxdp / C loop",
+                reflected6["aioxdp"] / reflected6["C loop"],
+                "us",
+            ),
+            (
+                "flood ping, reflector peer, aioxdp IPv6 / IPv4",
+                reflected6["aioxdp"] / reflected["aioxdp"],
+                "our IPv6 path",
+            ),
+        ]
         with lab.a.enter():
             rx = raw["rx_throughput"] = asyncio.run(rx_throughput.measure(lab, seconds, 64))
         rows += [

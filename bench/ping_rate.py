@@ -1,7 +1,7 @@
 """Echo round trips per second, in the lab, against the peer namespace's kernel
 (or, with --peer reflector, the XDP reflector in the peer's driver):
 
-    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop] [--peer kernel|reflector]
+    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop] [--peer kernel|reflector] [--family 4|6]
 
   aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256)
   C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, window 256)
@@ -9,6 +9,7 @@
   icmplib  icmplib.async_ping(count=ICMPLIB_COUNT, interval=0), privileged
 
 Prints each rate and aioxdp's ratio to each peer; all in one run, one lab.
+``--family 6`` pings the peer's IPv6 address (ICMPv6; icmplib is left out).
 """
 
 from __future__ import annotations
@@ -61,8 +62,17 @@ async def c_rate(ifname: str, host: str, count: int) -> float:
     return float(got / took)
 
 
-def ping_f_rate(lab: Lab, count: int) -> float:
-    out = lab.a.run("ping", "-f", "-q", "-c", str(count), lab.b.ip, timeout=300).stdout
+def target(lab: Lab, family: int) -> str:
+    """Host b's address of ``family`` (6 needs Lab(ipv6=True))."""
+    if family == 6:
+        if lab.b.ip6 is None:
+            raise ValueError("family: 6 needs a lab made with Lab(ipv6=True)")
+        return lab.b.ip6
+    return lab.b.ip
+
+
+def ping_f_rate(lab: Lab, count: int, host: str) -> float:
+    out = lab.a.run("ping", "-f", "-q", "-c", str(count), host, timeout=300).stdout
     received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
     ms = int(re.search(r"time (\d+)ms", out).group(1))  # type: ignore[union-attr]
     return received / (ms / 1000)
@@ -76,27 +86,30 @@ async def icmplib_rate(host: str, count: int) -> float:
     return float(result.packets_received / (time.perf_counter() - t0))
 
 
-def rates(lab: Lab, count: int, icmplib_count: int, run: Any) -> dict[str, float]:
-    """Round trips/s against b's kernel: aioxdp, the C loop, ping -f, icmplib."""
+def rates(lab: Lab, count: int, icmplib_count: int, run: Any, family: int = 4) -> dict[str, float]:
+    """Round trips/s against b's kernel: aioxdp, the C loop, ping -f, icmplib
+    (IPv4 only)."""
+    host = target(lab, family)
     with lab.a.enter():
-        lab.a.run("ping", "-c1", lab.b.ip)  # neighbours known, caches warm
+        lab.a.run("ping", "-c1", host)  # neighbours known, caches warm
         found = {
-            "aioxdp": run(aioxdp_rate(lab.b.ip, count)),
-            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, count)),
-            "ping -f": ping_f_rate(lab, count),
+            "aioxdp": run(aioxdp_rate(host, count)),
+            "C loop": run(c_rate(lab.a.ifname, host, count)),
+            "ping -f": ping_f_rate(lab, count, host),
         }
-        if icmplib_count:
-            found["icmplib"] = run(icmplib_rate(lab.b.ip, icmplib_count))
+        if icmplib_count and family == 4:
+            found["icmplib"] = run(icmplib_rate(host, icmplib_count))
     return found
 
 
-def reflected_rates(lab: Lab, count: int, run: Any) -> dict[str, float]:
+def reflected_rates(lab: Lab, count: int, run: Any, family: int = 4) -> dict[str, float]:
     """Round trips/s with the XDP reflector in b's driver as the peer (it answers
     in the driver, so b's kernel is not what is measured): aioxdp and the C loop."""
+    host = target(lab, family)
     with lab.a.enter(), Reflector(lab.b):
         return {
-            "aioxdp": run(aioxdp_rate(lab.b.ip, count)),
-            "C loop": run(c_rate(lab.a.ifname, lab.b.ip, count)),
+            "aioxdp": run(aioxdp_rate(host, count)),
+            "C loop": run(c_rate(lab.a.ifname, host, count)),
         }
 
 
@@ -110,19 +123,23 @@ def main() -> None:
     parser.add_argument(
         "--peer", choices=["kernel", "reflector"], default="kernel", help="who answers"
     )
+    parser.add_argument("--family", type=int, choices=[4, 6], default=4)
     args = parser.parse_args()
     run: Any = asyncio.run
     if args.loop == "uvloop":
         import uvloop
 
         run = uvloop.run
-    with Lab() as lab:
+    with Lab(ipv6=args.family == 6) as lab:
         if args.peer == "reflector":
-            found = reflected_rates(lab, args.count, run)
+            found = reflected_rates(lab, args.count, run, args.family)
         else:
-            found = rates(lab, args.count, args.icmplib_count, run)
+            found = rates(lab, args.count, args.icmplib_count, run, args.family)
     ours = found["aioxdp"]
-    print(f"echo round trips/s ({args.loop}, {args.peer} peer, aioxdp count {args.count}):")
+    print(
+        f"echo round trips/s (IPv{args.family}, {args.loop}, {args.peer} peer, "
+        f"aioxdp count {args.count}):"
+    )
     for name, rate in found.items():
         ratio = "" if name == "aioxdp" else f"   aioxdp/{name} = {ours / rate:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")

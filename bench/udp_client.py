@@ -2,6 +2,8 @@
 
     python bench/udp_client.py IFNAME SERVER_IP PORT SECONDS WINDOW
 
+SERVER_IP is IPv4 or IPv6.
+
 Opens aioxdp on IFNAME with a rule for the server's replies, then hands the
 socket to the C pump (bench/xsk_loops.c) and prints replies per second.
 """
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import native
 from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
@@ -34,9 +37,10 @@ async def main(ifname: str, server: str, port: int, seconds: float, window: int)
         await nic.create_packet_endpoint(
             PacketProtocol, rules=[Rule("udp", src=server, src_port=port, dst_port=CLIENT_PORT)]
         )
+        ip = (IPv6 if ":" in server else IP)(src=route.source, dst=server)
         frame = bytes(
             Ether(src=route.source_mac, dst=route.next_hop_mac)
-            / IP(src=route.source, dst=server)
+            / ip
             / UDP(sport=CLIENT_PORT, dport=port)
             / Raw(b"q" * 32)
         )

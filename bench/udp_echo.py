@@ -1,6 +1,6 @@
 """UDP echo server datagrams per second, in the lab, same client, same run:
 
-    .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256] [--repeat 1]
+    .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256] [--repeat 1] [--family 4|6]
 
   uvloop   a uvloop DatagramProtocol echo server on a kernel socket
   aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
@@ -12,7 +12,8 @@ window of requests in flight and counts the echoes.
 With ``--peer reflector`` the roles turn: the peer is the XDP reflector
 (aioxdp.testing.reflector, echoing UDP port 7 in b's driver, never the
 bottleneck), and the clients under test in host a keep WINDOW requests in
-flight, each echo answered by the next request:
+flight, each echo answered by the next request (``--family 6``: all of it
+over IPv6, in a lab with IPv6 on):
 
   C        bench/udp_client.py's C pump over an XSK (the reference)
   aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
@@ -83,8 +84,20 @@ else:
 """
 
 
-def reflected_rates(lab: Lab, seconds: float, window: int, repeat: int = 1) -> dict[str, float]:
+def addresses(lab: Lab, family: int) -> tuple[str, str]:
+    """Host a's and host b's address of ``family`` (6 needs Lab(ipv6=True))."""
+    if family == 6:
+        if lab.a.ip6 is None or lab.b.ip6 is None:
+            raise ValueError("family: 6 needs a lab made with Lab(ipv6=True)")
+        return lab.a.ip6, lab.b.ip6
+    return lab.a.ip, lab.b.ip
+
+
+def reflected_rates(
+    lab: Lab, seconds: float, window: int, repeat: int = 1, family: int = 4
+) -> dict[str, float]:
     """Echoes/s of each client in host a against the XDP reflector in b."""
+    a_ip, b_ip = addresses(lab, family)
     runs = []
     for _ in range(repeat):
         found = {}
@@ -93,23 +106,23 @@ def reflected_rates(lab: Lab, seconds: float, window: int, repeat: int = 1) -> d
                 sys.executable,
                 str(BENCH / "udp_client.py"),
                 lab.a.ifname,
-                lab.b.ip,
+                b_ip,
                 str(PORT),
                 str(seconds),
                 str(window),
                 timeout=seconds + 60,
             ).stdout.split()
             found["C"] = float(out[-1])
-            found["aioxdp"] = _client(lab, "aioxdp", seconds, window)
+            found["aioxdp"] = _client(lab, "aioxdp", seconds, window, a_ip, b_ip)
         # the kernel's socket: veth hands XDP_TX'd frames only to a peer that runs XDP
         with Reflector(lab.b, udp_ports=[PORT], peer_pass=True):
-            found["uvloop"] = _client(lab, "uvloop", seconds, window)
+            found["uvloop"] = _client(lab, "uvloop", seconds, window, a_ip, b_ip)
         runs.append(found)
     return {name: statistics.median(r[name] for r in runs) for name in runs[0]}
 
 
-def _client(lab: Lab, kind: str, seconds: float, window: int) -> float:
-    args = [lab.a.ifname, lab.a.ip, lab.b.ip, str(seconds), str(window), kind]
+def _client(lab: Lab, kind: str, seconds: float, window: int, a_ip: str, b_ip: str) -> float:
+    args = [lab.a.ifname, a_ip, b_ip, str(seconds), str(window), kind]
     out = lab.a.run(sys.executable, "-c", CLIENT, *args, timeout=seconds + 60).stdout
     return float(out.split()[-1])
 
@@ -122,14 +135,14 @@ def serve(host: Host, argv: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
-def measure(lab: Lab, server: list[str], seconds: float, window: int) -> float:
+def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str) -> float:
     proc = serve(lab.a, server)
     try:
         client = lab.b.run(
             sys.executable,
             str(BENCH / "udp_client.py"),
             lab.b.ifname,
-            lab.a.ip,
+            a_ip,
             str(PORT),
             str(seconds),
             str(window),
@@ -142,23 +155,26 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int) -> float:
         proc.wait()
 
 
-def rates(lab: Lab, seconds: float, window: int, repeat: int = 1) -> dict[str, float]:
+def rates(
+    lab: Lab, seconds: float, window: int, repeat: int = 1, family: int = 4
+) -> dict[str, float]:
     """Datagrams/s of each server in ``lab``, the same client against each;
     with ``repeat`` > 1 the servers take turns that many times and each one's
     median is kept (this VM's speed drifts from one minute to the next)."""
-    runs = [_rates_once(lab, seconds, window) for _ in range(repeat)]
+    runs = [_rates_once(lab, seconds, window, family) for _ in range(repeat)]
     return {name: statistics.median(r[name] for r in runs) for name in runs[0]}
 
 
-def _rates_once(lab: Lab, seconds: float, window: int) -> dict[str, float]:
+def _rates_once(lab: Lab, seconds: float, window: int, family: int) -> dict[str, float]:
     life = str(seconds + 30)
-    server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
+    a_ip, _ = addresses(lab, family)
+    server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, a_ip]
     servers = {
-        "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
+        "uvloop": [sys.executable, "-c", UVLOOP_SERVER, a_ip, str(PORT), life],
         "aioxdp": [*server, str(PORT), life],
         "batch": [*server, str(PORT), life, "--batch"],
     }
-    return {name: measure(lab, argv, seconds, window) for name, argv in servers.items()}
+    return {name: measure(lab, argv, seconds, window, a_ip) for name, argv in servers.items()}
 
 
 def main() -> None:
@@ -169,13 +185,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1, help="turns per server; medians kept")
     parser.add_argument("--peer", choices=["client", "reflector"], default="client")
+    parser.add_argument("--family", type=int, choices=[4, 6], default=4)
     args = parser.parse_args()
     if not 1 <= args.repeat <= 9:
         raise SystemExit("--repeat: 1..9")
     if args.peer == "reflector":
-        with Lab() as lab:
-            got = reflected_rates(lab, args.seconds, args.window, args.repeat)
-        print(f"UDP clients against the XDP reflector (window {args.window}):")
+        with Lab(ipv6=args.family == 6) as lab:
+            got = reflected_rates(lab, args.seconds, args.window, args.repeat, args.family)
+        print(f"UDP clients against the XDP reflector (IPv{args.family}, window {args.window}):")
         for name, rate in got.items():
             print(f"  {name:8s} {rate:>12,.0f}/s")
         print(
@@ -183,10 +200,10 @@ def main() -> None:
             f"aioxdp/uvloop = {got['aioxdp'] / got['uvloop']:.2f}x"
         )
         return
-    with Lab() as lab:
-        found = rates(lab, args.seconds, args.window, args.repeat)
+    with Lab(ipv6=args.family == 6) as lab:
+        found = rates(lab, args.seconds, args.window, args.repeat, args.family)
     base = found["uvloop"]
-    print(f"UDP echo datagrams/s (window {args.window}, {args.seconds:g}s each):")
+    print(f"UDP echo datagrams/s (IPv{args.family}, window {args.window}, {args.seconds:g}s each):")
     for name, rate in found.items():
         ratio = "" if name == "uvloop" else f"   {name}/uvloop = {rate / base:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")

@@ -767,7 +767,7 @@ def test_the_option_walk_sees_every_option() -> None:
     options = {command: set(actions) for command, actions in _cli_options().items()}
     assert options[""] == {("-h", "--help"), ("--version",), ("-v", "--verbose"), ("--loop",)}
     probe = {("-h", "--help"), ("-c",), ("-i",), ("-W",), ("-I",), ("-q",), ("--json",)}
-    assert options["ping"] == probe | {("-s",), ("-t",), ("-f",), ("-l",)}
+    assert options["ping"] == probe | {("-s",), ("-t",), ("-f",), ("-l",), ("-4",), ("-6",)}
     assert options["tcping"] == probe
     assert options["doctor"] == {("-h", "--help"), ("-I",)}
     assert options["demo"] == {("-h", "--help")}
