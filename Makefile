@@ -39,7 +39,10 @@ test: apt $(VENV)/.built
 # interpreter; PYTHONSAFEPATH keeps the source tree (and its plain build) off
 # sys.path. Leaks are not checked: CPython itself keeps memory at exit.
 ASAN_TESTS := tests/test_codecs.py tests/test_frames.py tests/test_frame_states.py \
-	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py tests/test_isolation.py
+	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py tests/test_isolation.py \
+	tests/test_ipv6.py
+# tshark under the sanitizers' preload does not start: its tests run in make test
+ASAN_SKIP := not tshark
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -52,7 +55,7 @@ asan: apt $(VENV)/.built
 	@$(ASAN_ENV) $(BIN)/python -c 'import aioxdp._ffi as m, sys; \
 		sys.exit(0 if "build/asan" in m.__file__ else "the sanitized build is not the one imported: " + m.__file__)'
 	@ldd build/asan/aioxdp/_ffi*.so | grep -q libasan || { echo "build/asan is not sanitized"; exit 1; }
-	$(ASAN_ENV) $(BIN)/pytest -q -p no:cacheprovider $(ASAN_TESTS)
+	$(ASAN_ENV) $(BIN)/pytest -q -p no:cacheprovider -k "$(ASAN_SKIP)" $(ASAN_TESTS)
 
 # Coverage of the C helpers comes from a --coverage build in build/cov (as for
 # asan); the Python side from coverage.py over the same run, started before

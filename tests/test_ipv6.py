@@ -110,7 +110,7 @@ async def test_ping6_tshark_sees_valid_icmpv6_and_kernel_ping6_works_beside(lab6
     assert " 0% packet loss" in kernel.stdout, kernel.stdout  # the kernel's ping -6 beside ours
 
 
-async def test_a_neighbour_unknown_at_start_is_resolved_by_our_solicitation(
+async def test_a_neighbour_unknown_at_start_is_resolved_by_our_solicitation_tshark_sees(
     lab6: Lab,
 ) -> None:
     lab6.a.run("ip", "-6", "neigh", "flush", "dev", lab6.a.ifname)
