@@ -46,8 +46,9 @@ async def c_rate(ifname: str, host: str, count: int) -> float:
     async with Interface(ifname) as nic:
         route = await resolve_neighbour(await route_to(host), nic)
         ident = pick_ident()
+        reply = Rule("icmpv6", icmp_type=129, icmp_id=ident) if ":" in host else None
         await nic.create_packet_endpoint(
-            PacketProtocol, rules=[Rule("icmp", icmp_type=0, icmp_id=ident)]
+            PacketProtocol, rules=[reply or Rule("icmp", icmp_type=0, icmp_id=ident)]
         )
         await asyncio.sleep(0)
         nic.transport(0).pause_reading()  # the C loop owns the socket now

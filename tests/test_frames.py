@@ -85,6 +85,7 @@ def test_c_senders_refuse_what_does_not_fit_a_frame_without_writing(lab_a: Lab) 
         (0, 0, [10], 10, errno.EINVAL),  # port 0
         (0, 7, [10, 10], 15, errno.EINVAL),  # more bytes named than given
         (0, 7, [10, 2007], 3000, errno.EMSGSIZE),  # the second does not fit a frame
+        (0x8000, 7, [10], 10, errno.EINVAL),  # an IPv6 word on an IPv4 path
     ],
 )
 def test_batched_udp_sends_check_every_datagram_before_taking_a_frame(

@@ -177,11 +177,24 @@ void aioxdp_echo_keys(const uint8_t *addrs, uint32_t n, uint32_t *out)
 		out[i] = address_key(addrs + (size_t)i * 16);
 }
 
-/* Is target j the address a reply came from (or a quoted request went to)? */
+/* Is target j the address a reply came from (or a quoted request went to)?
+ * Without ``addrs`` every target is IPv4, keyed by its whole address. */
 static int same_address(const struct aioxdp_echo_probes *p, int32_t j,
 			const struct aioxdp_echo_reply *r)
 {
-	return !p->addrs || !memcmp(p->addrs + (size_t)j * 16, r->saddr6, 16);
+	if (!p->addrs)
+		return !r->v6;
+	return !memcmp(p->addrs + (size_t)j * 16, r->saddr6, 16);
+}
+
+/* May target i be sent the request of a template whose ICMP header is at
+ * ``icmp``: an IPv4 one to an IPv4 target (mapped, if addresses are given),
+ * an IPv6 one to an IPv6 target? */
+static int family_fits(const struct aioxdp_echo_probes *p, uint32_t i, uint32_t icmp)
+{
+	int v4_target = !p->addrs || !memcmp(p->addrs + (size_t)i * 16, V4_MAPPED, 12);
+
+	return icmp == ICMP_OFF ? v4_target : !v4_target;
 }
 
 int aioxdp_echo_lookup_build(struct aioxdp_echo_lookup *l, const uint32_t *saddrs)
@@ -229,7 +242,8 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			       uint32_t window)
 {
 	uint64_t addrs[256];
-	uint32_t sent = 0, icmp;
+	uint32_t lens[256], icmps[256]; /* each request's, as the checks found them */
+	uint32_t sent = 0;
 
 	if (!request_fits(x, len) || first > p->n_targets || n > p->n_targets - first)
 		return 0;
@@ -237,15 +251,14 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 		uint32_t want = 0, got;
 
 		/* the run of targets that can send, checked before any frame is taken:
-		 * its template is one of ours, and an IPv6 one has addresses to send to */
+		 * its template is one of ours, of the target's family */
 		while (want < 256 && sent + want < n) {
 			uint32_t i = first + sent + want;
 
 			if (!may_send(p, i, window) || base_of[i] >= n_bases)
 				break;
-			if (!request_len(bases + (size_t)base_of[i] * len, len, &icmp))
-				break;
-			if (icmp == ICMP6_OFF && !p->addrs)
+			lens[want] = request_len(bases + (size_t)base_of[i] * len, len, &icmps[want]);
+			if (!lens[want] || !family_fits(p, i, icmps[want]))
 				break;
 			want++;
 		}
@@ -257,7 +270,7 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			struct aioxdp_echo_target *t = &p->targets[i];
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[k];
 			const uint8_t *tmpl = bases + (size_t)base_of[i] * len;
-			uint32_t flen = request_len(tmpl, len, &icmp);
+			uint32_t flen = lens[k], icmp = icmps[k];
 			const void *daddr = icmp == ICMP6_OFF ? (const void *)(p->addrs + (size_t)i * 16)
 							      : (const void *)&daddrs[i];
 			int64_t now = stamp_request(f, tmpl, flen, icmp, daddr,

@@ -37,6 +37,64 @@ static uint8_t echo_error(const uint8_t *f, uint32_t off, uint32_t size, uint16_
 	return AIOXDP_ECHO_ERROR;
 }
 
+/* Where the IPv6 header of an Ethernet frame starts, untagged or behind one
+ * 802.1Q/802.1ad tag (as aioxdp_locate_ipv4 steps over): 14, 18, or 0 if
+ * the frame does not carry IPv6. */
+static uint32_t ipv6_at(const uint8_t *f, uint32_t len)
+{
+	uint16_t ethertype;
+
+	if (len < 14)
+		return 0;
+	ethertype = aioxdp_get16(f + 12);
+	if (ethertype == 0x86dd)
+		return 14;
+	if ((ethertype == 0x8100 || ethertype == 0x88a8) && len >= 18 &&
+	    aioxdp_get16(f + 16) == 0x86dd)
+		return 18;
+	return 0;
+}
+
+/* Past IPv6's fixed header at ``ip``: the upper-layer header's offset
+ * after at most 8 hop-by-hop, routing, destination options and atomic
+ * fragment headers (RFC 6946: offset 0, no M flag), each within the payload
+ * (``end``); *next its protocol. A fragment header of a real fragment stops
+ * the walk: *next is 44 and the offset is that header's (its first byte
+ * names the protocol fragmented). 0 if a header runs past the payload, the
+ * chain is longer, or a routing header still has segments left (the packet
+ * is not at its final destination, which the checksum would cover). */
+static uint32_t ipv6_upper(const uint8_t *f, uint32_t ip, uint32_t end, uint8_t *next)
+{
+	uint32_t at = ip + 40;
+	uint8_t nh = f[ip + 6];
+
+	for (int i = 0; i < 8; i++) {
+		if (nh != 0 && nh != 43 && nh != 60 && nh != 44)
+			break;
+		if (end - at < 8)
+			return 0;
+		if (nh == 44) {
+			if (aioxdp_get16(f + at + 2) & 0xfff9) {
+				*next = 44;
+				return at;
+			}
+			nh = f[at];
+			at += 8;
+			continue;
+		}
+		if (nh == 43 && f[at + 3])
+			return 0;
+		nh = f[at];
+		at += ((uint32_t)f[at + 1] + 1) * 8;
+		if (at > end)
+			return 0;
+	}
+	if (nh == 0 || nh == 43 || nh == 60 || nh == 44)
+		return 0;
+	*next = nh;
+	return at;
+}
+
 static void map_ipv4(uint8_t *out, const uint8_t *v4)
 {
 	memset(out, 0, 10);
@@ -73,27 +131,32 @@ static uint8_t echo6_error(const uint8_t *f, uint32_t off, uint32_t size, uint16
 }
 
 /* An echo reply over IPv6 (RFC 8200, 4443): the fixed header with its
- * payload inside the frame, ICMPv6 right behind it (a fragment header
- * there makes a fragment), its checksum over the pseudo-header. */
+ * payload inside the frame, extension headers walked, ICMPv6 behind them
+ * (a fragment of it is a fragment), its checksum over the pseudo-header. */
 static uint8_t echo6_check(const uint8_t *f, uint32_t len, uint32_t ip, uint16_t ident,
 			   struct aioxdp_echo_reply *r)
 {
-	uint32_t off = ip + 40, sum;
+	uint32_t end, off, sum;
+	uint8_t next;
 
 	r->v6 = 1;
 	if (len < ip + 40)
 		return AIOXDP_ECHO_TRUNCATED;
 	if (f[ip] >> 4 != 6)
 		return AIOXDP_ECHO_BAD_IP;
-	r->size = aioxdp_get16(f + ip + 4);
-	if (r->size > len - off)
+	end = ip + 40 + aioxdp_get16(f + ip + 4);
+	if (end > len)
 		return AIOXDP_ECHO_TRUNCATED;
-	if (f[ip + 6] == 44)
-		return AIOXDP_ECHO_FRAGMENT;
-	if (f[ip + 6] != 58)
+	off = ipv6_upper(f, ip, end, &next);
+	if (!off)
+		return AIOXDP_ECHO_BAD_IP;
+	if (next == 44)
+		return f[off] == 58 ? AIOXDP_ECHO_FRAGMENT : AIOXDP_ECHO_NOT_ICMP;
+	if (next != 58)
 		return AIOXDP_ECHO_NOT_ICMP;
 	memcpy(r->saddr6, f + ip + 8, 16);
 	r->ttl = f[ip + 7];
+	r->size = end - off;
 	if (r->size < 8)
 		return AIOXDP_ECHO_TRUNCATED;
 	sum = aioxdp_sum16(f + ip + 8, 32, r->size + 58);
@@ -135,11 +198,11 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	uint32_t off;
 	int status = aioxdp_locate_ipv4(f, len, &l3);
 
+	r->v6 = 0; /* a reused struct says nothing of this frame */
 	if (status == AIOXDP_L3_NOT_IPV4) {
-		/* IPv6, untagged or behind the one tag locate_ipv4 stepped over */
-		uint32_t ip = aioxdp_get16(f + 12) == 0x86dd ? 14 : 18;
+		uint32_t ip = ipv6_at(f, len);
 
-		if (len < ip || aioxdp_get16(f + ip - 2) != 0x86dd)
+		if (!ip)
 			return AIOXDP_ECHO_NOT_IP;
 		return keyed(r, echo6_check(f, len, ip, ident, r));
 	}
@@ -170,32 +233,6 @@ uint8_t aioxdp_echo_check(const uint8_t *f, uint32_t len, uint16_t ident,
 	return keyed(r, AIOXDP_ECHO_OK);
 }
 
-/* Past IPv6's fixed header at ``ip``: the upper-layer header's offset
- * after at most 8 hop-by-hop, routing and destination options headers, each
- * within the payload (``end``); *next its protocol. A fragment header stops
- * the walk: 44 comes back as *next. 0 if a header runs past the payload or
- * the chain is longer. */
-static uint32_t ipv6_upper(const uint8_t *f, uint32_t ip, uint32_t end, uint8_t *next)
-{
-	uint32_t at = ip + 40;
-	uint8_t nh = f[ip + 6];
-
-	for (int i = 0; i < 8; i++) {
-		if (nh != 0 && nh != 43 && nh != 60)
-			break;
-		if (end - at < 8)
-			return 0;
-		nh = f[at];
-		at += ((uint32_t)f[at + 1] + 1) * 8;
-		if (at > end)
-			return 0;
-	}
-	if (nh == 0 || nh == 43 || nh == 60)
-		return 0;
-	*next = nh;
-	return at;
-}
-
 static uint32_t fold_words(const uint8_t *a)
 {
 	uint32_t w[4];
@@ -221,8 +258,8 @@ static uint8_t udp6_check(const uint8_t *f, uint32_t len, uint32_t ip, struct ai
 	udp = ipv6_upper(f, ip, end, &next);
 	if (!udp)
 		return AIOXDP_UDP_BAD_IP;
-	if (next == 44)
-		return AIOXDP_UDP_FRAGMENT; /* we never deliver part of a datagram */
+	if (next == 44) /* we never deliver part of a datagram */
+		return f[udp] == 17 ? AIOXDP_UDP_FRAGMENT : AIOXDP_UDP_NOT_UDP;
 	if (next != 17)
 		return AIOXDP_UDP_NOT_UDP;
 	if (end - udp < 8)
@@ -249,11 +286,11 @@ uint8_t aioxdp_udp_check(const uint8_t *f, uint32_t len, struct aioxdp_udp_dgram
 	uint32_t udp, ulen;
 	int status = aioxdp_locate_ipv4(f, len, &l3);
 
+	d->v6 = 0; /* a reused struct says nothing of this frame */
 	if (status == AIOXDP_L3_NOT_IPV4) {
-		/* IPv6, untagged or behind the one tag locate_ipv4 stepped over */
-		uint32_t ip = aioxdp_get16(f + 12) == 0x86dd ? 14 : 18;
+		uint32_t ip = ipv6_at(f, len);
 
-		if (len < ip || aioxdp_get16(f + ip - 2) != 0x86dd)
+		if (!ip)
 			return AIOXDP_UDP_NOT_IP;
 		return udp6_check(f, len, ip, d);
 	}
@@ -296,10 +333,11 @@ int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uin
 		return -1;
 	*udp = (uint32_t)payload - 8;
 	ethertype = aioxdp_get16(f + 12);
-	*ip = ethertype == 0x0800 || ethertype == 0x86dd ? 14 : 18;
-	if (*ip == 18) {
+	*ip = 14;
+	if (ethertype == 0x8100 || ethertype == 0x88a8) {
 		if (len < 18)
 			return -1;
+		*ip = 18;
 		ethertype = aioxdp_get16(f + 16);
 	}
 	if (ethertype == 0x86dd) {
@@ -308,17 +346,18 @@ int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uin
 			return -1;
 		return ipv6_upper(f, *ip, *udp + 8, &next) == *udp && next == 17 ? 0 : -1;
 	}
-	if (*udp < *ip + 20)
+	if (ethertype != 0x0800 || *udp < *ip + 20)
 		return -1;
 	hlen = (uint32_t)(f[*ip] & 0xf) * 4;
 	return *udp == *ip + hlen && hlen >= 20 ? 0 : -1;
 }
 
 /* The IPv6 form of aioxdp_udp_echo_frame: the UDP checksum holds as it is
- * (the pseudo-header sums the same addresses, and the UDP length). */
+ * (the pseudo-header sums the same addresses, and the UDP length), but a
+ * zero one, which IPv6 does not allow, is computed. */
 static uint32_t udp6_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
 {
-	uint32_t cut = udp - ip - 40;
+	uint32_t cut = udp - ip - 40, sum;
 	uint8_t tmp[16];
 
 	memcpy(tmp, f, 6);
@@ -330,6 +369,11 @@ static uint32_t udp6_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t 
 	memcpy(tmp, f + udp, 2);
 	memcpy(f + udp, f + udp + 2, 2);
 	memcpy(f + udp + 2, tmp, 2);
+	if (!aioxdp_get16(f + udp + 6)) {
+		sum = aioxdp_sum16(f + ip + 8, 32, 17 + ulen);
+		sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
+		aioxdp_put16(f + udp + 6, sum ? (uint16_t)sum : 0xffff);
+	}
 	if (cut) {
 		/* drop the extension headers: the Ethernet and fixed IPv6 headers move up */
 		memmove(f + cut, f, ip + 40);

@@ -133,10 +133,13 @@ int aioxdp_udp_send(struct aioxdp_xsk *x, const uint8_t *hdr, uint16_t ip_id, co
 	return 0;
 }
 
-/* How many header bytes a datagram on ``path`` has, or 0 if ``dest``
- * names an IPv6 destination past the table. */
+/* How many header bytes a datagram on ``path`` has, or 0 if ``dest`` is
+ * not of the path's family (its IPv6 bit) or names an IPv6 destination
+ * past the table. */
 static uint32_t head_len(const struct aioxdp_udp_path *path, uint64_t dest, uint32_t n_addrs6)
 {
+	if (!(dest & AIOXDP_UDP_V6_WORD) != !path->v6)
+		return 0;
 	if (!path->v6)
 		return UDP4_HEAD;
 	return (uint32_t)(dest >> 16) < n_addrs6 ? UDP6_HEAD : 0;

@@ -18,7 +18,9 @@ with atheris.instrument_imports():
     from aioxdp.protocols.errors import DecodeError
     from aioxdp.protocols.ethernet import Ethernet
     from aioxdp.protocols.icmp import Icmp
+    from aioxdp.protocols.icmpv6 import Icmpv6, Neighbor
     from aioxdp.protocols.ipv4 import IPv4
+    from aioxdp.protocols.ipv6 import IPv6, upper_layer
     from aioxdp.protocols.tcp import Tcp, TcpOptions
     from aioxdp.protocols.udp import Udp
 
@@ -39,6 +41,9 @@ def one_input(data: bytes) -> None:
             Arp.parse(data, eth.header_len)
             parsed("arp")
             return
+        if eth.ethertype == 0x86DD:
+            ipv6(data, eth.header_len)
+            return
         ip = IPv4.parse(data, eth.header_len, verify=bool(data[-1:] == b"\x01"))
         parsed("ipv4")
         start, end = eth.header_len + ip.header_len, eth.header_len + ip.total_length
@@ -51,6 +56,28 @@ def one_input(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         TcpOptions.parse(data[:40])
         parsed("tcp options")
+
+
+def ipv6(data: bytes, at: int) -> None:
+    """IPv6, its extension headers, and what follows them."""
+    ip6 = IPv6.parse(data, at)
+    parsed("ipv6")
+    upper = upper_layer(data, at)
+    parsed("ipv6 extension walk")
+    if upper.fragment_offset:
+        return
+    if upper.proto == 58:
+        src, dst = (ip6.src, ip6.dst) if data[-1:] == b"\x01" else (None, None)
+        message = Icmpv6.parse(data, upper.offset, upper.end, src=src, dst=dst)
+        parsed("icmpv6")
+        if message.type in (135, 136):
+            Neighbor.parse(message, data[upper.offset + 8 : upper.end])
+            parsed("neighbour discovery")
+        return
+    for name, parse in (("udp", Udp.parse), ("tcp", Tcp.parse)):
+        with contextlib.suppress(DecodeError):
+            parse(data, upper.offset, upper.end, src=ip6.src, dst=ip6.dst)
+            parsed(name)
 
 
 atheris.Setup(sys.argv, one_input)
