@@ -9,11 +9,13 @@ own clear answer instead (README, "aioxdp ping": where it differs).
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import read_line_matching
@@ -334,3 +336,37 @@ def test_a_literal_of_the_other_family_is_refused_as_ping_does(lab6: Lab, flag: 
     assert ours.stdout == theirs.stdout == ""
     assert "Address family for hostname not supported" in theirs.stderr
     assert ours.stderr.strip() == f"aioxdp: {target}: Address family for hostname not supported"
+
+
+@pytest.fixture
+def named_lab6(lab6: Lab) -> Iterator[Lab]:
+    """lab6, whose host a resolves peer-b to both of b's addresses
+    (ip netns exec mounts /etc/netns/<ns>/hosts)."""
+    etc = Path("/etc/netns") / lab6.a.netns
+    etc.mkdir(parents=True)
+    try:
+        (etc / "hosts").write_text(f"{lab6.b.ip} peer-b\n{lab6.b.ip6} peer-b\n")
+        yield lab6
+    finally:
+        shutil.rmtree(etc)
+        if etc.parent.exists() and not any(etc.parent.iterdir()):
+            etc.parent.rmdir()
+
+
+@pytest.mark.parametrize("flag", [[], ["-4"], ["-6"]], ids=["either", "-4", "-6"])
+def test_a_name_with_both_families_resolves_as_iputils_chooses(
+    named_lab6: Lab, flag: list[str]
+) -> None:
+    """The same address, by the resolver's order or the flag. (iputils also
+    names the peer by a reverse lookup in its lines; aioxdp prints addresses,
+    as ping -n does: README, where it differs.)"""
+    theirs = run(named_lab6, "iputils", *flag, "-c", "1", "peer-b")
+    ours = run(named_lab6, "aioxdp", *flag, "-c", "1", "peer-b")
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    chosen = [
+        re.findall(r"\(([0-9a-f:.]+)\)", out.stdout.splitlines()[0])[-1] for out in (theirs, ours)
+    ]
+    assert chosen[0] == chosen[1]
+    if flag:
+        assert chosen[1] == (named_lab6.b.ip if flag == ["-4"] else named_lab6.b.ip6)
+    assert "1 packets transmitted, 1 received, 0% packet loss" in ours.stdout
