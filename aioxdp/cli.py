@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -380,9 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     family.add_argument(
         "-6", dest="family", action="store_const", const=6, help="IPv6 only (names, and literals)"
     )
-    # "-4" and "-6" look like negative numbers to argparse, which would then
-    # take "-c -5" for two options; -5 stays a value (that -c refuses, as ping)
-    p._has_negative_number_optionals.clear()
     p.set_defaults(func=_ping, family=None)
 
     t = sub.add_parser("tcping", help="probe a TCP port with SYNs through AF_XDP")
@@ -458,10 +456,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def joined_negative_values(argv: Sequence[str]) -> list[str]:
+    """``-c -5`` as ``-c-5``: with -4 and -6 among its options, argparse
+    takes a negative number for an option, where getopt (and iputils) take
+    it for the value of the option before it, and then refuse the value."""
+    out: list[str] = []
+    for word in argv:
+        if (
+            out
+            and _NEGATIVE.fullmatch(word)
+            and len(out[-1]) == 2
+            and out[-1][0] == "-"
+            and out[-1] not in ("-4", "-6")
+        ):
+            out[-1] += word
+        else:
+            out.append(word)
+    return out
+
+
+_NEGATIVE = re.compile(r"-\d[\d.]*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(joined_negative_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse already printed one line of usage error
         if not exc.code:
             return EXIT_OK

@@ -105,6 +105,26 @@ static __always_inline void echo_to_reply(struct aioxdp_icmp_echo *icmp, __u8 re
 	icmp->checksum = ~csum_fold(sum);
 }
 
+/* A whole UDP header to one of the ports we echo? */
+static __always_inline int echoes_udp(struct udphdr *udp, void *data_end)
+{
+	__u16 port;
+
+	if ((void *)(udp + 1) > data_end)
+		return 0;
+	port = bpf_ntohs(udp->dest);
+	return bpf_map_lookup_elem(&aioxdp_reflector_ports, &port) != NULL;
+}
+
+/* The answer's ports: the UDP checksum holds (the same words, swapped). */
+static __always_inline void swap_ports(struct udphdr *udp)
+{
+	__be16 port = udp->source;
+
+	udp->source = udp->dest;
+	udp->dest = port;
+}
+
 static __always_inline int reflect6(struct ethhdr *eth, void *data_end)
 {
 	struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -121,20 +141,9 @@ static __always_inline int reflect6(struct ethhdr *eth, void *data_end)
 		echo_to_reply(icmp, AIOXDP_ICMP6_ECHO, AIOXDP_ICMP6_ECHOREPLY);
 		return count(REFLECTED_ICMP, XDP_TX);
 	}
-	if (ip6->nexthdr == IPPROTO_UDP) {
-		struct udphdr *udp = l4;
-		__u16 port;
-		__be16 tmp;
-
-		if ((void *)(udp + 1) > data_end)
-			return count(PASSED, XDP_PASS);
-		port = bpf_ntohs(udp->dest);
-		if (!bpf_map_lookup_elem(&aioxdp_reflector_ports, &port))
-			return count(PASSED, XDP_PASS);
+	if (ip6->nexthdr == IPPROTO_UDP && echoes_udp(l4, data_end)) {
 		turn_around6(eth, ip6);
-		tmp = udp->source;
-		udp->source = udp->dest;
-		udp->dest = tmp;
+		swap_ports(l4);
 		return count(REFLECTED_UDP, XDP_TX);
 	}
 	return count(PASSED, XDP_PASS);
@@ -171,20 +180,9 @@ int aioxdp_reflector(struct xdp_md *ctx)
 		echo_to_reply(icmp, AIOXDP_ICMP_ECHO, AIOXDP_ICMP_ECHOREPLY);
 		return count(REFLECTED_ICMP, XDP_TX);
 	}
-	if (ip->protocol == IPPROTO_UDP) {
-		struct udphdr *udp = l4;
-		__u16 port;
-		__be16 tmp;
-
-		if ((void *)(udp + 1) > data_end)
-			return count(PASSED, XDP_PASS);
-		port = bpf_ntohs(udp->dest);
-		if (!bpf_map_lookup_elem(&aioxdp_reflector_ports, &port))
-			return count(PASSED, XDP_PASS);
+	if (ip->protocol == IPPROTO_UDP && echoes_udp(l4, data_end)) {
 		turn_around(eth, ip);
-		tmp = udp->source;
-		udp->source = udp->dest;
-		udp->dest = tmp;
+		swap_ports(l4);
 		return count(REFLECTED_UDP, XDP_TX);
 	}
 	return count(PASSED, XDP_PASS);

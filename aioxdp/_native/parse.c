@@ -352,23 +352,34 @@ int aioxdp_udp_echo_layout(const uint8_t *f, uint32_t len, uint64_t payload, uin
 	return *udp == *ip + hlen && hlen >= 20 ? 0 : -1;
 }
 
+/* Swap the n bytes at a with those at b (n <= 16). */
+static void swap_bytes(uint8_t *a, uint8_t *b, uint32_t n)
+{
+	uint8_t tmp[16];
+
+	memcpy(tmp, a, n);
+	memcpy(a, b, n);
+	memcpy(b, tmp, n);
+}
+
+/* A datagram's answer: MACs, addresses (``width`` bytes each, the source's
+ * at ``addrs``, the destination's right after) and ports swapped. The UDP
+ * checksum stays valid: one's complement sums do not care about order. */
+static void turn_around(uint8_t *f, uint32_t addrs, uint32_t width, uint32_t udp)
+{
+	swap_bytes(f, f + 6, 6);
+	swap_bytes(f + addrs, f + addrs + width, width);
+	swap_bytes(f + udp, f + udp + 2, 2);
+}
+
 /* The IPv6 form of aioxdp_udp_echo_frame: the UDP checksum holds as it is
  * (the pseudo-header sums the same addresses, and the UDP length), but a
  * zero one, which IPv6 does not allow, is computed. */
 static uint32_t udp6_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
 {
 	uint32_t cut = udp - ip - 40, sum;
-	uint8_t tmp[16];
 
-	memcpy(tmp, f, 6);
-	memcpy(f, f + 6, 6);
-	memcpy(f + 6, tmp, 6);
-	memcpy(tmp, f + ip + 8, 16);
-	memcpy(f + ip + 8, f + ip + 24, 16);
-	memcpy(f + ip + 24, tmp, 16);
-	memcpy(tmp, f + udp, 2);
-	memcpy(f + udp, f + udp + 2, 2);
-	memcpy(f + udp + 2, tmp, 2);
+	turn_around(f, ip + 8, 16, udp);
 	if (!aioxdp_get16(f + udp + 6)) {
 		sum = aioxdp_sum16(f + ip + 8, 32, 17 + ulen);
 		sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
@@ -388,21 +399,10 @@ static uint32_t udp6_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t 
 uint32_t aioxdp_udp_echo_frame(uint8_t *f, uint32_t ip, uint32_t udp, uint32_t ulen)
 {
 	uint32_t hlen = udp - ip, cut = hlen - 20, sum;
-	uint8_t tmp[6];
 
 	if (aioxdp_get16(f + ip - 2) == 0x86dd) /* as the layout check read it */
 		return udp6_echo_frame(f, ip, udp, ulen);
-	/* Swapping source and destination leaves the UDP checksum valid
-	 * (one's complement sums do not care about order). */
-	memcpy(tmp, f, 6);
-	memcpy(f, f + 6, 6);
-	memcpy(f + 6, tmp, 6);
-	memcpy(tmp, f + ip + 12, 4);
-	memcpy(f + ip + 12, f + ip + 16, 4);
-	memcpy(f + ip + 16, tmp, 4);
-	memcpy(tmp, f + udp, 2);
-	memcpy(f + udp, f + udp + 2, 2);
-	memcpy(f + udp + 2, tmp, 2);
+	turn_around(f, ip + 12, 4, udp);
 	if (!aioxdp_get16(f + udp + 6)) {
 		sum = aioxdp_sum16(f + ip + 12, 8, 17 + ulen);
 		sum = (uint16_t)~aioxdp_fold(aioxdp_sum16(f + udp, ulen, sum));
