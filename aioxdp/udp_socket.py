@@ -1,6 +1,6 @@
 """A UDP socket in anyio's shape, on either driver's interface.
 
-``await nic.create_udp_socket((ip, port))`` on an asyncio
+``await nic.create_udp_socket((ip, port))`` (IPv4 or IPv6) on an asyncio
 :class:`aioxdp.Interface` or a trio/anyio
 :class:`aioxdp.anyio_interface.AnyioInterface` gives a :class:`UDPSocket`
 with the methods of ``anyio.abc.UDPSocket``: ``await sock.receive()``
@@ -15,7 +15,8 @@ as a kernel socket's receive buffer does. Sending goes where
 aioxdp.udp_paths says, as a DatagramTransport's does: a word per (host,
 port), a path per next hop, new hosts routed in process from a snapshot of
 the kernel's tables (read again when it is older than ROUTES_TTL), the
-next hop's MAC from the kernel or our own ARP; C builds each header.
+next hop's MAC from the kernel or our own ARP or neighbour solicitation;
+C builds each header.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
+from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.udp_paths import ROUTES_TTL, UdpPaths
 from aioxdp.xsk import RxBatch
@@ -90,9 +92,7 @@ class UdpCapable(Protocol):
     async def resolve_neighbours(self, routes: Sequence[Route]) -> list[ResolvedRoute]: ...
 
 
-def check_local_addr(
-    local_addr: object, *, allow_any: bool = False, allow_ipv6: bool = True
-) -> tuple[str, int]:
+def check_local_addr(local_addr: object, *, allow_any: bool = False) -> tuple[str, int]:
     """``local_addr`` as (IPv4 or IPv6 address, port), or the ValueError that
     names it; 0.0.0.0 or :: (every address) only where ``allow_any``."""
     if not isinstance(local_addr, tuple) or len(local_addr) != 2:
@@ -102,11 +102,6 @@ def check_local_addr(
         ip = str(ipaddress.ip_address(ip))
     except ValueError:
         raise ValueError(f"local_addr: not an IPv4 or IPv6 address: {ip!r}") from None
-    if ":" in ip and not allow_ipv6:
-        raise ValueError(
-            f"local_addr: {ip} is IPv6; an anyio UDP socket is IPv4 for now "
-            "(nic.create_datagram_endpoint takes IPv6)"
-        )
     if ip in ("0.0.0.0", "::") and not allow_any:
         raise ValueError(f"local_addr: name one address of this host ({ip} is not supported)")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -120,7 +115,7 @@ class UDPSocket:
     def __init__(
         self, nic: UdpCapable, local_addr: tuple[str, int], *, max_queued: int = 1024
     ) -> None:
-        ip, port = check_local_addr(local_addr, allow_ipv6=False)
+        ip, port = check_local_addr(local_addr)
         if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1:
             raise ValueError(f"max_queued: need an int >= 1, got {max_queued!r}")
         self._nic = nic
@@ -160,10 +155,13 @@ class UDPSocket:
             d = self._dgrams[i]
             if d.status != lib.AIOXDP_UDP_OK:
                 continue
-            item = (
-                view[d.off : d.off + d.len].tobytes(),
-                (socket.inet_ntoa(d.saddr.to_bytes(4, "little")), d.sport),
+            # (host, port) for either family, as anyio gives it
+            host = (
+                ip6_str(bytes(d.saddr6))
+                if d.v6
+                else socket.inet_ntoa(d.saddr.to_bytes(4, "little"))
             )
+            item = (view[d.off : d.off + d.len].tobytes(), (host, d.sport))
             try:
                 self._inbox.send_nowait(item)
                 self.received += 1
@@ -215,7 +213,8 @@ class UDPSocket:
             raise anyio.ClosedResourceError
         if self._lost is not None:
             raise anyio.BrokenResourceError(f"{self._nic.ifname}: {self._lost}") from self._lost
-        limit = min(self._nic.mtu, self._nic.frame_size - 14) - 28
+        headers = 48 if self._paths.family == 6 else 28  # IP and UDP
+        limit = min(self._nic.mtu, self._nic.frame_size - 14) - headers
         if len(data) > limit:
             raise ValueError(
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "

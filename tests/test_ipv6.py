@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from aioxdp.protocols.ethernet import Ethernet as Ethernet6
 from aioxdp.protocols.icmpv6 import Icmpv6
@@ -24,6 +25,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
 from test_datapath import scapy_send
+from test_drivers import BACKENDS, interface_class, run
 from test_udp_tcp import BatchEcho, Echo, udp_client
 
 import aioxdp
@@ -414,3 +416,36 @@ async def test_the_reflector_answers_icmpv6_and_udp6_in_the_driver(lab6: Lab) ->
         counters = reflector.counters()
     assert sorted(got) == [b"%03d" % i for i in range(100)]
     assert (counters["icmp"], counters["udp"]) == (500, 100)
+
+
+# -- the anyio drivers (trio too) -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ipv6_under_every_driver_ping_and_a_udp_socket(backend: str) -> None:
+    """ping and an anyio-shaped UDP socket over IPv6 on asyncio, uvloop and
+    trio: the socket echoes a kernel client's datagrams byte for byte."""
+    with Lab(ipv6=True) as lab, lab.a.enter():
+        a6, b6 = lab.a.ip6 or "", lab.b.ip6 or ""
+
+        async def main() -> tuple[int, int, int, tuple[str, int]]:
+            result = await aioxdp.ping(b6, count=200, interval=0)
+            async with interface_class(backend)(lab.a.ifname) as nic:
+                sock: aioxdp.UDPSocket = await nic.create_udp_socket((a6, 9400))
+                senders: list[tuple[str, int]] = []
+
+                async def serve() -> None:
+                    async for data, addr in sock:
+                        senders.append(addr)
+                        await sock.send((data, addr))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(serve)
+                    good = await anyio.to_thread.run_sync(udp_client, lab.b, a6, 9400, 1000)
+                    await sock.aclose()
+            return result.received, good, sock.sent, senders[0]
+
+        received, good, sent, sender = run(backend, main)
+    assert (received, good, sent) == (200, 1000, 1000)
+    assert sender[0] == b6  # (host, port), as anyio gives IPv6 senders
+    assert len(sender) == 2
