@@ -433,7 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-u", dest="unreachable_only", action="store_true", help="show targets that did not"
     )
     f.add_argument("-e", dest="elapsed", action="store_true", help="show the time of the reply")
-    f.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only (all aioxdp does today)")
+    fping_family = f.add_mutually_exclusive_group()
+    fping_family.add_argument(
+        "-4", dest="family", action="store_const", const=4, help="IPv4 targets only"
+    )
+    fping_family.add_argument(
+        "-6", dest="family", action="store_const", const=6, help="IPv6 targets only"
+    )
     f.add_argument("-b", dest="size", type=int, default=56, help="ICMP data bytes (56)")
     f.add_argument("-I", dest="interface", default=None, help="send through this interface")
     f.add_argument(

@@ -6,7 +6,9 @@ between probes to one target), ``-i`` (ms between any two probes), ``-t``
 (ms to wait for a reply), ``-r`` (retries in the default mode, each
 waiting 1.5 times longer), ``-g`` (a CIDR, or a start and an end address),
 ``-f`` (a file of targets), ``-q``, ``-s`` (statistics), ``-a``/``-u``
-(only alive / unreachable targets), ``-e`` (elapsed time), ``-4``.
+(only alive / unreachable targets), ``-e`` (elapsed time), ``-4`` and
+``-6`` (targets of that family only; without either, IPv4 and IPv6 targets
+mix in one run, names resolved to their first address).
 
 Exit codes as fping 5.1's: 0 every target answered, 1 some did not (and,
 as fping 5.1 does, a usage error), 2 a name did not resolve, 4 another
@@ -103,17 +105,26 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("-c and -C: give one of them")
 
 
-async def _resolve(hosts: list[str], err: TextIO) -> tuple[list[str], list[str], int]:
+FAMILIES = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+async def _resolve(
+    hosts: list[str], err: TextIO, family: int | None = None
+) -> tuple[list[str], list[str], int]:
     """(names as given, their addresses) of the targets that resolve, and how
-    many did not (each said on ``err`` as fping says it)."""
+    many did not (each said on ``err`` as fping says it, a literal of the
+    family -4 or -6 excludes too: "Address family for hostname not supported")."""
     names, addresses, unknown = [], [], 0
     for host in hosts:
         try:
-            addresses.append(str(ipaddress.IPv4Address(host)))
+            address = ipaddress.ip_address(host)  # literals need no resolver
+            if family not in (None, address.version):
+                raise ValueError(host)
+            addresses.append(str(address))
         except ValueError:
             try:
                 infos = await anyio.getaddrinfo(
-                    host, None, family=socket.AF_INET, type=socket.SOCK_RAW
+                    host, None, family=FAMILIES[family], type=socket.SOCK_RAW
                 )
             except OSError as exc:
                 print(f"{host}: {exc.strerror}", file=err, flush=True)
@@ -135,7 +146,7 @@ async def run_fping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"aioxdp fping: {exc}", file=err)
         return EXIT_USAGE
     started = time.monotonic()
-    names, addresses, unknown = await _resolve(hosts, err)
+    names, addresses, unknown = await _resolve(hosts, err, args.family)
     if not names:
         return EXIT_UNKNOWN
     width = max(len(n) for n in names)
@@ -148,6 +159,7 @@ async def run_fping(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "size": args.size,
         "interface": args.interface,
         "max_hosts": args.max_targets,
+        "family": args.family,
     }
 
     def pad(name: str) -> str:

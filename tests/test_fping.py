@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,41 @@ def test_all_answer_exits_zero_and_too_many_targets_are_refused(lab_silent: Lab)
     helped = aioxdp_fping(lab_silent, "-h")
     assert helped.returncode == fping(lab_silent, "-h").returncode == 0
     assert "-g" in helped.stdout
+
+
+@pytest.fixture
+def lab6_silent() -> Iterator[Lab]:
+    """An IPv6 lab; SILENT6 is routed via b, which drops it without a word
+    (a blackhole route: without one, b's kernel would answer "no route")."""
+    with Lab(ipv6=True) as lab:
+        lab.a.run("ip", "-6", "route", "add", SILENT6_NET, "via", lab.b.ip6 or "")
+        lab.b.run("ip", "-6", "route", "add", "blackhole", SILENT6_NET)
+        lab.a.run("ping", "-c", "1", "-W", "1", lab.b.ip6 or "")  # neighbours known
+        yield lab
+
+
+SILENT6_NET = "2001:2:ee::/64"
+SILENT6 = "2001:2:ee::9"
+
+
+@pytest.mark.parametrize(
+    ("args", "which"),
+    [
+        (["-c", "2", "-p", "20"], "both"),
+        (["-C", "2", "-p", "20"], "both"),
+        (["-6", "-c", "2", "-p", "20"], "ipv6"),
+        (["-4", "-c", "1"], "ipv6"),
+        (["-6", "-c", "1"], "ipv4"),
+        (["-s", "-c", "1", "-p", "20"], "ipv6"),
+        (["-e", "-t", "100", "-r", "1"], "ipv6"),
+    ],
+    ids=["both families", "-C", "-6", "-4 refuses IPv6", "-6 refuses IPv4", "-s", "default mode"],
+)
+def test_fping6_lines_and_exit_codes_match(lab6_silent: Lab, args: list[str], which: str) -> None:
+    lab = lab6_silent
+    targets = {
+        "both": [lab.b.ip6 or "", lab.b.ip, SILENT6],
+        "ipv6": [lab.b.ip6 or "", SILENT6],
+        "ipv4": [lab.b.ip],
+    }[which]
+    same(aioxdp_fping(lab, *args, *targets), fping(lab, *args, *targets))
