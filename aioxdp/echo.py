@@ -51,7 +51,7 @@ from aioxdp._libs import ffi, lib
 from aioxdp.errors import XDPError
 from aioxdp.fragments import Reassembler, fragment
 from aioxdp.frames import IPV4_HEADERS, IPV6_HEADERS, ip_frame
-from aioxdp.protocols.checksum import internet_checksum
+from aioxdp.protocols.checksum import internet_checksum, transport_checksum
 from aioxdp.protocols.icmp import ECHO_REQUEST, IPPROTO_ICMP, Icmp
 from aioxdp.protocols.icmpv6 import ECHO_REQUEST as ECHO6_REQUEST
 from aioxdp.protocols.icmpv6 import IPPROTO_ICMPV6, Icmpv6
@@ -165,16 +165,13 @@ class EchoSession:
         self.timeout_listeners: list[Callable[[str, int], None]] = []
         self.error: str | None = None
         self._results = ffi.new("struct aioxdp_echo_reply[]", 64)  # grown to the batch
-        # requests larger than the MTU go as IPv4 fragments, and their
-        # replies come back as fragments that are put together here
+        # requests larger than the MTU go as fragments, and their replies
+        # come back as fragments that are put together here
         self.mtu = mtu
         self.size = size
-        self._reassembler = Reassembler() if IPV4_HEADERS - 14 + 8 + size > mtu else None
-        if self._reassembler is not None and self.routes.width != 4:
-            raise ValueError(
-                f"size: {size} bytes need fragments over a {mtu}-byte MTU, and aioxdp "
-                "fragments IPv4 requests only"
-            )
+        families = {family_of(path.destination) for path in self._paths}
+        headers = max(IPV6_HEADERS if family == 6 else IPV4_HEADERS for family in families)
+        self._reassembler = Reassembler() if headers - 14 + 8 + size > mtu else None
         self._frames(size, ttl)
         self._probe_arrays()
 
@@ -373,25 +370,41 @@ class EchoSession:
         return queued
 
     def _send_split(self, tx: Any, probes: list[tuple[int, int]]) -> int:
-        """Requests over the MTU, as IPv4 fragments: probe ``probe`` of target
-        ``i`` for each pair, in order; stops at a flood's full window."""
-        count = self.count
+        """Requests over the MTU, as IPv4 or IPv6 fragments: probe ``probe`` of
+        target ``i`` for each pair, in order; stops at a flood's full window."""
+        count, width = self.count, self.routes.width
         sent = 0
         for i, probe in probes:
             p = self._targets[i]
             if not self.interval_ns and p.next_probe - p.done >= self.window:
                 break
-            frame = bytearray(self._bases[self._base_of[i]])
-            frame[30:34] = self.routes.destinations[4 * i : 4 * i + 4]
+            base = self._bases[self._base_of[i]]
+            address = self.routes.destinations[width * i : width * i + width]
             seq = (probe + 1) & 0xFFFF
-            struct.pack_into("!H", frame, 18, seq)  # the IP id follows the sequence, as in C
-            struct.pack_into("!H", frame, 36, 0)  # the ICMP checksum, computed below
-            struct.pack_into("!H", frame, 40, seq)  # the echo sequence
+            ipv6 = base[12:14] == b"\x86\xdd"
+            at = IPV6_HEADERS if ipv6 else IPV4_HEADERS  # the ICMP header
+            frame = bytearray(base[: at + 8 + self.size])  # (templates are padded)
+            if ipv6:
+                frame[at - 16 : at] = address
+            else:
+                frame[at - 4 : at] = address[-4:]
+                struct.pack_into("!H", frame, 18, seq)  # the IP id follows the sequence, as in C
+            struct.pack_into("!H", frame, at + 2, 0)  # the checksum, computed below
+            struct.pack_into("!H", frame, at + 6, seq)  # the echo sequence
             now = int(lib.aioxdp_now_ns())
             if self.size >= lib.AIOXDP_ECHO_STAMP_LEN:
-                struct.pack_into("=q", frame, 42, now)
-            struct.pack_into("!H", frame, 36, internet_checksum(memoryview(frame)[34:]))
-            for piece in fragment(frame, self.mtu):
+                struct.pack_into("=q", frame, at + 8, now)
+            message = memoryview(frame)[at:]
+            if ipv6:  # over the pseudo-header of the addresses in the frame
+                checksum = transport_checksum(
+                    message, bytes(frame[22:38]), bytes(frame[38:54]), IPPROTO_ICMPV6
+                )
+            else:
+                checksum = internet_checksum(message)
+            struct.pack_into("!H", frame, at + 2, checksum)
+            del message
+            # an IPv6 fragment's id: this run's echo id and the sequence
+            for piece in fragment(frame, self.mtu, ident=self.ident << 16 | seq):
                 tx.send(piece)
             self._sent_ns[i * count + probe] = now
             p.next_probe += 1

@@ -1,5 +1,5 @@
-"""IPv4 fragmentation for requests larger than the link's MTU, and the
-reassembly of their replies (RFC 791), sans-IO.
+"""IPv4 and IPv6 fragmentation for requests larger than the link's MTU, and
+the reassembly of their replies (RFC 791; RFC 8200 4.5), sans-IO.
 
 A ping of 65 507 bytes crosses a 1 500-byte link as 45 fragments each way:
 the kernel fragments iputils' requests and reassembles the replies; aioxdp
@@ -16,17 +16,24 @@ import struct
 from dataclasses import dataclass, field
 
 from aioxdp.protocols.checksum import internet_checksum
-from aioxdp.protocols.errors import DecodeError
+from aioxdp.protocols.errors import BadFieldError, DecodeError
 from aioxdp.protocols.ipv4 import IPv4
+from aioxdp.protocols.ipv6 import FRAGMENT, IPv6, upper_layer
 
 __all__ = ["Reassembler", "fragment"]
 
 ETH_LEN = 14
+IPV6_LEN = 40
+FRAGMENT_HEADER_LEN = 8
 
 
-def fragment(frame: bytes | bytearray, mtu: int) -> list[bytes]:
-    """``frame`` (Ethernet, IPv4 without options, then its payload) as
-    fragment frames whose IP datagrams fit ``mtu``: one frame if it fits."""
+def fragment(frame: bytes | bytearray, mtu: int, ident: int = 0) -> list[bytes]:
+    """``frame`` (Ethernet, then IPv4 without options or IPv6 without
+    extension headers, then its payload) as fragment frames whose IP
+    packets fit ``mtu``: one frame if it fits. ``ident`` is an IPv6
+    fragment header's identification (IPv4 keeps its header's)."""
+    if frame[12:14] == b"\x86\xdd":
+        return _fragment6(frame, mtu, ident)
     ip = IPv4.parse(frame, ETH_LEN, verify=False)  # each fragment gets its own checksum
     if ip.total_length <= mtu:
         return [bytes(frame)]
@@ -58,6 +65,41 @@ def fragment(frame: bytes | bytearray, mtu: int) -> list[bytes]:
     return out
 
 
+def _fragment6(frame: bytes | bytearray, mtu: int, ident: int) -> list[bytes]:
+    """RFC 8200 4.5: the fixed header (next header: fragment) in front of
+    each piece, then a fragment header naming the payload's protocol."""
+    ip = IPv6.parse(frame, ETH_LEN)
+    if ip.next_header in (0, 43, 44, 60):
+        raise ValueError("frame: aioxdp fragments IPv6 packets without extension headers")
+    if IPV6_LEN + ip.payload_length <= mtu:
+        return [bytes(frame)]
+    payload = memoryview(frame)[ETH_LEN + IPV6_LEN : ETH_LEN + IPV6_LEN + ip.payload_length]
+    step = (mtu - IPV6_LEN - FRAGMENT_HEADER_LEN) // 8 * 8
+    if step <= 0:
+        raise ValueError(f"mtu: {mtu} leaves no room for a fragment's data")
+    out = []
+    for at in range(0, len(payload), step):
+        chunk = payload[at : at + step]
+        piece = bytearray(ETH_LEN + IPV6_LEN + FRAGMENT_HEADER_LEN + len(chunk))
+        piece[:ETH_LEN] = frame[:ETH_LEN]
+        IPv6(
+            ip.src,
+            ip.dst,
+            FRAGMENT,
+            payload_length=FRAGMENT_HEADER_LEN + len(chunk),
+            hop_limit=ip.hop_limit,
+            traffic_class=ip.traffic_class,
+            flow_label=ip.flow_label,
+        ).build_into(piece, ETH_LEN)
+        more = at + len(chunk) < len(payload)
+        struct.pack_into(
+            "!BBHI", piece, ETH_LEN + IPV6_LEN, ip.next_header, 0, at | more, ident & 0xFFFFFFFF
+        )
+        piece[ETH_LEN + IPV6_LEN + FRAGMENT_HEADER_LEN :] = chunk
+        out.append(bytes(piece))
+    return out
+
+
 @dataclass
 class _Partial:
     """The fragments of one datagram so far."""
@@ -84,11 +126,12 @@ class _Partial:
 
 
 class Reassembler:
-    """Puts IPv4 fragments back together into whole datagrams.
+    """Puts IPv4 and IPv6 fragments back together into whole datagrams.
 
     ``add(frame, now_ns)`` takes one fragment frame and returns the whole
     datagram's frame (Ethernet header, then an IPv4 header that is no
-    fragment, then the payload) when its last missing piece came, else None.
+    fragment, or IPv6's fixed header naming the payload's protocol, then
+    the payload) when its last missing piece came, else None.
     """
 
     def __init__(self, *, max_bytes: int = 4 << 20, timeout_ns: int = 30_000_000_000) -> None:
@@ -104,26 +147,20 @@ class Reassembler:
     def add(self, frame: bytes | bytearray | memoryview, now_ns: int) -> bytes | None:
         self._expire(now_ns)
         try:
-            ip = IPv4.parse(frame, ETH_LEN)
+            found = self._read(frame)
         except DecodeError:
             self.malformed += 1
             return None
-        if not ip.is_fragment:
+        key, header, data, at, more, limit = found
+        if (more and len(data) % 8) or at + len(data) > limit:
             self.malformed += 1
             return None
-        start = ETH_LEN + ip.header_len
-        data = bytes(frame[start : ETH_LEN + ip.total_length])
-        at = ip.fragment_offset * 8
-        if (ip.more_fragments and len(data) % 8) or at + len(data) > 0xFFFF - ip.header_len:
-            self.malformed += 1
-            return None
-        key = (ip.src, ip.dst, ip.proto, ip.ident)
         partial = self._partials.get(key)
         if partial is None:
             partial = self._partials[key] = _Partial(now_ns)
         if at == 0:
-            partial.header = bytes(frame[:start])
-        if not ip.more_fragments:
+            partial.header = header
+        if not more:
             partial.end = at + len(data)
         if at not in partial.pieces:
             partial.pieces[at] = data
@@ -138,10 +175,40 @@ class Reassembler:
         return self._datagram(partial.header, payload)
 
     @staticmethod
+    def _read(
+        frame: bytes | bytearray | memoryview,
+    ) -> tuple[tuple[bytes, bytes, int, int], bytes, bytes, int, bool, int]:
+        """A fragment's key, the headers a whole datagram gets from it (the
+        first one's), its data, offset in bytes and M flag, and how far a
+        datagram may reach; DecodeError if it is no fragment."""
+        if frame[12:14] == b"\x86\xdd":
+            ip6 = IPv6.parse(frame, ETH_LEN)
+            upper = upper_layer(frame, ETH_LEN)
+            if not upper.fragment:
+                raise BadFieldError("ipv6", "not a fragment")
+            header = bytearray(frame[: ETH_LEN + IPV6_LEN])
+            header[ETH_LEN + 6] = upper.proto  # the whole datagram has no fragment header
+            key = (ip6.src, ip6.dst, upper.proto, upper.fragment_id)
+            data = bytes(frame[upper.offset : upper.end])
+            at = upper.fragment_offset * 8
+            return key, bytes(header), data, at, upper.more_fragments, 0xFFFF
+        ip = IPv4.parse(frame, ETH_LEN)
+        if not ip.is_fragment:
+            raise BadFieldError("ipv4", "not a fragment")
+        start = ETH_LEN + ip.header_len
+        data = bytes(frame[start : ETH_LEN + ip.total_length])
+        key = (ip.src, ip.dst, ip.proto, ip.ident)
+        at = ip.fragment_offset * 8
+        return key, bytes(frame[:start]), data, at, ip.more_fragments, 0xFFFF - ip.header_len
+
+    @staticmethod
     def _datagram(header: bytes, payload: bytes) -> bytes:
         """The first fragment's headers, no longer a fragment, and the payload."""
         hlen = len(header) - ETH_LEN
         out = bytearray(header) + payload
+        if header[12:14] == b"\x86\xdd":
+            struct.pack_into("!H", out, ETH_LEN + 4, min(len(payload), 0xFFFF))
+            return bytes(out)
         struct.pack_into("!H", out, ETH_LEN + 2, min(hlen + len(payload), 0xFFFF))
         struct.pack_into("!H", out, ETH_LEN + 6, 0)  # no flags, no offset
         struct.pack_into("!H", out, ETH_LEN + 10, 0)

@@ -226,11 +226,14 @@ class PingerBase:
             rules += [Rule("icmpv6", icmp_type=ICMP6_ECHO_REPLY, icmp_id=ident)] + [
                 Rule("icmpv6", icmp_type=kind, icmp_id=ident) for kind in ICMP6_ERRORS
             ]
-        if isinstance(routes, RouteSet) and routes and self.size + 28 > routes.paths[0].mtu:
-            rules += [
-                Rule("icmp", src=address, fragments=True)
-                for address in sorted({routes.destination(i) for i in range(len(routes))})
-            ]
+        if isinstance(routes, RouteSet) and routes and self.size + 48 > routes.paths[0].mtu:
+            # replies over the MTU (IP and ICMP headers: 28 bytes, or 48 for IPv6)
+            mtu = routes.paths[0].mtu
+            for address in sorted({routes.destination(i) for i in range(len(routes))}):
+                ipv6 = family_of(address) == 6
+                if self.size + (48 if ipv6 else 28) > mtu:
+                    proto = "icmpv6" if ipv6 else "icmp"
+                    rules.append(Rule(proto, src=address, fragments=True))
         return rules
 
     def _raise_if_nothing_left(self) -> None:
@@ -260,22 +263,16 @@ class PingerBase:
     def _check_frame_fits(self, frame_size: int, mtu: int, family: int = 4) -> None:
         """A probe and its reply each fit one UMEM frame, or go as fragments
         that each fit one: refuse a size (or a link) for which they cannot."""
-        if family == 6:
-            limit = min(frame_size - RX_HEADROOM, mtu + 14) - HEADERS6
-            if self.size > limit:
-                raise ValueError(
-                    f"size: {self.size} bytes do not fit one IPv6 packet of the {mtu}-byte MTU "
-                    f"(aioxdp does not fragment IPv6 requests): at most {limit}"
-                )
-            return
-        limit = frame_size - RX_HEADROOM - HEADERS
-        if self.size + 28 > mtu:
+        headers = HEADERS6 if family == 6 else HEADERS
+        limit = frame_size - RX_HEADROOM - headers
+        if self.size + headers - 14 > mtu:
             limit = frame_size - RX_HEADROOM - 14  # a fragment: Ethernet and the MTU
             if mtu <= limit:
                 return
             raise ValueError(
-                f"size: {self.size} bytes go as IPv4 fragments of up to {mtu} bytes (the MTU), "
-                f"which do not fit one {frame_size}-byte UMEM frame: give a smaller size or MTU"
+                f"size: {self.size} bytes go as IPv{family} fragments of up to {mtu} bytes "
+                f"(the MTU), which do not fit one {frame_size}-byte UMEM frame: give a smaller "
+                "size or MTU"
             )
         if self.size > limit:
             raise ValueError(

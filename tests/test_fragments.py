@@ -1,5 +1,5 @@
-"""IPv4 fragmentation and reassembly (aioxdp.fragments) against scapy's own,
-an independent implementation of RFC 791."""
+"""IPv4 and IPv6 fragmentation and reassembly (aioxdp.fragments) against
+scapy's own, an independent implementation of RFC 791 and RFC 8200."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ import frames as f
 import pytest
 from scapy.layers.inet import ICMP, IP, defragment
 from scapy.layers.inet import fragment as scapy_fragment
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrFragment,
+    defragment6,
+    fragment6,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
@@ -83,3 +91,63 @@ def test_holes_time_and_the_bound() -> None:
     assert reassembler.add(frame, 5000) is None  # not a fragment
     assert reassembler.add(b"\x00" * 20, 5000) is None  # not IPv4 at all
     assert reassembler.malformed == 2
+
+
+# -- IPv6 (RFC 8200 4.5), against scapy's fragment6 and defragment6 ------------
+
+
+def echo6_frame(size: int) -> bytes:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    return bytes(
+        Ether(src=f.A_MAC, dst=f.B_MAC)
+        / IPv6(src=f.A_IP6, dst=f.B_IP6, hlim=9)
+        / ICMPv6EchoRequest(id=7, seq=1, data=data)
+    )
+
+
+@pytest.mark.parametrize("size", [1453, 4000, 65000])
+def test_our_ipv6_fragments_are_what_scapy_puts_back_together(size: int) -> None:
+    frame = echo6_frame(size)
+    pieces = fragment(frame, 1500, ident=0xABCD0001)
+    assert len(pieces) == -(-(8 + size) // 1448)  # 1500 - 40 - 8, in 8-byte units
+    parsed = [Ether(p) for p in pieces]
+    for p in parsed:
+        assert len(p[IPv6]) <= 1500
+        assert (p[IPv6].hlim, p[IPv6ExtHdrFragment].id, p[IPv6ExtHdrFragment].nh) == (
+            9,
+            0xABCD0001,
+            58,
+        )
+    whole = defragment6([p[IPv6] for p in parsed])  # type: ignore[no-untyped-call]
+    assert whole.nh == 58  # scapy leaves the payload undecoded: its bytes are compared
+    assert bytes(whole.payload) == bytes(Ether(frame)[ICMPv6EchoRequest])
+
+
+def test_an_ipv6_packet_within_the_mtu_is_left_whole() -> None:
+    frame = echo6_frame(1452)
+    assert fragment(frame, 1500) == [frame]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_scapys_ipv6_fragments_in_any_order_come_back_whole(seed: int) -> None:
+    data = random.Random(seed).randbytes(9000)
+    reply = (
+        IPv6(src=f.B_IP6, dst=f.A_IP6)
+        / IPv6ExtHdrFragment(id=77)
+        / ICMPv6EchoReply(id=7, seq=3, data=data)
+    )
+    pieces = [
+        bytes(Ether(src=f.B_MAC, dst=f.A_MAC) / p)
+        for p in fragment6(reply, 1500)  # type: ignore[no-untyped-call]
+    ]
+    random.Random(seed).shuffle(pieces)
+    pieces.insert(1, pieces[0])  # a duplicate on the way changes nothing
+    reassembler = Reassembler()
+    done = [o for o in (reassembler.add(p, 0) for p in pieces) if o is not None]
+    assert len(done) == 1
+    got = Ether(done[0])
+    assert got[IPv6].nh == 58
+    assert got[IPv6].plen == 8 + 9000
+    assert (got[ICMPv6EchoReply].seq, got[ICMPv6EchoReply].data) == (3, data)
+    assert len(reassembler) == 0
+    assert reassembler.held == 0

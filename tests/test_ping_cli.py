@@ -292,8 +292,9 @@ FAR6 = "2001:2:ff::/48"
         ["-c", "2", "-i", "0.2", "-s", "100", "-t", "9"],
         ["-6", "-c", "2", "-i", "0.2", "-I", "veth-a"],
         ["-f", "-q", "-c", "500"],
+        ["-6", "-c", "2", "-i", "0.2", "-s", "3000"],
     ],
-    ids=["-6", "size and hop limit", "interface header", "flood"],
+    ids=["-6", "size and hop limit", "interface header", "flood", "fragments"],
 )
 def test_ping6_line_for_line(lab6: Lab, args: list[str]) -> None:
     theirs, ours = both(lab6, *args, lab6.b.ip6 or "")
