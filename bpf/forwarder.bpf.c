@@ -271,17 +271,25 @@ struct ipv6_fragment {
 	__be32 id;
 };
 
-/* IPv6 (RFC 8200): the fixed header and its payload within the frame, then
- * at most AIOXDP_FW_MAX_EXT_HEADERS extension headers, each within the
- * payload, before the upper-layer header. Any fragment, the first one too,
- * has no whole upper-layer datagram: it gets no ports, as IPv4's. */
-static __always_inline int parse_ipv6(struct ipv6hdr *ip6, void *data_end,
-				      struct aioxdp_fw_key *key)
+/* IPv6 (RFC 8200) at ``l3_offset`` in the frame: the fixed header and its
+ * payload within the frame, then at most AIOXDP_FW_MAX_EXT_HEADERS extension
+ * headers, each within the payload, before the upper-layer header. Any
+ * fragment, the first one too, has no whole upper-layer datagram: it gets
+ * no ports, as IPv4's. */
+__attribute__((noinline)) int aioxdp_fw_parse_ipv6(struct xdp_md *ctx, struct aioxdp_fw_key *key,
+						   __u32 l3_offset)
 {
-	void *l3_end;
+	void *data_end, *l3_end;
+	struct ipv6hdr *ip6;
 	__u32 off = sizeof(*ip6);
 	__u8 nexthdr;
 
+	/* a global function, verified once for any frame (see aioxdp_fw_decide):
+	 * it finds the header again from the context */
+	if (!ctx || !key || l3_offset > 18)
+		return PARSE_MALFORMED;
+	ip6 = (void *)(long)ctx->data + l3_offset;
+	data_end = (void *)(long)ctx->data_end;
 	if ((void *)(ip6 + 1) > data_end)
 		return PARSE_MALFORMED;
 	if (ip6->version != 6)
@@ -350,7 +358,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 	if (proto == bpf_htons(ETH_P_ARP))
 		return parse_arp((void *)ip, data_end, key);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6((void *)ip, data_end, key);
+		return aioxdp_fw_parse_ipv6(ctx, key, (__u32)((void *)ip - data));
 	if (proto != bpf_htons(ETH_P_IP))
 		return PARSE_NOT_IP;
 	if ((void *)(ip + 1) > data_end)
@@ -440,28 +448,20 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 tag)
 	return bpf_redirect_map(&aioxdp_fw_xsks, queue, XDP_PASS);
 }
 
-SEC("xdp")
-int aioxdp_forwarder(struct xdp_md *ctx)
+/* What to do with a parsed packet: the best rule's action. A global
+ * function, so the verifier checks it once for any key rather than once
+ * for every way parse() can end (which multiplied its work by the IPv6
+ * walk's paths). */
+__attribute__((noinline)) int aioxdp_fw_decide(struct xdp_md *ctx, struct aioxdp_fw_key *key,
+					       int parsed)
 {
-	struct aioxdp_fw_key key = {};
 	struct aioxdp_fw_rule *rule;
-	int parsed = parse(ctx, &key);
 
-	if (parsed == PARSE_NOT_IP) {
-		count(AIOXDP_FW_CNT_NOT_IP);
+	if (!ctx || !key)
 		return XDP_PASS;
-	}
-	if (parsed == PARSE_MALFORMED) {
-		count(AIOXDP_FW_CNT_MALFORMED);
-		return XDP_PASS;
-	}
-	if (parsed == PARSE_NOT_LOCAL) {
-		count(AIOXDP_FW_CNT_NOT_LOCAL);
-		return XDP_PASS;
-	}
-	rule = classify(&key);
+	rule = classify(key);
 	if (!rule) {
-		if (key.flags & AIOXDP_FW_KEY_VLAN)
+		if (key->flags & AIOXDP_FW_KEY_VLAN)
 			count(AIOXDP_FW_CNT_VLAN);
 		else
 			count(parsed == PARSE_FRAGMENT ? AIOXDP_FW_CNT_FRAGMENT : AIOXDP_FW_CNT_UNMATCHED);
@@ -478,6 +478,27 @@ int aioxdp_forwarder(struct xdp_md *ctx)
 		count(AIOXDP_FW_CNT_PASS);
 		return XDP_PASS;
 	}
+}
+
+SEC("xdp")
+int aioxdp_forwarder(struct xdp_md *ctx)
+{
+	struct aioxdp_fw_key key = {};
+	int parsed = parse(ctx, &key);
+
+	if (parsed == PARSE_NOT_IP) {
+		count(AIOXDP_FW_CNT_NOT_IP);
+		return XDP_PASS;
+	}
+	if (parsed == PARSE_MALFORMED) {
+		count(AIOXDP_FW_CNT_MALFORMED);
+		return XDP_PASS;
+	}
+	if (parsed == PARSE_NOT_LOCAL) {
+		count(AIOXDP_FW_CNT_NOT_LOCAL);
+		return XDP_PASS;
+	}
+	return aioxdp_fw_decide(ctx, &key, parsed);
 }
 
 char _license[] SEC("license") = "GPL";
