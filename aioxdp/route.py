@@ -294,7 +294,7 @@ async def resolve_host(host: str, family: int | None = None) -> str:
     or 6, as ping's -4 and -6 choose). A literal of the other family is a
     HostNameError, in getaddrinfo's words."""
     _check_family(family)
-    address = _literal(host)
+    address = _literal(_unscoped(host))
     if address is not None:
         if family is not None and family_of(address) != family:
             raise HostNameError(host, "Address family for hostname not supported")
@@ -306,7 +306,21 @@ async def resolve_host(host: str, family: int | None = None) -> str:
     except OSError as exc:
         # getaddrinfo's own words ("Name or service not known"), as ping prints them
         raise HostNameError(host, exc.strerror or str(exc)) from None
-    return str(infos[0][4][0])
+    return _unscoped(str(infos[0][4][0]))
+
+
+def _unscoped(host: str) -> str:
+    """``host`` without the zone of a scoped IPv6 address (``fe80::1%eth0``),
+    once the zone is known to name an interface: the route, or the
+    ``interface`` given, says which link it goes out of."""
+    if not isinstance(host, str) or "%" not in host or ":" not in host:
+        return host
+    address, zone = host.split("%", 1)
+    try:
+        socket.if_nametoindex(zone)
+    except OSError:
+        raise HostNameError(host, f"no interface {zone!r} for the address's zone") from None
+    return address
 
 
 def _source(source: str | None) -> str | None:

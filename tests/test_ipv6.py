@@ -461,3 +461,14 @@ def test_ipv6_under_every_driver_ping_and_a_udp_socket(backend: str) -> None:
     assert (received, good, sent) == (200, 1000, 1000)
     assert sender[0] == b6  # (host, port), as anyio gives IPv6 senders
     assert len(sender) == 2
+
+
+async def test_link_local_peers_with_and_without_a_zone(lab6: Lab) -> None:
+    shown = lab6.b.run("ip", "-6", "-o", "addr", "show", "dev", lab6.b.ifname, "scope", "link")
+    link_local = shown.stdout.split("inet6 ")[1].split("/")[0]
+    assert link_local.startswith("fe80:")
+    for host in (link_local, f"{link_local}%{lab6.a.ifname}"):
+        result = await aioxdp.ping(host, count=2, interval=0.05)
+        assert (result.received, result.address) == (2, link_local), host
+    with pytest.raises(HostNameError, match="no interface 'nosuch0'"):
+        await aioxdp.ping(f"{link_local}%nosuch0", count=1)
