@@ -6,7 +6,8 @@ the address is IPv4 or IPv6 (``"0.0.0.0"`` or ``"::"``: every address of
 that family). Received datagrams are checked in C a batch at a time (IPv4
 or IPv6 and UDP lengths and checksums; fragments are counted and dropped,
 never delivered in part). An IPv6 sender's address is ``(host, port,
-flowinfo, scope_id)``, as asyncio gives it. A protocol with ``datagrams_received(batch)`` takes the whole
+flowinfo, scope_id)``, as asyncio gives it. A protocol with
+``datagrams_received(batch)`` takes the whole
 :class:`DatagramBatch`; otherwise ``datagram_received(data, addr)`` is
 called for each, as asyncio does.
 

@@ -171,19 +171,27 @@ class UdpPaths:
 
     def _word(self, route: ResolvedRoute, host: str, port: int) -> int:
         source = route.source if self.local_addr[0] in ANY_ADDRESSES else self.local_addr[0]
-        path = self._path_index.get((route.next_hop_mac, source))
+        key = (route.next_hop_mac, source)
+        packed = socket.inet_pton(socket.AF_INET6, route.destination) if self.family == 6 else b""
+        # a word names a path and (IPv6) an address slot: when either table is
+        # full, both go at once, before this word takes its entries
+        full_paths = key not in self._path_index and len(self._path_index) >= MAX_PATHS
+        full_addrs = packed not in self._addrs6_index and (
+            len(self._addrs6_index) >= MAX_ADDRESSES6
+        )
+        if full_paths or (packed and full_addrs):
+            self._forget()
+        path = self._path_index.get(key)
         if path is None:
-            if len(self._path_index) >= MAX_PATHS:
-                self._forget()
-            path = self._path_index[(route.next_hop_mac, source)] = len(self._path_index)
+            path = self._path_index[key] = len(self._path_index)
             header = udp_header(route, self.local_addr[1], port, source=source)
             head = len(header) - 8  # Ethernet and IP: the UDP header is C's
             entry = self.table[path]
             ffi.memmove(entry.head, header, head)
             ffi.memmove(ffi.addressof(entry, "sport"), header[head : head + 2], 2)
             entry.v6 = 1 if self.family == 6 else 0
-        if self.family == 6:
-            word = V6_WORD | path << 48 | self._address6(route.destination) << 16
+        if packed:
+            word = V6_WORD | path << 48 | self._address6(packed) << 16
         else:
             daddr = int.from_bytes(socket.inet_aton(route.destination), sys.byteorder)
             word = path << 48 | daddr << 16
@@ -202,15 +210,12 @@ class UdpPaths:
         self._dests.clear()
         self._hosts.clear()
 
-    def _address6(self, address: str) -> int:
-        """The slot of an IPv6 destination in C's address table."""
-        packed = socket.inet_pton(socket.AF_INET6, address)
+    def _address6(self, packed: bytes) -> int:
+        """The slot of an IPv6 destination in C's address table (room made by _word)."""
         at = self._addrs6_index.get(packed)
         if at is None:
             if self._addrs6 == ffi.NULL:
                 self._addrs6 = ffi.new("uint8_t[]", 16 * MAX_ADDRESSES6)
-            if len(self._addrs6_index) >= MAX_ADDRESSES6:
-                self._forget()
             at = self._addrs6_index[packed] = len(self._addrs6_index)
             ffi.memmove(self._addrs6 + 16 * at, packed, 16)
         return at

@@ -29,6 +29,7 @@ from test_drivers import BACKENDS, interface_class, run
 from test_udp_tcp import BatchEcho, Echo, udp_client
 
 import aioxdp
+from aioxdp import udp_paths
 from aioxdp.packet import IcmpProtocol
 from aioxdp.route import HostNameError, NoRouteError, UnresolvedNeighbourError
 from aioxdp.testing import Lab
@@ -472,3 +473,40 @@ async def test_link_local_peers_with_and_without_a_zone(lab6: Lab) -> None:
         assert (result.received, result.address) == (2, link_local), host
     with pytest.raises(HostNameError, match="no interface 'nosuch0'"):
         await aioxdp.ping(f"{link_local}%nosuch0", count=1)
+
+
+async def test_udp6_address_table_full_forgets_everything_and_goes_on(
+    lab6: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for 4 IPv6 destinations, 12 hosts take turns: the table is
+    cleared whole when full (words name its slots), and every datagram still
+    reaches its own host (the kernel sockets in b say so)."""
+    monkeypatch.setattr(udp_paths, "MAX_ADDRESSES6", 4)
+    prefix = lab6.subnet6.network_address
+    hosts = [f"{prefix}{0x100 + k:x}" for k in range(12)]
+    for host in hosts:
+        lab6.b.run("ip", "-6", "addr", "add", f"{host}/128", "dev", lab6.b.ifname, "nodad")
+    listener = lab6.b.popen(
+        sys.executable,
+        "-c",
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); s.bind(('::',9500)); s.settimeout(10)\n"
+        "print('ready', flush=True)\n"
+        "for _ in range(24):\n"
+        "    data,addr=s.recvfrom(100); print(data.decode(), flush=True)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stdout is not None
+    assert listener.stdout.readline().strip() == "ready"
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(
+            Echo, local_addr=(lab6.a.ip6 or "", 7002)
+        )
+        for turn in range(2):
+            for host in hosts:
+                transport.sendto(f"{turn} {host}".encode(), (host, 9500))
+            await asyncio.sleep(0.3)  # the first turn resolves each host
+        assert echo.errors == []
+    out, _ = await asyncio.to_thread(listener.communicate, timeout=15)
+    assert sorted(out.split("\n")[:24]) == sorted(f"{t} {h}" for t in range(2) for h in hosts)
