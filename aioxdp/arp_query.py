@@ -4,9 +4,9 @@ IPv6): which requests to send when, which replies answer, when to give up.
 :class:`ArpQuery` resolves the next hops of many routes at once: one
 request (an ARP request, or a neighbour solicitation) per distinct next hop
 (a thousand hosts behind one gateway ask once), resent every ``interval``
-up to ``tries`` times, each next hop on its own clock. It does no I/O: a driver sends the frames :meth:`due`
-returns, feeds it the frames its :meth:`rules` redirect, and sleeps until
-:meth:`next_wakeup`. The asyncio driver (aioxdp.neighbour) and the anyio
+up to ``tries`` times, each next hop on its own clock. It does no I/O: a
+driver sends the frames :meth:`due` returns, feeds it the frames its
+:meth:`rules` redirect, and sleeps until :meth:`next_wakeup`. The asyncio driver (aioxdp.neighbour) and the anyio
 one use it alike.
 """
 
