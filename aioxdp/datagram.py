@@ -55,6 +55,8 @@ STATUS_NAMES = {
 MAX_PENDING = 1024  # datagrams held per destination while its MAC is resolved
 MAX_RESOLVING = 64  # destinations resolved at once; more are dropped, counted
 MAX_PEERS = 65536  # sender address tuples kept for reuse; cleared when full
+DGRAM_SIZE = ffi.sizeof("struct aioxdp_udp_dgram")
+SADDR6_AT = ffi.offsetof("struct aioxdp_udp_dgram", "saddr6")
 FLUSH_AT = 256  # datagrams queued by sendto that go to C at once, inside a batch or not
 
 
@@ -145,6 +147,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         Endpoint.__init__(self, nic, protocol, rules, [])
         self.local_addr = local_addr
         self._dgrams = ffi.new("struct aioxdp_udp_dgram[]", nic.batch_size)  # one per frame
+        # the same, as bytes: an IPv6 sender's address read without a cffi struct
+        self._dgram_bytes = memoryview(ffi.buffer(self._dgrams)).cast("B")
         # the valid datagrams of a batch, three words each, read without cffi structs
         self._meta = ffi.new("uint64_t[]", 3 * nic.batch_size)
         self._meta_words = memoryview(ffi.buffer(self._meta)).cast("Q")
@@ -200,12 +204,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         port)``, or an IPv6 sender's ``(host, port, flowinfo, scope_id)``."""
         if not d.v6:
             return self.peer_address(d.saddr, d.sport)
-        key = (bytes(d.saddr6), d.sport)
+        return self._sender6(bytes(d.saddr6), d.sport)
+
+    def _sender6(self, saddr6: bytes, sport: int) -> tuple[str, int, int, int]:
+        key = (saddr6, sport)
         addr = self._peers6.get(key)
         if addr is None:
             if len(self._peers6) >= MAX_PEERS:
-                self._peers6.clear()
-            addr = self._peers6[key] = (ip6_str(key[0]), key[1], 0, 0)
+                self._peers6.clear()  # cheap, and bounded: spoofed sources cannot grow it
+            addr = self._peers6[key] = (ip6_str(saddr6), sport, 0, 0)
         return addr
 
     def __repr__(self) -> str:
@@ -246,13 +253,15 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         rx.check("reading received datagrams")
         lib.aioxdp_udp_flatten(self._dgrams, n, self._meta)
         words, view, peers = self._meta_words, rx.xsk.view, self._peers
+        dgram_bytes = self._dgram_bytes
         receive = self._protocol.datagram_received
         for j in range(0, 3 * valid, 3):
             key = words[j + 2]
             addr: Any = peers.get(key)
             if addr is None:
-                if key & V6_WORD:  # IPv6: the index of its datagram in the batch
-                    addr = self.sender(self._dgrams[key & 0xFFFFFFFF])
+                if key & V6_WORD:  # IPv6: its datagram's index in the batch, and port
+                    at = DGRAM_SIZE * (key >> 16 & 0xFFFFFFFF) + SADDR6_AT
+                    addr = self._sender6(dgram_bytes[at : at + 16].tobytes(), key & 0xFFFF)
                 else:
                     addr = self.peer_address(key >> 16, key & 0xFFFF)
             try:

@@ -250,7 +250,7 @@ uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64
 			continue;
 		out[3 * valid] = d[i].off;
 		out[3 * valid + 1] = d[i].off + d[i].len;
-		out[3 * valid + 2] = d[i].v6 ? AIOXDP_UDP_V6_WORD | i
+		out[3 * valid + 2] = d[i].v6 ? AIOXDP_UDP_V6_WORD | (uint64_t)i << 16 | d[i].sport
 					     : (uint64_t)d[i].saddr << 16 | d[i].sport;
 		valid++;
 	}
