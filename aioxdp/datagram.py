@@ -322,6 +322,8 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             shape = "(host, port) or (host, port, flowinfo, scope_id)" if ipv6 else "(host, port)"
             raise ValueError(f"addr: expected {shape}, got {addr!r}")
         host, port = addr[0], addr[1]
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in addr[2:]):
+            raise TypeError(f"addr: flowinfo and scope_id must be ints, got {addr!r}")
         if not isinstance(host, str) or not host:
             raise TypeError(f"addr: host must be an address or name (str), got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:

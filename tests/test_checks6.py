@@ -129,11 +129,11 @@ def test_icmpv6_echo_check(frame: bytes, status: str) -> None:
 def test_a_reused_reply_struct_says_nothing_of_the_next_frame() -> None:
     r = echo_check(bytes(v6(REPLY)))
     assert r.v6 == 1
-    v4 = bytes(ETHER / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=0, id=IDENT, seq=2))
+    v4 = bytes(ETHER / IP(src="198.18.0.2", dst="198.18.0.1") / ICMP(type=0, id=IDENT, seq=2))
     r = echo_check(v4, r)
     assert (r.status, r.v6) == (lib.AIOXDP_ECHO_OK, 0)
-    assert int(r.saddr).to_bytes(4, "little") == bytes([10, 0, 0, 1])
-    assert bytes(r.saddr6) == bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])
+    assert int(r.saddr).to_bytes(4, "little") == bytes([198, 18, 0, 2])
+    assert bytes(r.saddr6) == bytes(10) + b"\xff\xff" + bytes([198, 18, 0, 2])
 
 
 DGRAM = UDP(sport=4000, dport=7000) / Raw(b"datagram")

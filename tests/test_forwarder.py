@@ -664,3 +664,19 @@ def test_failed_map_delete_leaves_python_and_the_map_in_step(
     forwarder.remove(rule)
     assert forwarder.rules == []
     assert run(obj, f.udp(53)) is XDPVerdict.PASS
+
+
+def test_thousands_of_ipv6_rules_each_its_host(fw: tuple[BPFObject, Forwarder]) -> None:
+    """A full table of /128 rules, one per IPv6 source: each takes its own
+    host's datagrams only; IPv4 from the same port passes."""
+    obj, forwarder = fw
+    sources = [f"2001:2:1::{k:x}" for k in range(1, forwarder.max_rules + 1)]
+    for src in sources:
+        forwarder.add(Rule("udp", src=src, dst_port=53, action=Action.DROP))
+    with pytest.raises(MapError, match="at most 4096 rules"):
+        forwarder.add(Rule("udp", src="2001:2:2::1", dst_port=53))
+    for src in sources[:: len(sources) // 64]:
+        assert run(obj, f.udp6(53, src=src)) is XDPVerdict.DROP
+    assert run(obj, f.udp6(53, src="2001:2:1::1:1")) is XDPVerdict.PASS
+    assert run(obj, f.udp(53)) is XDPVerdict.PASS
+    assert forwarder.counters.dropped == 64

@@ -324,6 +324,10 @@ async def test_udp6_endpoint_refuses_the_other_family(lab6: Lab) -> None:
         assert "Address family for hostname not supported" in str(echo.errors[0])
         with pytest.raises(ValueError, match="addr"):
             transport.sendto(b"x", (lab6.b.ip6, 9, 0, 0, 0))
+        with pytest.raises(TypeError, match="flowinfo and scope_id"):
+            transport.sendto(b"x", (lab6.b.ip6, 9, "0", 0))
+        with pytest.raises(ValueError, match="addr"):
+            transport.sendto(b"x", (lab6.b.ip6,))
         with pytest.raises(ValueError, match="data"):
             transport.sendto(b"x" * 1453, (lab6.b.ip6, 9))  # 1500 - 40 - 8 = 1452
         silent = f"{lab6.subnet6.network_address}99"
@@ -510,3 +514,23 @@ async def test_udp6_address_table_full_forgets_everything_and_goes_on(
         assert echo.errors == []
     out, _ = await asyncio.to_thread(listener.communicate, timeout=15)
     assert sorted(out.split("\n")[:24]) == sorted(f"{t} {h}" for t in range(2) for h in hosts)
+
+
+async def test_thousands_of_ipv6_hosts_mixed_with_ipv4_lose_nothing(lab6: Lab) -> None:
+    """3 000 IPv6 and 1 000 IPv4 hosts routed via b, whose driver answers
+    (the reflector): every reply, in host order, none dropped by the kernel
+    (XDP_STATISTICS), and the peer's driver saw every probe once."""
+    lab6.a.run("ip", "-6", "route", "add", "2001:2:f000::/52", "via", lab6.b.ip6 or "")
+    lab6.a.run("ip", "route", "add", "198.19.64.0/18", "via", lab6.b.ip)
+    six = [f"2001:2:f000::{k:x}" for k in range(1, 3001)]
+    four = [f"198.19.{64 + k // 250}.{k % 250 + 1}" for k in range(1000)]
+    hosts = [h for pair in zip(six[:1000], four, strict=True) for h in pair] + six[1000:]
+    with Reflector(lab6.b) as reflector:
+        results = await aioxdp.multiping(hosts, count=3, interval=0.001, timeout=2.0)
+        counters = reflector.counters()
+    assert [r.host for r in results] == hosts
+    lost = [(r.host, r.received) for r in results if r.received != 3]
+    assert not lost, f"{len(lost)} hosts lost replies: {lost[:5]}"
+    assert {r.replies[0].source == r.host for r in results} == {True}
+    assert results[0].kernel_drops == {}
+    assert counters["icmp"] == 3 * len(hosts)
