@@ -215,20 +215,19 @@ class EchoSession:
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
         total = n * count
-        self._state = _zeroed("B", total)
-        self._sent_ns = _zeroed("q", total)
-        self._rtts = _zeroed("d", total)
-        self._seqs = _zeroed("I", total)
-        self._ttls = _zeroed("B", total)
-        self._sizes = _zeroed("I", total)
+        self._state, self._state_c = _zeroed("B", total)
+        self._sent_ns, self._stamps = _zeroed("q", total)
+        self._rtts, self._rtts_c = _zeroed("d", total)
+        self._seqs, self._seqs_c = _zeroed("I", total)
+        self._ttls, self._ttls_c = _zeroed("B", total)
+        self._sizes, self._sizes_c = _zeroed("I", total)
         probes = self._probes = ffi.new("struct aioxdp_echo_probes *")
-        # the cdata views pin the buffers: none of them can be resized under C
-        probes.state = self._state_c = ffi.from_buffer("uint8_t[]", self._state)
-        probes.sent_ns = self._stamps = ffi.from_buffer("int64_t[]", self._sent_ns)
-        probes.rtts = self._rtts_c = ffi.from_buffer("double[]", self._rtts)
-        probes.seqs = self._seqs_c = ffi.from_buffer("uint32_t[]", self._seqs)
-        probes.ttls = self._ttls_c = ffi.from_buffer("uint8_t[]", self._ttls)
-        probes.sizes = self._sizes_c = ffi.from_buffer("uint32_t[]", self._sizes)
+        probes.state = self._state_c
+        probes.sent_ns = self._stamps
+        probes.rtts = self._rtts_c
+        probes.seqs = self._seqs_c
+        probes.ttls = self._ttls_c
+        probes.sizes = self._sizes_c
         # 36 bytes per target: ffi.new zeroes them
         probes.targets = self._targets = ffi.new("struct aioxdp_echo_target[]", n)
         probes.addrs = self._addrs_c
@@ -656,12 +655,21 @@ class EchoSession:
         return view if self.end_ns else PingResults(self.n_targets, list(view).__getitem__)
 
 
-def _zeroed(code: str, n: int) -> Any:
-    """``n`` zeroed items of array type ``code`` in anonymous memory: pages
+_C_TYPES = {"B": "uint8_t[]", "q": "int64_t[]", "d": "double[]", "I": "uint32_t[]"}
+
+
+def _zeroed(code: str, n: int) -> tuple[Any, Any]:
+    """``n`` zeroed items of array type ``code`` in anonymous memory (pages
     the kernel gives only when first written, so a run sized for two million
-    probes costs what it sends."""
+    probes costs what it sends): a typed view for Python and a C array.
+
+    The C array is taken from the mmap, never from the view: CPython 3.11
+    crashes when the cycle collector clears a memoryview that something
+    (here, cffi) still holds a buffer of."""
     size = n * array.array(code).itemsize
-    return memoryview(mmap.mmap(-1, max(size, 1)))[:size].cast(code)  # type: ignore[call-overload]
+    area = mmap.mmap(-1, max(size, 1))
+    view = memoryview(area)[:size].cast(code)  # type: ignore[call-overload]
+    return view, ffi.from_buffer(_C_TYPES[code], area)
 
 
 def echo_template(route: ResolvedRoute, ident: int, size: int, ttl: int) -> bytes:
