@@ -179,10 +179,32 @@ static __always_inline int icmp6_runs_the_link(__u8 type)
  * within the frame: padding after the datagram is no header. ICMP is read
  * in IPv4 only and ICMPv6 in IPv6 only; in the other family either is a
  * protocol number with no fields. */
-static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, __u8 proto,
-				    struct aioxdp_fw_key *key)
+/* Transport headers lie within the first 32 KiB of a frame (IPv6's walk
+ * stops within 16 KiB); a mask of all ones. */
+#define AIOXDP_FW_MAX_L4_OFFSET 0x7fff
+
+/* A global function, verified once for any frame (see aioxdp_fw_decide):
+ * callers pass offsets in the frame, as a global function takes no packet
+ * pointers, and it finds the headers again from the context. */
+__attribute__((noinline)) int aioxdp_fw_parse_l4(struct xdp_md *ctx, struct aioxdp_fw_key *key,
+						 __u32 l4_offset, __u32 l3_end_offset, __u8 proto)
 {
-	int v6 = key->flags & AIOXDP_FW_KEY_IPV6;
+	void *data, *data_end, *l4, *l3_end;
+	int v6;
+
+	if (!ctx || !key || l4_offset > AIOXDP_FW_MAX_L4_OFFSET ||
+	    l3_end_offset > AIOXDP_FW_MAX_L4_OFFSET)
+		return PARSE_MALFORMED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* The masks change nothing after the check above, but tell the verifier
+	 * (which checks this function for any offsets) that pointer + offset +
+	 * header stays within the 64 KiB it tracks. The empty asm keeps clang
+	 * from dropping them as redundant. */
+	asm volatile("" : "+r"(l4_offset), "+r"(l3_end_offset));
+	l4 = data + (l4_offset & AIOXDP_FW_MAX_L4_OFFSET);
+	l3_end = data + (l3_end_offset & AIOXDP_FW_MAX_L4_OFFSET);
+	v6 = key->flags & AIOXDP_FW_KEY_IPV6;
 
 	if (proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
@@ -271,6 +293,44 @@ struct ipv6_fragment {
 	__be32 id;
 };
 
+/* One extension header of an IPv6 walk: the header at ``ext_offset`` in the
+ * frame, which must lie within the frame and the payload (``l3_end_offset``).
+ * Returns the next header's offset (past this one) << 8 | its protocol, or
+ * minus a PARSE_ code: MALFORMED, or FRAGMENT for a fragment that is not
+ * atomic. A global function: verified once, not once per step of the walk
+ * and per way of reaching it. */
+__attribute__((noinline)) int aioxdp_fw_ipv6_extension(struct xdp_md *ctx,
+						       struct aioxdp_fw_key *key,
+						       __u32 ext_offset, __u32 l3_end_offset,
+						       __u8 nexthdr)
+{
+	void *data, *data_end;
+	__u8 *ext;
+
+	if (!ctx || !key || ext_offset > AIOXDP_FW_MAX_L4_OFFSET ||
+	    l3_end_offset > AIOXDP_FW_MAX_L4_OFFSET)
+		return -PARSE_MALFORMED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	asm volatile("" : "+r"(ext_offset), "+r"(l3_end_offset)); /* see aioxdp_fw_parse_l4 */
+	ext = data + (ext_offset & AIOXDP_FW_MAX_L4_OFFSET);
+	if ((void *)(ext + 8) > data_end ||
+	    (void *)(ext + 8) > data + (l3_end_offset & AIOXDP_FW_MAX_L4_OFFSET))
+		return -PARSE_MALFORMED;
+	if (nexthdr == IPPROTO_FRAGMENT) {
+		struct ipv6_fragment *frag = (void *)ext;
+
+		key->proto = frag->nexthdr;
+		if (frag->offset_flags & bpf_htons(0xfff9)) {
+			key->flags |= AIOXDP_FW_KEY_NO_L4;
+			return -PARSE_FRAGMENT;
+		}
+		/* an atomic fragment (offset 0, no M flag) is a whole datagram */
+		return (int)((ext_offset + sizeof(*frag)) << 8 | frag->nexthdr);
+	}
+	return (int)((ext_offset + ((__u32)ext[1] + 1) * 8) << 8 | ext[0]);
+}
+
 /* IPv6 (RFC 8200) at ``l3_offset`` in the frame: the fixed header and its
  * payload within the frame, then at most AIOXDP_FW_MAX_EXT_HEADERS extension
  * headers, each within the payload, before the upper-layer header. Any
@@ -279,9 +339,9 @@ struct ipv6_fragment {
 __attribute__((noinline)) int aioxdp_fw_parse_ipv6(struct xdp_md *ctx, struct aioxdp_fw_key *key,
 						   __u32 l3_offset)
 {
-	void *data_end, *l3_end;
+	__u32 off, l3_end_offset;
+	void *data_end;
 	struct ipv6hdr *ip6;
-	__u32 off = sizeof(*ip6);
 	__u8 nexthdr;
 
 	/* a global function, verified once for any frame (see aioxdp_fw_decide):
@@ -294,50 +354,36 @@ __attribute__((noinline)) int aioxdp_fw_parse_ipv6(struct xdp_md *ctx, struct ai
 		return PARSE_MALFORMED;
 	if (ip6->version != 6)
 		return PARSE_MALFORMED;
-	l3_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
-	if (l3_end > data_end)
+	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
 		return PARSE_MALFORMED;
+	l3_end_offset = l3_offset + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	__builtin_memcpy(key->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(key->daddr, &ip6->daddr, 16);
 	key->flags |= AIOXDP_FW_KEY_IPV6;
 	nexthdr = ip6->nexthdr;
+	off = l3_offset + sizeof(*ip6); /* from here on, in the frame */
 
 	for (int i = 0; i < AIOXDP_FW_MAX_EXT_HEADERS; i++) {
-		__u8 *ext;
+		int next;
 
 		if (!is_extension(nexthdr))
 			break;
-		/* 8 headers of at most 2 KiB each: the bound keeps the verifier
-		 * (and any packet) within one 16 KiB window */
-		if (off > 8 * 2048)
+		/* 8 headers of at most 2 KiB each: any packet's walk stays
+		 * within one 16 KiB window */
+		if (off > 8 * 2048 + 64)
 			return PARSE_MALFORMED;
-		ext = (void *)ip6 + off;
-		if ((void *)(ext + 8) > data_end || (void *)(ext + 8) > l3_end)
-			return PARSE_MALFORMED;
-		if (nexthdr == IPPROTO_FRAGMENT) {
-			struct ipv6_fragment *frag = (void *)ext;
-
-			key->proto = frag->nexthdr;
-			if (frag->offset_flags & bpf_htons(0xfff9)) {
-				key->flags |= AIOXDP_FW_KEY_NO_L4;
-				return PARSE_FRAGMENT;
-			}
-			/* an atomic fragment (offset 0, no M flag) is a whole datagram */
-			nexthdr = frag->nexthdr;
-			off += sizeof(*frag);
-			continue;
-		}
-		nexthdr = ext[0];
-		off += ((__u32)ext[1] + 1) * 8;
+		next = aioxdp_fw_ipv6_extension(ctx, key, off, l3_end_offset, nexthdr);
+		if (next < 0)
+			return -next;
+		off = (__u32)next >> 8;
+		nexthdr = next & 0xff;
 	}
 	if (is_extension(nexthdr))
 		return PARSE_MALFORMED; /* a chain longer than the bound */
-	if (off > 8 * 2048 + 8)
-		return PARSE_MALFORMED;
 	key->proto = nexthdr;
-	if ((void *)ip6 + off > l3_end)
+	if (off > l3_end_offset)
 		return PARSE_MALFORMED;
-	return parse_l4((void *)ip6 + off, l3_end, data_end, nexthdr, key);
+	return aioxdp_fw_parse_l4(ctx, key, off, l3_end_offset, nexthdr);
 }
 
 static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
@@ -379,8 +425,8 @@ static __always_inline int parse(struct xdp_md *ctx, struct aioxdp_fw_key *key)
 		key->flags |= AIOXDP_FW_KEY_NO_L4;
 		return PARSE_FRAGMENT;
 	}
-	return parse_l4((void *)ip + hlen, (void *)ip + bpf_ntohs(ip->tot_len), data_end,
-			ip->protocol, key);
+	return aioxdp_fw_parse_l4(ctx, key, (__u32)((void *)ip - data) + hlen,
+				  (__u32)((void *)ip - data) + bpf_ntohs(ip->tot_len), ip->protocol);
 }
 
 static __always_inline void mask_key(struct aioxdp_fw_key *out, const struct aioxdp_fw_key *key,
