@@ -93,6 +93,10 @@ class UdpPaths:
         self.table = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)  # what C reads
         self._path_index: dict[tuple[bytes, str], int] = {}
         self._dests: dict[tuple[Any, ...], int] = {}
+        # the cached word of an address, or None: sendto's hot path, the
+        # dict's own lookup with no Python frame around it (the dict is
+        # cleared, never replaced)
+        self.word: Callable[[tuple[Any, ...]], int | None] = self._dests.get
         self._hosts: dict[str, int] = {}
         self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self.snapshot: RouteSnapshot | None = None
@@ -108,10 +112,6 @@ class UdpPaths:
     @property
     def n_paths(self) -> int:
         return len(self._path_index)
-
-    def word(self, addr: tuple[Any, ...]) -> int | None:
-        """The cached word of ``addr``, or None (the hot path: one dict lookup)."""
-        return self._dests.get(addr)
 
     def word_now(self, host: str, port: int) -> int | None:
         """The word of (host, port) without waiting: a known host's, or one

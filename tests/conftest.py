@@ -111,6 +111,20 @@ def read_line(proc: subprocess.Popen[str], *, timeout: float = 30.0) -> str:
     return line.strip()
 
 
+def wait_for_capture(proc: subprocess.Popen[str]) -> None:
+    """Return once tshark (``proc``, stderr piped as text) captures: when its
+    dumpcap has the interface open and the filter set ("Capture started"),
+    not at "Capturing on", which it prints before (a ping started then lost
+    its first requests). Fails if tshark ends first."""
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            pytest.fail(f"tshark ended before capturing (exit {proc.wait()})")
+        if "Capture started" in line:
+            return
+
+
 def read_line_matching(proc: subprocess.Popen[Any], pattern: str, *, timeout: float = 30.0) -> str:
     """The first stdout line of ``proc`` that matches ``pattern`` (``re.search``).
 

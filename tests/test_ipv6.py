@@ -18,7 +18,7 @@ from aioxdp.protocols.icmpv6 import Icmpv6
 from aioxdp.protocols.ipv6 import IPv6 as IPv6Header
 from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.protocols.udp import Udp
-from conftest import eventually
+from conftest import eventually, wait_for_capture
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
@@ -72,9 +72,7 @@ def tshark(lab: Lab, count: int, capture_filter: str, *fields: str) -> subproces
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stderr is not None
-    while "Capturing on" not in proc.stderr.readline():
-        pass
+    wait_for_capture(proc)
     return proc
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AS_NOBODY, eventually, read_line_matching
+from conftest import AS_NOBODY, eventually, read_line_matching, wait_for_capture
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -111,9 +111,7 @@ async def test_tshark_sees_valid_requests_and_the_kernel_answers_each(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert tshark.stderr is not None
-    while "Capturing on" not in tshark.stderr.readline():
-        pass
+    wait_for_capture(tshark)
     result = await aioxdp.ping(lab_a.b.ip, count=count, interval=0.005, size=size)
     out, _ = await asyncio.to_thread(tshark.communicate, timeout=30)
     rows = [line.split(",") for line in out.strip().splitlines()]
