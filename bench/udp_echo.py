@@ -9,6 +9,12 @@
 The client (bench/udp_client.py, a C pump over aioxdp in the peer) keeps a
 window of requests in flight and counts the echoes.
 
+With ``--peer generator`` no client bounds the servers: b's kernel offers
+requests as fast as it can make them (bench/blast.py live: BPF_PROG_RUN with
+live frames, XDP_TX), more than any of the servers takes, and b's driver
+counts each server's echoes and drops them (the reflector's sink). Prints
+offered and echoed per second for each server (IPv4).
+
 With ``--peer reflector`` the roles turn: the peer is the XDP reflector
 (aioxdp.testing.reflector, echoing UDP port 7 in b's driver, never the
 bottleneck), and the clients under test in host a keep WINDOW requests in
@@ -26,6 +32,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from aioxdp.testing import Host, Lab
@@ -177,6 +184,56 @@ def _rates_once(lab: Lab, seconds: float, window: int, family: int) -> dict[str,
     return {name: measure(lab, argv, seconds, window, a_ip) for name, argv in servers.items()}
 
 
+def generated_rates(lab: Lab, seconds: float, repeat: int = 1) -> dict[str, dict[str, float]]:
+    """Echoes/s of each server under a generator that outruns all of them,
+    counted in b's driver, and what the generator offered; medians of
+    ``repeat`` turns."""
+    runs = [_generated_once(lab, seconds) for _ in range(repeat)]
+    return {
+        name: {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]}
+        for name in runs[0]
+    }
+
+
+def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
+    life = str(seconds + 30)
+    server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
+    servers = {
+        "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
+        "aioxdp": [*server, str(PORT), life],
+        "batch": [*server, str(PORT), life, "--batch"],
+    }
+    found = {}
+    for name, argv in servers.items():
+        proc = serve(lab.a, argv)
+        try:
+            # a kernel socket on a needs an XDP program there for veth to hand
+            # it the generator's XDP_TX'd frames (the aioxdp servers have theirs)
+            with Reflector(lab.b, udp_ports=[PORT], sink=True, peer_pass=name == "uvloop") as sink:
+                span = seconds + 1.0
+                blaster = lab.b.popen(
+                    sys.executable,
+                    str(BENCH / "blast.py"),
+                    *(lab.b.ifname, lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, str(PORT)),
+                    *(str(span), "live"),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert blaster.stdout is not None
+                assert blaster.stdout.readline().strip() == "ready"
+                time.sleep(0.5)  # warm up
+                echoed0, t0 = sink.counters()["sunk"], time.perf_counter()
+                time.sleep(seconds)
+                echoed1, t1 = sink.counters()["sunk"], time.perf_counter()
+                offered = int(blaster.stdout.readline()) / span
+                blaster.wait(30)
+        finally:
+            proc.kill()
+            proc.wait()
+        found[name] = {"echoed": (echoed1 - echoed0) / (t1 - t0), "offered": offered}
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,11 +241,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1, help="turns per server; medians kept")
-    parser.add_argument("--peer", choices=["client", "reflector"], default="client")
+    parser.add_argument("--peer", choices=["client", "reflector", "generator"], default="client")
     parser.add_argument("--family", type=int, choices=[4, 6], default=4)
     args = parser.parse_args()
     if not 1 <= args.repeat <= 9:
         raise SystemExit("--repeat: 1..9")
+    if args.peer == "generator":
+        if args.family != 4:
+            raise SystemExit("--peer generator: IPv4 only (the generator's frames are IPv4)")
+        with Lab() as lab:
+            gen = generated_rates(lab, args.seconds, args.repeat)
+        print(
+            f"UDP echo under a generator (IPv4, {args.seconds:g}s each), echoes counted in b's driver:"
+        )
+        base = gen["uvloop"]["echoed"]
+        for name, r in gen.items():
+            ratio = "" if name == "uvloop" else f"   {name}/uvloop = {r['echoed'] / base:.2f}x"
+            print(f"  {name:8s} {r['echoed']:>12,.0f}/s of {r['offered']:>12,.0f}/s offered{ratio}")
+        print(f"  aioxdp/batch = {gen['aioxdp']['echoed'] / gen['batch']['echoed']:.2f}x")
+        return
     if args.peer == "reflector":
         with Lab(ipv6=args.family == 6) as lab:
             got = reflected_rates(lab, args.seconds, args.window, args.repeat, args.family)

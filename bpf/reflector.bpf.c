@@ -6,6 +6,10 @@
  *
  * veth only delivers an XDP_TX'd frame to a peer that runs XDP itself, so
  * aioxdp_pass is here too: attach it to the other end when nothing else is.
+ *
+ * aioxdp_sink counts and drops UDP datagrams *from* those ports instead: the
+ * echoes of a server under test, when a generator (not a client) offers the
+ * requests, so counting them costs the server's side next to nothing.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -22,6 +26,7 @@ enum reflector_counter {
 	REFLECTED_ICMP = 0,
 	REFLECTED_UDP,
 	PASSED,
+	SUNK,
 	REFLECTOR_COUNTERS,
 };
 
@@ -186,6 +191,41 @@ int aioxdp_reflector(struct xdp_md *ctx)
 		return count(REFLECTED_UDP, XDP_TX);
 	}
 	return count(PASSED, XDP_PASS);
+}
+
+SEC("xdp")
+int aioxdp_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct udphdr *udp;
+	__u16 port;
+
+	if ((void *)(eth + 1) > data_end)
+		return count(PASSED, XDP_PASS);
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
+		    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+			return count(PASSED, XDP_PASS);
+		udp = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_UDP)
+			return count(PASSED, XDP_PASS);
+		udp = (void *)(ip6 + 1);
+	} else {
+		return count(PASSED, XDP_PASS);
+	}
+	if ((void *)(udp + 1) > data_end)
+		return count(PASSED, XDP_PASS);
+	port = bpf_ntohs(udp->source);
+	if (!bpf_map_lookup_elem(&aioxdp_reflector_ports, &port))
+		return count(PASSED, XDP_PASS);
+	return count(SUNK, XDP_DROP);
 }
 
 SEC("xdp")

@@ -302,6 +302,45 @@ def test_reflector_answers_in_the_driver(lab: Lab) -> None:
     assert " 0 " in nstat.splitlines()[-1] + " ", "the kernel of b saw the echo requests"
 
 
+SEND_FROM_PORTS = """
+import socket, sys
+dest = sys.argv[1]
+for sport, n in ((7, 300), (7100, 20)):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    for i in range(n):
+        s.sendto(b"x%d" % i, (dest, 7200))
+    s.close()
+"""
+
+
+def test_the_sink_counts_and_drops_datagrams_from_its_ports_only(lab: Lab) -> None:
+    """The reflector's sink (bench/udp_echo.py --peer generator counts a
+    server's echoes with it): datagrams from port 7 counted and dropped in
+    b's driver, never answered, those from another port passed to b's
+    kernel, whose own counters (nstat) are the witness."""
+    receiver = lab.b.popen(
+        sys.executable,
+        "-c",
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7200))\n"
+        "s.settimeout(2); print('up', flush=True); got = 0\n"
+        "try:\n    while True: s.recv(2048); got += 1\nexcept TimeoutError: pass\nprint(got)\n",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert read_line(receiver) == "up"
+    lab.b.run("nstat", "-n")  # counters from here on
+    with Reflector(lab.b, udp_ports=[7], peer_pass=True, sink=True) as sink:
+        lab.a.run(sys.executable, "-c", SEND_FROM_PORTS, lab.b.ip)
+        out, _ = receiver.communicate(timeout=30)
+        counters = sink.counters()
+    assert int(out.split()[-1]) == 20  # only those from port 7100 reached b's socket
+    assert (counters["sunk"], counters["udp"], counters["icmp"]) == (300, 0, 0)
+    assert counters["passed"] >= 20
+    nstat = lab.b.run("nstat", "-az", "UdpInDatagrams").stdout.split()
+    assert int(nstat[nstat.index("UdpInDatagrams") + 1]) == 20
+
+
 async def test_sendto_bursts_past_a_tiny_pool_lose_nothing(lab_a: Lab) -> None:
     receiver = lab_a.b.popen(
         sys.executable,

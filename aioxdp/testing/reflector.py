@@ -8,6 +8,11 @@ over IPv4 and IPv6, by XDP_TX.
 veth hands an XDP_TX'd frame only to a peer that runs XDP; ``peer_pass``
 attaches a pass-everything program to the other end for when nothing of
 aioxdp runs there.
+
+``sink=True`` turns it into a counter for a server's echoes: UDP datagrams
+*from* ``udp_ports`` are counted (``counters()["sunk"]``) and dropped in the
+driver, everything else passes; nothing is answered. For when a generator
+offers the requests and no client should be what bounds the server.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from aioxdp.testing.lab import Host
 
 class Reflector:
     def __init__(
-        self, host: Host, *, udp_ports: Iterable[int] = (7,), peer_pass: bool = False
+        self,
+        host: Host,
+        *,
+        udp_ports: Iterable[int] = (7,),
+        peer_pass: bool = False,
+        sink: bool = False,
     ) -> None:
         self.host = host
         self.udp_ports = [int(p) for p in udp_ports]
@@ -29,6 +39,7 @@ class Reflector:
         if bad:
             raise ValueError(f"udp_ports: ports are 1..65535, got {bad}")
         self.peer_pass = peer_pass
+        self.sink = sink
         self._stack = ExitStack()
         self.link: XDPLink | None = None
         self._obj: BPFObject | None = None
@@ -42,7 +53,9 @@ class Reflector:
                 ports.update(port.to_bytes(2, "little"), b"\x01")
             with self.host.enter():
                 self.link = self._stack.enter_context(
-                    obj.program("aioxdp_reflector").attach(self.host.ifname, mode="native")
+                    obj.program("aioxdp_sink" if self.sink else "aioxdp_reflector").attach(
+                        self.host.ifname, mode="native"
+                    )
                 )
             if self.peer_pass:
                 peer = self.host.peer
@@ -62,5 +75,5 @@ class Reflector:
     def counters(self) -> dict[str, int]:
         assert self._obj is not None
         counters = self._obj.map("aioxdp_reflector_counters", value="uint64_t")
-        names = ("icmp", "udp", "passed")
+        names = ("icmp", "udp", "passed", "sunk")
         return {name: sum(int(v[0]) for v in counters.lookup(i)) for i, name in enumerate(names)}
