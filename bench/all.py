@@ -60,6 +60,30 @@ def main() -> None:
                 "our IPv6 path",
             ),
         ]
+        gen = raw["udp_echo_generator"] = udp_echo.generated_rates(lab, seconds)
+        echoed = {name: r["echoed"] for name, r in gen.items()}
+        rows += [
+            (
+                "UDP echo, generator, per datagram / uvloop",
+                echoed["aioxdp"] / echoed["uvloop"],
+                "kernel TX on our CPU",
+            ),
+            (
+                "UDP echo, generator, batch / uvloop",
+                echoed["batch"] / echoed["uvloop"],
+                "kernel TX on our CPU",
+            ),
+            (
+                "UDP echo, generator, per datagram / batch",
+                echoed["aioxdp"] / echoed["batch"],
+                "our Python",
+            ),
+            (
+                "UDP echo, generator, batch / offered",
+                echoed["batch"] / gen["batch"]["offered"],
+                "< 1: outran",
+            ),
+        ]
         client = raw["udp_reflector_peer"] = udp_echo.reflected_rates(lab, seconds, 256)
         rows += [
             ("UDP client, reflector peer, aioxdp / C loop", client["aioxdp"] / client["C"], "us"),
