@@ -337,6 +337,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 f"data: {len(data)} bytes exceed what one unfragmented datagram carries here "
                 f"({limit}: MTU {self._nic.mtu}, {self._nic.frame_size}-byte frames)"
             )
+        if host in self._resolving:
+            # its next hop is being asked: wait with the datagrams before it,
+            # without a route lookup each (a burst to a new peer is thousands)
+            self._queue_unresolved(bytes(data), host, port)
+            return
         dest = self._paths.word_now(host, port)
         if dest is None:
             self._queue_unresolved(bytes(data), host, port)

@@ -177,6 +177,37 @@ async def test_datagrams_sendto_queued_arrive_whole_and_in_order_through_the_bac
     assert got[1:] == expected
 
 
+async def test_a_burst_to_a_peer_being_resolved_waits_and_arrives_in_order(lab_a: Lab) -> None:
+    """1000 numbered datagrams to a peer whose MAC neither kernel knows, sent
+    in one synchronous loop: the first starts our ARP, the rest wait with it
+    (a dict lookup each, no route lookup), and b's kernel socket receives
+    every one, in order, once b answers."""
+    a, b = lab_a.a, lab_a.b
+    n = 1000
+    a.run("ip", "neigh", "flush", "dev", a.ifname)
+    b.run("ip", "neigh", "flush", "dev", b.ifname)
+    sink = b.popen(
+        PYTHON, "-c", SINK, b.ip, str(PORT + 2), str(n), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert read_line(sink) == "ready"
+        async with Interface(a.ifname) as nic:
+            transport, _ = await nic.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=(a.ip, PORT + 2)
+            )
+            for i in range(n):
+                transport.sendto(b"%04d" % i, (b.ip, PORT + 2))
+            assert transport.resolving == 1  # all of them behind one ARP
+            assert await eventually(lambda: transport.cached_destinations == 1)
+            assert transport.dropped_unresolved == 0
+            got = json.loads(read_line(sink, timeout=30))
+            transport.close()
+    finally:
+        sink.kill()
+        sink.wait()
+    assert got == [f"{i:04d}" for i in range(n)]
+
+
 def test_checksum_helpers_hold_past_128_kib() -> None:
     # RFC 1071 section 3's example: the words 0001 f203 f4f5 f6f7 sum to ddf2
     words = bytes.fromhex("0001f203f4f5f6f7")
