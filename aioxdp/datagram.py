@@ -385,7 +385,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         paths = self._paths
         sent = 0
         if not self._write_buffer.size:  # else ours wait already: these go behind them
-            sent = self._tx.send_udp_many(*paths.send_args(dests, data), first_id)
+            sent = self._tx.send_udp_many(paths.batch(dests, data), first_id)
         for k in range(sent, n):  # no frame free (or the interface closing): they wait
             self._tx.write_for(self._write_buffer, paths.frame(dests[k], data[k], first_id + k))
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aioxdp.packet import PacketBatch, PacketProtocol
-from aioxdp.xsk import XSK
+from aioxdp.xsk import XSK, UdpBatch
 
 __all__ = ["WriteBuffer", "XDPTransport", "report_callback_error"]
 
@@ -267,25 +267,12 @@ class XDPTransport(asyncio.Transport):
 
     # Frames built in C straight into the UMEM: each call does its accounting.
 
-    def send_udp_many(
-        self,
-        paths: Any,
-        n_paths: int,
-        addrs6: Any,
-        n_addrs6: int,
-        dests: Any,
-        data: bytes,
-        lens: Any,
-        n: int,
-        ip_id: int,
-    ) -> int:
+    def send_udp_many(self, batch: UdpBatch, ip_id: int) -> int:
         """UDP datagrams built in C a batch at a time (see XSK.send_udp_many);
         how many went."""
         if self._closing:
             return 0
-        sent = self._xsk.send_udp_many(
-            paths, n_paths, addrs6, n_addrs6, dests, data, lens, n, ip_id
-        )
+        sent = self._xsk.send_udp_many(batch, ip_id)
         self._queued(sent)
         return sent
 

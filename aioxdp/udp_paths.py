@@ -47,6 +47,7 @@ from aioxdp.route import (
     resolve_host,
     route_snapshot,
 )
+from aioxdp.xsk import UdpBatch
 
 __all__ = [
     "ANY_ADDRESSES",
@@ -250,13 +251,11 @@ class UdpPaths:
             raise XDPError(-length, f"building a {len(data)}-byte datagram", "it does not fit")
         return bytes(frame)
 
-    def send_args(
-        self, words: Sequence[int], data: Sequence[bytes]
-    ) -> tuple[Any, int, Any, int, Any, bytes, Any, int]:
-        """What XSK.send_udp_many takes for these datagrams, but the IP id."""
+    def batch(self, words: Sequence[int], data: Sequence[bytes]) -> UdpBatch:
+        """These datagrams (``data[k]`` to ``words[k]``) as C sends them."""
         dests = array.array("Q", words)
         lens = array.array("I", map(len, data))
-        return (
+        return UdpBatch(
             self.table,
             len(self._path_index),
             self._addrs6,

@@ -38,7 +38,7 @@ from aioxdp.forwarder import Rule
 from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.udp_paths import ROUTES_TTL, UdpPaths
-from aioxdp.xsk import RxBatch
+from aioxdp.xsk import RxBatch, UdpBatch
 
 __all__ = ["UDPSocket", "UdpCapable", "check_local_addr"]
 
@@ -50,18 +50,7 @@ class _Claim(Protocol):
 
 
 class _Sender(Protocol):
-    def send_udp_many(
-        self,
-        paths: Any,
-        n_paths: int,
-        addrs6: Any,
-        n_addrs6: int,
-        dests: Any,
-        data: bytes,
-        lens: Any,
-        n: int,
-        ip_id: int,
-    ) -> int: ...
+    def send_udp_many(self, batch: UdpBatch, ip_id: int) -> int: ...
 
 
 class UdpCapable(Protocol):
@@ -224,9 +213,7 @@ class UDPSocket:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         deadline = time.monotonic() + SEND_WAIT
         payload = bytes(data)
-        while not self._nic.tx.send_udp_many(
-            *self._paths.send_args([word], [payload]), self._ip_id
-        ):
+        while not self._nic.tx.send_udp_many(self._paths.batch([word], [payload]), self._ip_id):
             self._nic.flush()  # frames come back as the kernel completes sends
             if time.monotonic() > deadline:
                 raise XDPError(

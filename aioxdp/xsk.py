@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aioxdp import privileges
 from aioxdp._libs import ffi, lib
@@ -181,6 +181,23 @@ def release_view(view: memoryview) -> None:
         view.release()
 
 
+class UdpBatch(NamedTuple):
+    """UDP datagrams for C to build and send (aioxdp_udp_send_many): the
+    k-th is the next ``lens[k]`` bytes of ``data``, to ``dests[k]``, a word
+    naming one of the ``n_paths`` headers in ``paths`` (struct
+    aioxdp_udp_path) and, for IPv6, one of the ``n_addrs6`` 16-byte
+    addresses in ``addrs6``. Made by UdpPaths.batch."""
+
+    paths: Any
+    n_paths: int
+    addrs6: Any
+    n_addrs6: int
+    dests: Any
+    data: bytes
+    lens: Any
+    n: int
+
+
 class XSK:
     """An AF_XDP socket bound to ``ifname`` queue ``queue``, with its own UMEM.
 
@@ -325,38 +342,25 @@ class XSK:
             f"(an Ethernet header, within one UMEM frame), got {len(frame)}"
         )
 
-    def send_udp_many(
-        self,
-        paths: Any,
-        n_paths: int,
-        addrs6: Any,
-        n_addrs6: int,
-        dests: Any,
-        data: bytes,
-        lens: Any,
-        n: int,
-        ip_id: int,
-    ) -> int:
-        """Build ``n`` UDP datagrams in free frames and queue them: the k-th is
-        the next ``lens[k]`` bytes of ``data``, to ``dests[k]`` (see struct
-        aioxdp_udp_path; IPv6 destinations are indices into ``addrs6``);
-        returns how many went (fewer when frames ran out)."""
+    def send_udp_many(self, batch: UdpBatch, ip_id: int) -> int:
+        """Build the batch's datagrams in free frames and queue them (IP ids
+        from ``ip_id``); returns how many went (fewer when frames ran out)."""
         ret = lib.aioxdp_udp_send_many(
             self._handle(),
-            paths,
-            n_paths,
-            addrs6,
-            n_addrs6,
-            dests,
-            data,
-            len(data),
-            lens,
-            n,
+            batch.paths,
+            batch.n_paths,
+            batch.addrs6,
+            batch.n_addrs6,
+            batch.dests,
+            batch.data,
+            len(batch.data),
+            batch.lens,
+            batch.n,
             ip_id & 0xFFFF,
         )
         if ret < 0:
             raise XDPError(
-                -ret, f"sending {n} datagrams", "a datagram is too large or misaddressed"
+                -ret, f"sending {batch.n} datagrams", "a datagram is too large or misaddressed"
             )
         return int(ret)
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,26 @@ def read_line(proc: subprocess.Popen[str], *, timeout: float = 30.0) -> str:
         assert proc.stderr is not None
         pytest.fail(f"child exited {proc.returncode}: {proc.stderr.read()}")
     return line.strip()
+
+
+def tshark(
+    lab: Any, count: int, capture_filter: str, *fields: str, options: Sequence[str] = ()
+) -> subprocess.Popen[str]:
+    """tshark in lab host b, decoding ``count`` frames into comma-separated
+    ``fields`` (``options``: more of its flags, such as ``-o`` preferences);
+    returned once it captures."""
+    proc: subprocess.Popen[str] = lab.b.popen(
+        "tshark",
+        *("-i", lab.b.ifname, "-n", "-l", "-c", str(count), "-f", capture_filter),
+        *options,
+        *("-T", "fields", "-E", "separator=,"),
+        *[x for field in fields for x in ("-e", field)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_capture(proc)
+    return proc
 
 
 def wait_for_capture(proc: subprocess.Popen[str]) -> None:

@@ -18,7 +18,7 @@ from aioxdp.protocols.icmpv6 import Icmpv6
 from aioxdp.protocols.ipv6 import IPv6 as IPv6Header
 from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.protocols.udp import Udp
-from conftest import eventually, wait_for_capture
+from conftest import eventually, tshark
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
@@ -49,31 +49,6 @@ def neighbours6(lab: Lab, host: str) -> str:
     """The IPv6 neighbour table of host a or b, as ``ip -6 neigh`` shows it."""
     side = lab.a if host == "a" else lab.b
     return side.run("ip", "-6", "neigh", "show", "dev", side.ifname).stdout
-
-
-def tshark(lab: Lab, count: int, capture_filter: str, *fields: str) -> subprocess.Popen[str]:
-    """tshark in b, decoding ``count`` frames into ``fields``; started and ready."""
-    proc = lab.b.popen(
-        "tshark",
-        "-i",
-        lab.b.ifname,
-        "-n",
-        "-l",
-        "-c",
-        str(count),
-        "-f",
-        capture_filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=,",
-        *[x for field in fields for x in ("-e", field)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for_capture(proc)
-    return proc
 
 
 async def test_ping6_tshark_sees_valid_icmpv6_and_kernel_ping6_works_beside(lab6: Lab) -> None:

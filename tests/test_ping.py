@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AS_NOBODY, eventually, read_line_matching, wait_for_capture
+from conftest import AS_NOBODY, eventually, read_line_matching, tshark
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -81,39 +81,15 @@ async def test_tshark_sees_valid_requests_and_the_kernel_answers_each(
     lab_a: Lab, tmp_path: Path
 ) -> None:
     count, size = 50, 200
-    tshark = lab_a.b.popen(
-        "tshark",
-        "-i",
-        lab_a.b.ifname,
-        "-n",
-        "-l",
-        "-c",
-        str(2 * count),
-        "-f",
+    capture = tshark(
+        lab_a,
+        2 * count,
         "icmp",
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-T",
-        "fields",
-        "-E",
-        "separator=,",
-        "-e",
-        "icmp.type",
-        "-e",
-        "ip.checksum.status",
-        "-e",
-        "icmp.checksum.status",
-        "-e",
-        "ip.len",
-        "-e",
-        "icmp.seq",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        *("icmp.type", "ip.checksum.status", "icmp.checksum.status", "ip.len", "icmp.seq"),
+        options=("-o", "ip.check_checksum:TRUE"),
     )
-    wait_for_capture(tshark)
     result = await aioxdp.ping(lab_a.b.ip, count=count, interval=0.005, size=size)
-    out, _ = await asyncio.to_thread(tshark.communicate, timeout=30)
+    out, _ = await asyncio.to_thread(capture.communicate, timeout=30)
     rows = [line.split(",") for line in out.strip().splitlines()]
     requests = [r for r in rows if r[0] == "8"]
     replies = [r for r in rows if r[0] == "0"]
