@@ -309,6 +309,11 @@ class EchoSession:
                 else:
                     due = self.window - (target.next_probe - target.done)
                 n = min(room, due, count - self._round)
+                if self.interval_ns:
+                    # paced probes late together go one per kick, as ping's do:
+                    # in copy mode a frame's round trip happens inside the kick,
+                    # so a second frame stamped before it would carry the first's
+                    n = min(n, 1)
                 if n <= 0:
                     break
                 start = target.next_probe

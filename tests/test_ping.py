@@ -77,6 +77,28 @@ async def test_paced_ping_keeps_its_interval(lab_a: Lab) -> None:
     assert 0.4 <= result.elapsed <= took < 0.4 + 0.3, (result.elapsed, took)
 
 
+async def test_paced_probes_late_together_go_one_per_kick(lab_a: Lab) -> None:
+    """The loop stalls 40 ms, so about 8 probes of a 5 ms ping fall due at
+    once. In copy mode a frame's round trip happens inside the kick that
+    sends it; sent in one kick, a later probe, stamped before the first
+    left, would carry the first's round trip. Each goes in its own kick, as
+    ping's each go in their own sendmsg: the kicks counted in C (one per
+    sendto) grow by at least one per probe."""
+
+    def stall(reply: aioxdp.PingReply) -> None:
+        if reply.seq == 3:
+            time.sleep(0.04)
+
+    async with aioxdp.Interface(lab_a.a.ifname) as nic:
+        before = nic.frame_counts()[0].tx_wakeups
+        result = await aioxdp.ping(
+            lab_a.b.ip, count=20, interval=0.005, timeout=1.0, on_reply=stall
+        )
+        kicks = nic.frame_counts()[0].tx_wakeups - before
+    assert result.received == 20
+    assert kicks >= 20, kicks
+
+
 async def test_tshark_sees_valid_requests_and_the_kernel_answers_each(
     lab_a: Lab, tmp_path: Path
 ) -> None:
