@@ -252,12 +252,13 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         rx = batch.rx
         rx.check("reading received datagrams")
         lib.aioxdp_udp_flatten(self._dgrams, n, self._meta)
-        words, view, peers = self._meta_words, rx.xsk.view, self._peers
+        umem, known = rx.xsk.umem, self._peers.get
         dgram_bytes = self._dgram_bytes
         receive = self._protocol.datagram_received
-        for j in range(0, 3 * valid, 3):
-            key = words[j + 2]
-            addr: Any = peers.get(key)
+        # (start, end, sender) per datagram, three at a time off one iterator
+        words = iter(self._meta_words[: 3 * valid])
+        for start, end, key in zip(words, words, words, strict=True):
+            addr: Any = known(key)
             if addr is None:
                 if key & V6_WORD:  # IPv6: its datagram's index in the batch, and port
                     at = DGRAM_SIZE * (key >> 16 & 0xFFFFFFFF) + SADDR6_AT
@@ -265,7 +266,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
                 else:
                     addr = self.peer_address(key >> 16, key & 0xFFFF)
             try:
-                receive(view[words[j] : words[j + 1]].tobytes(), addr)
+                receive(umem[start:end], addr)
             except Exception as exc:  # one datagram's failure, as asyncio's own transports
                 self._callback_failed(exc, "datagram_received")
 
@@ -299,7 +300,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             if (
                 dest is not None
                 and type(addr[1]) is int
-                and len(data) <= (self._max_payload6 if dest & V6_WORD else self._max_payload)
+                # what fits IPv6 fits IPv4: one comparison for most datagrams
+                and (
+                    len(data) <= self._max_payload6
+                    or (len(data) <= self._max_payload and not dest & V6_WORD)
+                )
             ):
                 # _queue, inline: this runs once per datagram
                 out = self._out_data

@@ -251,6 +251,9 @@ class XSK:
         self._ptr = ffi.gc(out[0], lib.aioxdp_xsk_close)
         self.fd: int = lib.aioxdp_xsk_fd(self._ptr)
         self.view = memoryview(self._area)
+        # the UMEM's mapping itself: a slice of it is bytes in one step (a
+        # datagram's payload handed to datagram_received), with no view between
+        self.umem: mmap.mmap = self._area
         self._descs = ffi.new("struct aioxdp_desc[]", batch_size)
         self._sort_scratch = ffi.new("struct aioxdp_desc[]", batch_size)
         self._run_ends = ffi.new("uint32_t[]", batch_size)
