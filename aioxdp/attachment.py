@@ -54,7 +54,7 @@ class Attachment(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 64,
+        batch_size: int = 256,
     ) -> None:
         check_mode(mode)
         self.ifname = ifname
@@ -99,7 +99,7 @@ class Attachment(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 64,
+        batch_size: int = 256,
     ) -> Attachment[Any]:
         """Check privileges and the link, then attach (see the class)."""
         check_mode(mode)
@@ -225,7 +225,7 @@ class AttachmentOwner(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 64,
+        batch_size: int = 256,
     ) -> None:
         check_mode(mode)
         self.ifname = ifname

@@ -212,7 +212,7 @@ class XSK:
         *,
         config: UmemConfig | None = None,
         need_wakeup: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 256,
     ) -> None:
         if not isinstance(queue, int) or not 0 <= queue < lib.AIOXDP_FW_MAX_QUEUES:
             raise ValueError(f"queue: must be 0..{lib.AIOXDP_FW_MAX_QUEUES - 1}, got {queue!r}")
