@@ -364,7 +364,9 @@ class XDPTransport(asyncio.Transport):
             self._schedule_flush()  # whatever was queued goes, even if some were refused
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        # while a batch is delivered, the end of _read_ready flushes (an
+        # answer to one datagram went out, then a second flush a turn later)
+        if not self._flush_scheduled and not self._delivering:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
