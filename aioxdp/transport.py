@@ -1,7 +1,10 @@
 """XDPTransport: one XDP socket driven by an asyncio event loop.
 
-The XSK's fd is registered with ``loop.add_reader``; each readiness drains
-up to ``batch_size`` descriptors per round (a few rounds at most, so other
+The loop watches (``loop.add_reader``) an epoll of the transport's own that
+watches the XSK's fd, so that a kick of many frames can take the socket off
+every wait queue while the kernel, inside that kick, frees what it sent and
+delivers what came back (see ``_flush``). Each readiness drains up to
+``batch_size`` descriptors per round (a few rounds at most, so other
 callbacks run) and hands each batch to the protocol's ``packets_received``,
 then gives the frames back. An exception from the protocol goes to the
 loop's exception handler and reading goes on (as with asyncio's own

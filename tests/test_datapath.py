@@ -205,6 +205,49 @@ async def test_100k_round_trips_through_the_kernel_peer_leak_no_frame(
     # closing returns every frame (checked by the nic fixture: leaked == 0)
 
 
+def epolls_watching(fd: int) -> int:
+    """How many epoll instances of this process hold ``fd``, as the kernel
+    lists them in /proc/self/fdinfo ("tfd: N" per watched file)."""
+    found = 0
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{entry}") != "anon_inode:[eventpoll]":
+                continue
+            info = Path(f"/proc/self/fdinfo/{entry}").read_text()
+        except OSError:  # closed meanwhile (the listing's own fd, a thread's)
+            continue
+        found += any(line.split()[:2] == ["tfd:", str(fd)] for line in info.splitlines())
+    return found
+
+
+async def test_the_socket_is_watched_after_big_kicks_and_unwatched_while_paused(
+    lab_a: Lab, nic: Interface
+) -> None:
+    """A kick of 16 frames or more takes the XSK out of the transport's epoll
+    (the kernel frees and delivers inside the kick, and would call each
+    waiter for each frame): after 20 000 round trips in windows of 256 it is
+    watched again, by exactly one epoll, and every reply came back; paused,
+    it is in none (nothing on its wait queue), resumed, in one."""
+    fd = nic.socket(0).fd
+    assert epolls_watching(fd) == 1
+    ident = pick_ident()
+    total = 20_000
+    _t, pump = await nic.create_packet_endpoint(
+        lambda: EchoPump(echo_request(lab_a, ident), total, window=256),
+        rules=[Rule("icmp", src=lab_a.b.ip, icmp_type=0, icmp_id=ident)],
+    )
+    await asyncio.wait_for(pump.done.wait(), 60)
+    assert pump.replies == total
+    assert nic.socket(0).counts().tx_wakeups < total  # frames went many per kick
+    assert epolls_watching(fd) == 1
+    transport = nic.transport(0)
+    transport.pause_reading()
+    await asyncio.sleep(0.01)
+    assert epolls_watching(fd) == 0
+    transport.resume_reading()
+    assert epolls_watching(fd) == 1
+
+
 async def test_kernel_ping_and_tcp_keep_working_beside_our_echo_rule(
     lab_a: Lab, nic: Interface
 ) -> None:
