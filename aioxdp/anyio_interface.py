@@ -109,7 +109,7 @@ class AnyioInterface(AttachmentOwner[Claim]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
         self._claims: list[Claim] = []

@@ -54,7 +54,7 @@ class Attachment(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         check_mode(mode)
         self.ifname = ifname
@@ -63,7 +63,8 @@ class Attachment(Generic[H]):
         self.config = config or UmemConfig()
         self.frame_size = self.config.frame_size  # bytes of one UMEM frame: the largest frame
         self.tx_size = self.config.tx_size
-        self.batch_size = batch_size  # most frames one receive hands over
+        # most frames one receive hands over
+        self.batch_size = self.config.batch_size if batch_size is None else batch_size
         chosen = list(range(info.queues)) if queues is None else sorted(set(queues))
         bad = [q for q in chosen if not 0 <= q < info.queues]
         if bad:
@@ -99,7 +100,7 @@ class Attachment(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> Attachment[Any]:
         """Check privileges and the link, then attach (see the class)."""
         check_mode(mode)
@@ -225,14 +226,15 @@ class AttachmentOwner(Generic[H]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         check_mode(mode)
         self.ifname = ifname
         self.requested_mode = mode
         self._queues = None if queues is None else sorted(set(queues))
         self._config = config or UmemConfig()
-        self.batch_size = batch_size  # most frames one receive hands over
+        # most frames one receive hands over
+        self.batch_size = self._config.batch_size if batch_size is None else batch_size
         self._attachment: Attachment[H] | None = None
         self._lost_exc: Exception | None = None
 

@@ -106,7 +106,7 @@ class Interface(AttachmentOwner[Endpoint]):
         mode: Mode = "auto",
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
         self._transports: dict[int, XDPTransport] = {}

@@ -23,6 +23,9 @@ def _power_of_two(value: int, name: str, low: int, high: int) -> None:
         raise ValueError(f"{name}: must be a power of two in {low}..{high}, got {value!r}")
 
 
+DEFAULT_BATCH = 256  # most frames one receive hands over, rings allowing
+
+
 @dataclass(frozen=True, slots=True)
 class UmemConfig:
     """Sizes of the UMEM and of the four rings (all powers of two)."""
@@ -39,6 +42,13 @@ class UmemConfig:
         _power_of_two(self.frame_size, "frame_size", 2048, 4096)
         for name in ("fill_size", "comp_size", "rx_size", "tx_size"):
             _power_of_two(getattr(self, name), name, 8, 1 << 16)
+
+    @property
+    def batch_size(self) -> int:
+        """The receive batch when none is named: 256 frames, or a quarter of
+        the smaller of the fill and RX rings (a batch being delivered holds
+        its frames out of the fill ring: small rings need room beside it)."""
+        return min(DEFAULT_BATCH, self.fill_size // 4, self.rx_size // 4)
 
     def to_c(self, bind_flags: int) -> object:
         cfg = ffi.new("struct aioxdp_xsk_config *")

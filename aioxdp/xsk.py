@@ -212,15 +212,21 @@ class XSK:
         *,
         config: UmemConfig | None = None,
         need_wakeup: bool = True,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         if not isinstance(queue, int) or not 0 <= queue < lib.AIOXDP_FW_MAX_QUEUES:
             raise ValueError(f"queue: must be 0..{lib.AIOXDP_FW_MAX_QUEUES - 1}, got {queue!r}")
-        if not 1 <= batch_size <= 4096:
+        self.config = config or UmemConfig()
+        if batch_size is None:
+            batch_size = self.config.batch_size
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= 4096
+        ):
             raise ValueError(f"batch_size: must be 1..4096, got {batch_size!r}")
         self.ifname = ifname
         self.queue = queue
-        self.config = config or UmemConfig()
         self.batch_size = batch_size
         self._ptr: Any = None
         self._current: RxBatch | None = None

@@ -47,6 +47,18 @@ def test_umem_config_names_the_bad_field(kwargs: dict[str, object], named: str) 
         UmemConfig(**kwargs)  # type: ignore[arg-type]
 
 
+def test_the_receive_batch_is_256_frames_unless_the_rings_are_small() -> None:
+    # a quarter of the smaller of the fill and RX rings at most: a batch
+    # being delivered holds its frames out of the fill ring
+    assert UmemConfig().batch_size == 256
+    assert UmemConfig(fill_size=256, rx_size=256).batch_size == 64
+    assert UmemConfig(fill_size=4096, rx_size=512).batch_size == 128
+    assert UmemConfig(fill_size=8, rx_size=8).batch_size == 2
+    assert Interface("veth-a").batch_size == 256
+    assert Interface("veth-a", config=UmemConfig(rx_size=128)).batch_size == 32
+    assert Interface("veth-a", batch_size=16).batch_size == 16
+
+
 def test_interface_and_rule_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="mode: must be 'auto', 'native' or 'generic'"):
         Interface("veth-a", mode="fast")  # type: ignore[arg-type]
