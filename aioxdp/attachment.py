@@ -60,7 +60,7 @@ class Attachment(Generic[H]):
         self.ifname = ifname
         self.mtu = info.mtu
         self.mac = info.mac
-        self.config = config or UmemConfig()
+        self.config = UmemConfig.chosen(config)
         self.frame_size = self.config.frame_size  # bytes of one UMEM frame: the largest frame
         self.tx_size = self.config.tx_size
         # most frames one receive hands over
@@ -232,7 +232,7 @@ class AttachmentOwner(Generic[H]):
         self.ifname = ifname
         self.requested_mode = mode
         self._queues = None if queues is None else sorted(set(queues))
-        self._config = config or UmemConfig()
+        self._config = UmemConfig.chosen(config)
         # most frames one receive hands over
         self.batch_size = self._config.batch_size if batch_size is None else batch_size
         self._attachment: Attachment[H] | None = None

@@ -50,6 +50,15 @@ class UmemConfig:
         its frames out of the fill ring: small rings need room beside it)."""
         return min(DEFAULT_BATCH, self.fill_size // 4, self.rx_size // 4)
 
+    @staticmethod
+    def chosen(config: object) -> UmemConfig:
+        """``config``, or the default sizes for None; anything else is refused by name."""
+        if config is None:
+            return UmemConfig()
+        if not isinstance(config, UmemConfig):
+            raise TypeError(f"config: expected a UmemConfig, got {type(config).__name__}")
+        return config
+
     def to_c(self, bind_flags: int) -> object:
         cfg = ffi.new("struct aioxdp_xsk_config *")
         for name in ("nframes", "frame_size", "fill_size", "comp_size", "rx_size", "tx_size"):

@@ -216,7 +216,7 @@ class XSK:
     ) -> None:
         if not isinstance(queue, int) or not 0 <= queue < lib.AIOXDP_FW_MAX_QUEUES:
             raise ValueError(f"queue: must be 0..{lib.AIOXDP_FW_MAX_QUEUES - 1}, got {queue!r}")
-        self.config = config or UmemConfig()
+        self.config = UmemConfig.chosen(config)
         if batch_size is None:
             batch_size = self.config.batch_size
         if (

@@ -57,6 +57,8 @@ def test_the_receive_batch_is_256_frames_unless_the_rings_are_small() -> None:
     assert Interface("veth-a").batch_size == 256
     assert Interface("veth-a", config=UmemConfig(rx_size=128)).batch_size == 32
     assert Interface("veth-a", batch_size=16).batch_size == 16
+    with pytest.raises(TypeError, match=r"^config: expected a UmemConfig, got dict"):
+        Interface("veth-a", config={"rx_size": 128})  # type: ignore[arg-type]
 
 
 def test_interface_and_rule_arguments_are_named() -> None:
