@@ -228,6 +228,15 @@ class XDPTransport(asyncio.Transport):
                 self._readiness.unregister(self._xsk.fd)
             self._watching = False
 
+    def _quiet_for(self, frames: int) -> bool:
+        """Take the XSK out of our epoll before kicks that send ``frames``,
+        if they are many; True if it was (the caller puts it back). The
+        loop's own EPOLLOUT entry, when there is one, stays: it waits."""
+        if frames < QUIET_KICK_AT or not self._watching or self._writer_registered:
+            return False
+        self._watch(False)
+        return True
+
     def is_reading(self) -> bool:
         return not self._paused_reading and not self._closing
 
@@ -310,7 +319,12 @@ class XDPTransport(asyncio.Transport):
         """Echo requests stamped from ``template`` (see XSK.send_echoes); how many went."""
         if self._closing:
             return 0
-        n = self._xsk.send_echoes(template, length, seq, count, stamps)
+        quiet = self._quiet_for(count)  # C kicks once per request (copy mode)
+        try:
+            n = self._xsk.send_echoes(template, length, seq, count, stamps)
+        finally:
+            if quiet:
+                self._watch(True)
         self._queued_now(n)
         return n
 
@@ -329,9 +343,14 @@ class XDPTransport(asyncio.Transport):
         """The next probe of several targets (see XSK.send_echo_each); how many went."""
         if self._closing:
             return 0
-        n = self._xsk.send_echo_each(
-            bases, n_bases, length, base_of, daddrs, probes, first, count, window
-        )
+        quiet = self._quiet_for(count)  # C kicks once per request (copy mode)
+        try:
+            n = self._xsk.send_echo_each(
+                bases, n_bases, length, base_of, daddrs, probes, first, count, window
+            )
+        finally:
+            if quiet:
+                self._watch(True)
         self._queued_now(n)
         return n
 
@@ -379,11 +398,8 @@ class XDPTransport(asyncio.Transport):
             return
         xsk = self._xsk
         moved_any = False
-        # (the loop's own EPOLLOUT entry, when there is one, stays: it waits)
-        quiet = self._watching and self._waiting >= QUIET_KICK_AT and not self._writer_registered
+        quiet = self._quiet_for(self._waiting)
         try:
-            if quiet:
-                self._watch(False)
             self._waiting = xsk.flush()
             # frames freed by completions take the backlog, a batch per flush
             while self._backlog:

@@ -83,6 +83,9 @@ int aioxdp_xsk_send_descs(struct aioxdp_xsk *x, struct aioxdp_desc *descs, uint3
 int aioxdp_xsk_kick(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_complete(struct aioxdp_xsk *x);
 int aioxdp_xsk_flush(struct aioxdp_xsk *x);
+/* In copy mode, transmit what is queued now (a frame just stamped with its
+ * send time); in zero-copy mode nothing: the driver transmits on its own. */
+void aioxdp_xsk_send_now(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_tx_pending(struct aioxdp_xsk *x); /* queued + on the TX ring unconsumed */
 uint32_t aioxdp_xsk_alloc(struct aioxdp_xsk *x, uint64_t *out, uint32_t n);
 void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out);

@@ -124,6 +124,7 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 					aioxdp_xsk_release_one(x, addrs[j]);
 				return done + i;
 			}
+			aioxdp_xsk_send_now(x); /* as stamped: see aioxdp_xsk_send_now */
 		}
 		done += got;
 		if (got < want)
@@ -284,6 +285,7 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			}
 			p->sent_ns[(size_t)i * p->count + t->next_probe] = now;
 			t->next_probe++;
+			aioxdp_xsk_send_now(x); /* as stamped: see aioxdp_xsk_send_now */
 		}
 		sent += got;
 		if (got < want)

@@ -41,6 +41,7 @@ struct aioxdp_xsk {
 	uint64_t area_size;
 	struct aioxdp_xsk_config cfg;
 	int fd;
+	int copy_mode;          /* the kernel copies: it transmits only inside sendto() */
 	uint32_t fill_target;   /* frames to keep in the fill ring */
 
 	uint8_t *owner;         /* enum aioxdp_frame_owner, per frame */
@@ -175,6 +176,11 @@ int aioxdp_xsk_open(struct aioxdp_xsk **out, const char *ifname, uint32_t queue,
 		goto fail;
 	}
 	x->fd = xsk_socket__fd(x->xsk);
+	{
+		int options = aioxdp_xsk_options(x);
+
+		x->copy_mode = options < 0 || !(options & XDP_OPTIONS_ZEROCOPY);
+	}
 
 	/* leave room in the pool for TX: RX must not be able to starve it */
 	x->fill_target = cfg->fill_size;
@@ -499,6 +505,23 @@ static uint32_t tx_ring_unconsumed(struct aioxdp_xsk *x)
 uint32_t aioxdp_xsk_tx_pending(struct aioxdp_xsk *x)
 {
 	return x->txq_count + tx_ring_unconsumed(x);
+}
+
+void aioxdp_xsk_send_now(struct aioxdp_xsk *x)
+{
+	/* A copy-mode kernel takes TX descriptors only inside sendto(), in
+	 * order, and on veth the peer's answer comes back inside that same call:
+	 * a frame stamped now and kicked later with others would carry their
+	 * round trips in its own. So in copy mode it goes at once, one kick
+	 * and no more: completions wait for the caller's flush, and an error
+	 * (EAGAIN: the ring or the completion ring full) leaves the frame on the
+	 * ring for that flush to send or report. */
+	if (!x->copy_mode || !x->txq_count || !submit_queued(x))
+		return;
+	if (!(x->cfg.bind_flags & XDP_USE_NEED_WAKEUP) || xsk_ring_prod__needs_wakeup(&x->tx)) {
+		aioxdp_xsk_kick(x);
+		x->n.tx_wakeups++;
+	}
 }
 
 int aioxdp_xsk_flush(struct aioxdp_xsk *x)
