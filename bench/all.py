@@ -28,6 +28,14 @@ import uvloop
 
 from aioxdp.testing import Lab
 
+Row = tuple[str, float, str]  # figure, ratio, what bounds it
+KERNEL_TX = "kernel TX on our CPU"
+
+
+def against(rates: dict[str, float], *specs: tuple[str, str, str, str]) -> list[Row]:
+    """One row per (figure, ours, theirs, bound): rates[ours] / rates[theirs]."""
+    return [(name, rates[ours] / rates[theirs], bound) for name, ours, theirs, bound in specs]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -37,152 +45,107 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 3.0
     count = 20_000 if args.quick else 200_000
-    rows: list[tuple[str, float, str]] = []
+    rows: list[Row] = []
     raw: dict[str, Any] = {}
     with Lab(ipv6=True) as lab:
         udp = raw["udp_echo"] = udp_echo.rates(lab, seconds, 256)
-        rows += [
-            ("UDP echo, per datagram / uvloop", udp["aioxdp"] / udp["uvloop"], "client, veth"),
-            ("UDP echo, batch / uvloop", udp["batch"] / udp["uvloop"], "client, veth"),
-            ("UDP echo, per datagram / batch", udp["aioxdp"] / udp["batch"], "our Python"),
-        ]
+        rows += against(
+            udp,
+            ("UDP echo, per datagram / uvloop", "aioxdp", "uvloop", "client, veth"),
+            ("UDP echo, batch / uvloop", "batch", "uvloop", "client, veth"),
+            ("UDP echo, per datagram / batch", "aioxdp", "batch", "our Python"),
+        )
         udp6 = raw["udp_echo_ipv6"] = udp_echo.rates(lab, seconds, 256, family=6)
-        rows += [
-            (
-                "UDP echo IPv6, per datagram / uvloop",
-                udp6["aioxdp"] / udp6["uvloop"],
-                "client, veth",
-            ),
-            ("UDP echo IPv6, batch / uvloop", udp6["batch"] / udp6["uvloop"], "client, veth"),
-            (
-                "UDP echo, per datagram, IPv6 / IPv4",
-                udp6["aioxdp"] / udp["aioxdp"],
-                "our IPv6 path",
-            ),
-        ]
+        rows += against(
+            udp6,
+            ("UDP echo IPv6, per datagram / uvloop", "aioxdp", "uvloop", "client, veth"),
+            ("UDP echo IPv6, batch / uvloop", "batch", "uvloop", "client, veth"),
+        )
+        rows += against(
+            {"v6": udp6["aioxdp"], "v4": udp["aioxdp"]},
+            ("UDP echo, per datagram, IPv6 / IPv4", "v6", "v4", "our IPv6 path"),
+        )
         gen = raw["udp_echo_generator"] = udp_echo.generated_rates(lab, seconds)
         echoed = {name: r["echoed"] for name, r in gen.items()}
-        rows += [
-            (
-                "UDP echo, generator, per datagram / uvloop",
-                echoed["aioxdp"] / echoed["uvloop"],
-                "kernel TX on our CPU",
-            ),
-            (
-                "UDP echo, generator, batch / uvloop",
-                echoed["batch"] / echoed["uvloop"],
-                "kernel TX on our CPU",
-            ),
-            (
-                "UDP echo, generator, per datagram / batch",
-                echoed["aioxdp"] / echoed["batch"],
-                "our Python",
-            ),
-            (
-                "UDP echo, generator, batch / offered",
-                echoed["batch"] / gen["batch"]["offered"],
-                "< 1: outran",
-            ),
-        ]
+        echoed["offered"] = gen["batch"]["offered"]  # what the batch echo's generator offered
+        rows += against(
+            echoed,
+            ("UDP echo, generator, per datagram / uvloop", "aioxdp", "uvloop", KERNEL_TX),
+            ("UDP echo, generator, batch / uvloop", "batch", "uvloop", KERNEL_TX),
+            ("UDP echo, generator, per datagram / batch", "aioxdp", "batch", "our Python"),
+            ("UDP echo, generator, batch / offered", "batch", "offered", "< 1: outran"),
+        )
         client = raw["udp_reflector_peer"] = udp_echo.reflected_rates(lab, seconds, 256)
-        rows += [
-            ("UDP client, reflector peer, aioxdp / C loop", client["aioxdp"] / client["C"], "us"),
-            (
-                "UDP client, reflector peer, aioxdp / uvloop",
-                client["aioxdp"] / client["uvloop"],
-                "us",
-            ),
-        ]
+        rows += against(
+            client,
+            ("UDP client, reflector peer, aioxdp / C loop", "aioxdp", "C", "us"),
+            ("UDP client, reflector peer, aioxdp / uvloop", "aioxdp", "uvloop", "us"),
+        )
         answers = raw["dns"] = dns.rates(
             lab, argparse.Namespace(seconds=seconds, rate=5000, fresh=50 if args.quick else 200)
         )
         ours, theirs = answers["aioxdp"], answers["uvloop"]
         rows += [
-            ("DNS q/s (dnsperf), aioxdp / uvloop", ours["qps"] / theirs["qps"], "dnsperf, veth"),
-            ("DNS p99 at 5k q/s, aioxdp / uvloop", ours["p99"] / theirs["p99"], "both wakeups"),
-            (
-                "DNS first answer p50 (fresh port), aioxdp / uvloop",
-                ours["first_p50"] / theirs["first_p50"],
-                "client's socket",
-            ),
+            (name, ours[key] / theirs[key], bound)
+            for name, key, bound in (
+                ("DNS q/s (dnsperf), aioxdp / uvloop", "qps", "dnsperf, veth"),
+                ("DNS p99 at 5k q/s, aioxdp / uvloop", "p99", "both wakeups"),
+                (
+                    "DNS first answer p50 (fresh port), aioxdp / uvloop",
+                    "first_p50",
+                    "client's socket",
+                ),
+            )
         ]
         kernel = raw["ping_kernel_peer"] = ping_rate.rates(lab, count, 0, uvloop.run)
-        rows += [
-            (
-                "flood ping, kernel peer, aioxdp / C loop",
-                kernel["aioxdp"] / kernel["C loop"],
-                "peer kernel",
-            ),
-            (
-                "flood ping, kernel peer, aioxdp / ping -f",
-                kernel["aioxdp"] / kernel["ping -f"],
-                "peer kernel",
-            ),
-        ]
+        rows += against(
+            kernel,
+            ("flood ping, kernel peer, aioxdp / C loop", "aioxdp", "C loop", "peer kernel"),
+            ("flood ping, kernel peer, aioxdp / ping -f", "aioxdp", "ping -f", "peer kernel"),
+        )
         reflected = raw["ping_reflector_peer"] = ping_rate.reflected_rates(lab, count, uvloop.run)
-        rows.append(
-            (
-                "flood ping, reflector peer, aioxdp / C loop",
-                reflected["aioxdp"] / reflected["C loop"],
-                "us",
-            )
+        rows += against(
+            reflected, ("flood ping, reflector peer, aioxdp / C loop", "aioxdp", "C loop", "us")
         )
         kernel6 = raw["ping_kernel_peer_ipv6"] = ping_rate.rates(lab, count, 0, uvloop.run, 6)
         reflected6 = raw["ping_reflector_peer_ipv6"] = ping_rate.reflected_rates(
             lab, count, uvloop.run, 6
         )
-        rows += [
+        rows += against(
+            kernel6,
             (
                 "flood ping IPv6, kernel peer, aioxdp / ping -6 -f",
-                kernel6["aioxdp"] / kernel6["ping -f"],
+                "aioxdp",
+                "ping -f",
                 "peer kernel",
             ),
-            (
-                "flood ping IPv6, reflector peer, aioxdp / C loop",
-                reflected6["aioxdp"] / reflected6["C loop"],
-                "us",
-            ),
-            (
-                "flood ping, reflector peer, aioxdp IPv6 / IPv4",
-                reflected6["aioxdp"] / reflected["aioxdp"],
-                "our IPv6 path",
-            ),
-        ]
+        )
+        rows += against(
+            reflected6,
+            ("flood ping IPv6, reflector peer, aioxdp / C loop", "aioxdp", "C loop", "us"),
+        )
+        rows += against(
+            {"v6": reflected6["aioxdp"], "v4": reflected["aioxdp"]},
+            ("flood ping, reflector peer, aioxdp IPv6 / IPv4", "v6", "v4", "our IPv6 path"),
+        )
         with lab.a.enter():
             rx = raw["rx_throughput"] = asyncio.run(rx_throughput.measure(lab, seconds, 64))
-        rows += [
-            ("RX, Python / C loop", rx["python"] / rx["c"], "generator if offered ~ C"),
-            (
-                "RX, Python / offered at the socket",
-                rx["python"] / rx["offered_python"],
-                "< 1: outran",
-            ),
-            ("RX, C loop / offered at the socket", rx["c_mean"] / rx["offered_c"], "< 1: outran"),
-        ]
+        rows += against(
+            rx,
+            ("RX, Python / C loop", "python", "c", "generator if offered ~ C"),
+            ("RX, Python / offered at the socket", "python", "offered_python", "< 1: outran"),
+            ("RX, C loop / offered at the socket", "c_mean", "offered_c", "< 1: outran"),
+        )
         lat = raw["latency"] = latency.measure(lab, 500 if args.quick else 2000, 1000.0)
-        ping, udp_lat = lat["ping"], lat["udp"]
-        rows += [
-            (
-                "paced ping p50, aioxdp / iputils",
-                ping["aioxdp"]["p50"] / ping["iputils"]["p50"],
-                "our send path",
-            ),
-            (
-                "paced ping p99, aioxdp / iputils",
-                ping["aioxdp"]["p99"] / ping["iputils"]["p99"],
-                "our send path",
-            ),
-            (
-                "UDP request p50 at 1k/s, aioxdp / uvloop",
-                udp_lat["aioxdp"]["p50"] / udp_lat["uvloop"]["p50"],
-                "both wakeups",
-            ),
-            (
-                "UDP request p99 at 1k/s, aioxdp / uvloop",
-                udp_lat["aioxdp"]["p99"] / udp_lat["uvloop"]["p99"],
-                "both wakeups",
-            ),
-        ]
+        for kind, peer, label, bound in (
+            ("ping", "iputils", "paced ping {q}, aioxdp / iputils", "our send path"),
+            ("udp", "uvloop", "UDP request {q} at 1k/s, aioxdp / uvloop", "both wakeups"),
+        ):
+            found = lat[kind]
+            rows += [
+                (label.format(q=q), found["aioxdp"][q] / found[peer][q], bound)
+                for q in ("p50", "p99")
+            ]
     print(f"{'figure':52s} {'ratio':>7s}  bounded by")
     for name, ratio, bound in rows:
         print(f"{name:52s} {ratio:7.2f}  {bound}")
