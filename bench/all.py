@@ -138,7 +138,13 @@ def main() -> None:
         )
         lat = raw["latency"] = latency.measure(lab, 500 if args.quick else 2000, 1000.0)
         for kind, peer, label, bound in (
-            ("ping", "iputils", "paced ping {q}, aioxdp / iputils", "our send path"),
+            ("ping", "iputils", "paced ping {q}, aioxdp / iputils", "veth's XDP path: ours only"),
+            (
+                "ping",
+                "iputils+xdp",
+                "paced ping {q}, aioxdp / iputils beside the forwarder",
+                "our send path",
+            ),
             ("udp", "uvloop", "UDP request {q} at 1k/s, aioxdp / uvloop", "both wakeups"),
         ):
             found = lat[kind]
@@ -146,9 +152,9 @@ def main() -> None:
                 (label.format(q=q), found["aioxdp"][q] / found[peer][q], bound)
                 for q in ("p50", "p99")
             ]
-    print(f"{'figure':52s} {'ratio':>7s}  bounded by")
+    print(f"{'figure':56s} {'ratio':>7s}  bounded by")
     for name, ratio, bound in rows:
-        print(f"{name:52s} {ratio:7.2f}  {bound}")
+        print(f"{name:56s} {ratio:7.2f}  {bound}")
     print(
         json.dumps(
             {"bench": "all", "quick": args.quick, "ratios": {n: r for n, r, _ in rows}, "raw": raw}

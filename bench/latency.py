@@ -3,7 +3,9 @@
     .venv/bin/python bench/latency.py [--count 2000] [--rate 1000]
 
   ping     a paced ping (interval 1 ms): aioxdp.ping's RTTs against
-           iputils ping -i 0.001 on the same peer, its "time=" per reply
+           iputils ping -i 0.001 on the same peer, its "time=" per reply,
+           run twice: on the bare link (iputils) and beside aioxdp's
+           forwarder, which puts veth's receive on its XDP path (iputils+xdp)
   UDP      one request at a time at a fixed offered rate (--rate per second)
            from a kernel UDP socket in the peer, timed there: against
            examples/udp_echo_server.py (datagram_received + sendto) and a
@@ -67,15 +69,29 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def ping_latency(lab: Lab, count: int) -> dict[str, dict[str, float]]:
+    """aioxdp.ping against iputils twice: on the bare link, and on the link
+    as aioxdp leaves it (the forwarder attached, so veth's XDP path)."""
+
+    def iputils() -> list[float]:
+        out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120).stdout
+        return [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out)]
+
     async def ours() -> list[float]:
         result = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
         return [r * 1e6 for r in result.rtts]
 
+    async def iputils_beside_forwarder() -> list[float]:
+        async with aioxdp.Interface(lab.a.ifname):
+            return await asyncio.to_thread(iputils)
+
     with lab.a.enter():
         mine = asyncio.run(ours())
-    out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120).stdout
-    theirs = [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out)]
-    return {"aioxdp": percentiles(mine), "iputils": percentiles(theirs)}
+        attached = asyncio.run(iputils_beside_forwarder())
+    return {
+        "aioxdp": percentiles(mine),
+        "iputils": percentiles(iputils()),
+        "iputils+xdp": percentiles(attached),
+    }
 
 
 def udp_latency(lab: Lab, count: int, rate: float) -> dict[str, dict[str, float]]:
@@ -132,12 +148,16 @@ def main() -> None:
         print(f"{kind} round trips, us ({args.count}; UDP at {args.rate:g}/s):")
         for name, p in found[kind].items():
             print(
-                f"  {name:8s} p50 {p['p50']:8.1f}  p99 {p['p99']:8.1f}  p99.9 {p['p99.9']:8.1f}  (n {p['n']})"
+                f"  {name:11s} p50 {p['p50']:8.1f}  p99 {p['p99']:8.1f}  p99.9 {p['p99.9']:8.1f}  (n {p['n']})"
             )
-        ours, theirs = found[kind]["aioxdp"], found[kind][peer]
-        print(
-            f"  aioxdp/{peer}: p50 {ours['p50'] / theirs['p50']:.2f}x, p99 {ours['p99'] / theirs['p99']:.2f}x"
-        )
+        ours = found[kind]["aioxdp"]
+        for other in (peer, f"{peer}+xdp"):
+            if other in found[kind]:
+                theirs = found[kind][other]
+                print(
+                    f"  aioxdp/{other}: p50 {ours['p50'] / theirs['p50']:.2f}x, "
+                    f"p99 {ours['p99'] / theirs['p99']:.2f}x"
+                )
 
 
 if __name__ == "__main__":
