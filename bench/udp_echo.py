@@ -29,11 +29,14 @@ over IPv6, in a lab with IPv6 on):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from aioxdp.testing import Host, Lab
 from aioxdp.testing.reflector import Reflector
@@ -41,6 +44,15 @@ from aioxdp.testing.reflector import Reflector
 BENCH = Path(__file__).resolve().parent
 EXAMPLES = BENCH.parent / "examples"
 PORT = 7
+
+
+class Served(NamedTuple):
+    """One server's turn: what the client counted, and what it cost the server."""
+
+    rate: float  # echoes/s the client counted
+    user_us: float  # server CPU per datagram sent, in user space (Python, our C)
+    kernel_us: float  # and in the kernel: its sends, and the peer's receive run on it
+
 
 UVLOOP_SERVER = """
 import asyncio, sys, uvloop
@@ -142,9 +154,25 @@ def serve(host: Host, argv: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
-def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds of process ``pid`` so far. Softirq work run
+    in its context (veth hands the peer its frames there) is its kernel time:
+    this kernel accounts CPU by tick, without IRQ time accounting."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def tx_packets(host: Host) -> int:
+    """Frames host's veth has sent (the kernel's counter, ip -s link)."""
+    link = json.loads(host.run("ip", "-j", "-s", "link", "show", "dev", host.ifname).stdout)
+    return int(link[0]["stats64"]["tx"]["packets"])
+
+
+def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str) -> Served:
     proc = serve(lab.a, server)
     try:
+        cpu0, sent0 = cpu_seconds(proc.pid), tx_packets(lab.a)
         client = lab.b.run(
             sys.executable,
             str(BENCH / "udp_client.py"),
@@ -155,8 +183,13 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str)
             str(window),
             timeout=seconds + 60,
         )
-        lines = client.stdout.split()
-        return float(lines[-1])
+        cpu1, sent1 = cpu_seconds(proc.pid), tx_packets(lab.a)
+        sent = max(1, sent1 - sent0)
+        return Served(
+            float(client.stdout.split()[-1]),
+            (cpu1[0] - cpu0[0]) / sent * 1e6,
+            (cpu1[1] - cpu0[1]) / sent * 1e6,
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -165,14 +198,20 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str)
 def rates(
     lab: Lab, seconds: float, window: int, repeat: int = 1, family: int = 4
 ) -> dict[str, float]:
-    """Datagrams/s of each server in ``lab``, the same client against each;
-    with ``repeat`` > 1 the servers take turns that many times and each one's
-    median is kept (this VM's speed drifts from one minute to the next)."""
+    """Datagrams/s of each server in ``lab``, the same client against each,
+    and each server's CPU per datagram it sent ("NAME user us", "NAME kernel
+    us"); with ``repeat`` > 1 the servers take turns that many times and each
+    figure's median is kept (this VM's speed drifts from minute to minute)."""
     runs = [_rates_once(lab, seconds, window, family) for _ in range(repeat)]
-    return {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+    found = {}
+    for name in runs[0]:
+        found[name] = statistics.median(r[name].rate for r in runs)
+        found[f"{name} user us"] = statistics.median(r[name].user_us for r in runs)
+        found[f"{name} kernel us"] = statistics.median(r[name].kernel_us for r in runs)
+    return found
 
 
-def _rates_once(lab: Lab, seconds: float, window: int, family: int) -> dict[str, float]:
+def _rates_once(lab: Lab, seconds: float, window: int, family: int) -> dict[str, Served]:
     life = str(seconds + 30)
     a_ip, _ = addresses(lab, family)
     server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, a_ip]
@@ -275,9 +314,14 @@ def main() -> None:
         found = rates(lab, args.seconds, args.window, args.repeat, args.family)
     base = found["uvloop"]
     print(f"UDP echo datagrams/s (IPv{args.family}, window {args.window}, {args.seconds:g}s each):")
-    for name, rate in found.items():
+    for name in ("uvloop", "aioxdp", "batch"):
+        rate = found[name]
         ratio = "" if name == "uvloop" else f"   {name}/uvloop = {rate / base:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
+    print("server CPU per datagram sent (us; kernel includes the peer's receive, run on it):")
+    for name in ("uvloop", "aioxdp", "batch"):
+        user, kernel = found[f"{name} user us"], found[f"{name} kernel us"]
+        print(f"  {name:8s} user {user:5.2f}  kernel {kernel:5.2f}  total {user + kernel:5.2f}")
 
 
 if __name__ == "__main__":
