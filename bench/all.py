@@ -145,6 +145,7 @@ def main() -> None:
         rows += against(
             rx,
             ("RX, Python / C loop", "python", "c", "generator if offered ~ C"),
+            ("RX, Python / C loop that sleeps in poll()", "python", "c_poll", "wakeups"),
             ("RX, Python / offered at the socket", "python", "offered_python", "< 1: outran"),
             ("RX, C loop / offered at the socket", "c_mean", "offered_c", "< 1: outran"),
         )
