@@ -149,7 +149,9 @@ def main() -> None:
             ("RX, Python / offered at the socket", "python", "offered_python", "< 1: outran"),
             ("RX, C loop / offered at the socket", "c_mean", "offered_c", "< 1: outran"),
         )
-        lat = raw["latency"] = latency.measure(lab, 500 if args.quick else 2000, 1000.0)
+        lat = raw["latency"] = latency.measure(
+            lab, 500 if args.quick else 2000, 1000.0, 1 if args.quick else 3
+        )
         for kind, peer, label, bound in (
             ("ping", "iputils", "paced ping {q}, aioxdp / iputils", "veth's XDP path: ours only"),
             (
