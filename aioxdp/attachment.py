@@ -64,7 +64,7 @@ class Attachment(Generic[H]):
         self.frame_size = self.config.frame_size  # bytes of one UMEM frame: the largest frame
         self.tx_size = self.config.tx_size
         # most frames one receive hands over
-        self.batch_size = self.config.batch_size if batch_size is None else batch_size
+        self.batch_size = self.config.receive_batch(batch_size)
         chosen = list(range(info.queues)) if queues is None else sorted(set(queues))
         bad = [q for q in chosen if not 0 <= q < info.queues]
         if bad:
@@ -234,7 +234,7 @@ class AttachmentOwner(Generic[H]):
         self._queues = None if queues is None else sorted(set(queues))
         self._config = UmemConfig.chosen(config)
         # most frames one receive hands over
-        self.batch_size = self._config.batch_size if batch_size is None else batch_size
+        self.batch_size = self._config.receive_batch(batch_size)
         self._attachment: Attachment[H] | None = None
         self._lost_exc: Exception | None = None
 

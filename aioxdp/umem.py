@@ -50,6 +50,18 @@ class UmemConfig:
         its frames out of the fill ring: small rings need room beside it)."""
         return min(DEFAULT_BATCH, self.fill_size // 4, self.rx_size // 4)
 
+    def receive_batch(self, batch_size: object) -> int:
+        """``batch_size`` checked (1..4096 frames), or :attr:`batch_size` for None."""
+        if batch_size is None:
+            return self.batch_size
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= 4096
+        ):
+            raise ValueError(f"batch_size: must be 1..4096, got {batch_size!r}")
+        return batch_size
+
     @staticmethod
     def chosen(config: object) -> UmemConfig:
         """``config``, or the default sizes for None; anything else is refused by name."""

@@ -217,17 +217,9 @@ class XSK:
         if not isinstance(queue, int) or not 0 <= queue < lib.AIOXDP_FW_MAX_QUEUES:
             raise ValueError(f"queue: must be 0..{lib.AIOXDP_FW_MAX_QUEUES - 1}, got {queue!r}")
         self.config = UmemConfig.chosen(config)
-        if batch_size is None:
-            batch_size = self.config.batch_size
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or not 1 <= batch_size <= 4096
-        ):
-            raise ValueError(f"batch_size: must be 1..4096, got {batch_size!r}")
+        self.batch_size = self.config.receive_batch(batch_size)
         self.ifname = ifname
         self.queue = queue
-        self.batch_size = batch_size
         self._ptr: Any = None
         self._current: RxBatch | None = None
         doing = f"opening an AF_XDP socket on {ifname} queue {queue}"
@@ -266,9 +258,9 @@ class XSK:
         # the UMEM's mapping itself: a slice of it is bytes in one step (a
         # datagram's payload handed to datagram_received), with no view between
         self.umem: mmap.mmap = self._area
-        self._descs = ffi.new("struct aioxdp_desc[]", batch_size)
-        self._sort_scratch = ffi.new("struct aioxdp_desc[]", batch_size)
-        self._run_ends = ffi.new("uint32_t[]", batch_size)
+        self._descs = ffi.new("struct aioxdp_desc[]", self.batch_size)
+        self._sort_scratch = ffi.new("struct aioxdp_desc[]", self.batch_size)
+        self._run_ends = ffi.new("uint32_t[]", self.batch_size)
         self.zero_copy = bool(lib.aioxdp_xsk_options(self._ptr) & lib.XDP_OPTIONS_ZEROCOPY)
         _tell("open", self, None)
 

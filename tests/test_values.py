@@ -59,6 +59,10 @@ def test_the_receive_batch_is_256_frames_unless_the_rings_are_small() -> None:
     assert Interface("veth-a", batch_size=16).batch_size == 16
     with pytest.raises(TypeError, match=r"^config: expected a UmemConfig, got dict"):
         Interface("veth-a", config={"rx_size": 128})  # type: ignore[arg-type]
+    # refused when made, before anything is attached
+    for bad in (0, 4097, True, 2.5, "8"):
+        with pytest.raises(ValueError, match=r"^batch_size: must be 1\.\.4096, got "):
+            Interface("veth-a", batch_size=bad)  # type: ignore[arg-type]
 
 
 def test_interface_and_rule_arguments_are_named() -> None:
