@@ -21,7 +21,7 @@ APT_PACKAGES := clang llvm libbpf-dev libxdp-dev libelf-dev zlib1g-dev pkg-confi
 # What a rebuild depends on: a change to any of these reinstalls aioxdp,
 # which recompiles the BPF programs and the cffi extension.
 BUILD_INPUTS := setup.py pyproject.toml aioxdp/_ffi_build.py aioxdp/_bpf_build.py \
-	$(wildcard bpf/*.c bpf/*.h aioxdp/_cffi/*.py aioxdp/_native/*.c aioxdp/_native/*.h)
+	$(wildcard bpf/*.c bpf/*.h aioxdp/_cffi/*.py aioxdp/_native/*.c aioxdp/_native/*.h aioxdp/_cpython/*.c)
 
 .PHONY: demo test asan coverage wheel apt clean
 
@@ -40,7 +40,7 @@ test: apt $(VENV)/.built
 # sys.path. Leaks are not checked: CPython itself keeps memory at exit.
 ASAN_TESTS := tests/test_codecs.py tests/test_frames.py tests/test_frame_states.py \
 	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py tests/test_isolation.py \
-	tests/test_ipv6.py tests/test_checks6.py
+	tests/test_ipv6.py tests/test_checks6.py tests/test_udp_speedups.py
 # tshark under the sanitizers' preload does not start: its tests run in make test
 ASAN_SKIP := not tshark
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
@@ -54,7 +54,8 @@ asan: apt $(VENV)/.built
 		$(BIN)/python setup.py -q build --build-base build/asan-tmp --build-lib build/asan >/dev/null
 	@$(ASAN_ENV) $(BIN)/python -c 'import aioxdp._ffi as m, sys; \
 		sys.exit(0 if "build/asan" in m.__file__ else "the sanitized build is not the one imported: " + m.__file__)'
-	@ldd build/asan/aioxdp/_ffi*.so | grep -q libasan || { echo "build/asan is not sanitized"; exit 1; }
+	@for so in build/asan/aioxdp/_ffi*.so build/asan/aioxdp/_udp_speedups*.so; do \
+		ldd $$so | grep -q libasan || { echo "$$so is not sanitized"; exit 1; }; done
 	$(ASAN_ENV) $(BIN)/pytest -q -p no:cacheprovider -k "$(ASAN_SKIP)" $(ASAN_TESTS)
 
 # Coverage of the C helpers comes from a --coverage build in build/cov (as for

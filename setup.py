@@ -1,12 +1,13 @@
-"""Build glue that pyproject.toml cannot express: the cffi extension and the
-BPF objects, compiled from ``bpf/*.bpf.c`` on every build so they are never stale."""
+"""Build glue that pyproject.toml cannot express: the cffi extension, sendto's
+fast path (a CPython extension) and the BPF objects, compiled from
+``bpf/*.bpf.c`` on every build so they are never stale."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -37,6 +38,16 @@ class BuildExtWithBPF(build_ext):
 setup(
     cffi_modules=["aioxdp/_ffi_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExtWithBPF},
+    # a UDP endpoint's per-datagram receive loop and sendto, with no Python frame of ours
+    ext_modules=[
+        Extension(
+            "aioxdp._udp_speedups",
+            ["aioxdp/_cpython/udp_speedups.c"],
+            define_macros=[("Py_LIMITED_API", "0x030B0000")],
+            extra_compile_args=["-O2", "-Wall"],
+            py_limited_api=True,
+        )
+    ],
     # the cffi module is built for the stable ABI (py_limited_api in _ffi_build.py)
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

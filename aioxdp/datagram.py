@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioxdp import _netlink
 from aioxdp._libs import ffi, lib
+from aioxdp._udp_speedups import SendQueue, deliver
 from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
@@ -167,10 +168,24 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         self._resolving: dict[str, asyncio.Task[None]] = {}
         self._ip_id = 0
         # datagrams sendto queued, sent by one C call at the end of the batch
-        # being delivered (or of this loop turn, or every FLUSH_AT)
-        self._out_data: list[bytes] = []
-        self._out_dests: list[int] = []
-        self._out_scheduled = False
+        # being delivered (or of this loop turn, or every FLUSH_AT); its
+        # sendto is this instance's: a builtin that takes a cached address
+        # and hands the rest to the class's sendto below (aioxdp._udp_speedups)
+        self._out_words = ffi.new("uint64_t[]", FLUSH_AT)  # filled by the queue, read by C
+        self._out_lens = ffi.new("uint32_t[]", FLUSH_AT)
+        self._out = SendQueue(
+            cache=self._paths.words,
+            slow=self._sendto_checked,
+            schedule=self._schedule_flush,
+            flush=self._flush_out,
+            out_words=ffi.buffer(self._out_words),
+            out_lens=ffi.buffer(self._out_lens),
+            max_payload=self._max_payload,
+            max_payload6=self._max_payload6,
+            flush_at=FLUSH_AT,
+            v6_bit=V6_WORD,
+        )
+        self.sendto = self._out.sendto  # type: ignore[method-assign]
         # (host, port) tuples of recent peers, made once: a reply's sendto
         # finds its destination by the very tuple datagram_received was given
         self._peers: dict[int, tuple[str, int]] = {}
@@ -235,40 +250,46 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         self.received += valid
         # what the protocol sends while it has the batch goes to C in one
         # call when it is done
-        scheduled, self._out_scheduled = self._out_scheduled, True
+        out = self._out
+        scheduled, out.scheduled = out.scheduled, True
         try:
             if self._batched:
                 self._protocol.datagrams_received(DatagramBatch(self, batch, self._dgrams, valid))
             else:
                 self._each(batch, n, valid)
         finally:
-            self._out_scheduled = scheduled
-            if self._out_data:
+            out.scheduled = scheduled
+            if len(out):
                 self._flush_out()
 
     def _each(self, batch: PacketBatch, n: int, valid: int) -> None:
         """datagram_received per datagram, the one Python call each makes:
-        payload bounds and sender come from three words C wrote."""
+        payload bounds and sender come from three words C wrote, and the
+        loop is C's (aioxdp._udp_speedups.deliver)."""
         rx = batch.rx
         rx.check("reading received datagrams")
         lib.aioxdp_udp_flatten(self._dgrams, n, self._meta)
-        umem, known = rx.xsk.umem, self._peers.get
-        dgram_bytes = self._dgram_bytes
-        receive = self._protocol.datagram_received
-        # (start, end, sender) per datagram, three at a time off one iterator
-        words = iter(self._meta_words[: 3 * valid])
-        for start, end, key in zip(words, words, words, strict=True):
-            addr: Any = known(key)
-            if addr is None:
-                if key & V6_WORD:  # IPv6: its datagram's index in the batch, and port
-                    at = DGRAM_SIZE * (key >> 16 & 0xFFFFFFFF) + SADDR6_AT
-                    addr = self._sender6(dgram_bytes[at : at + 16].tobytes(), key & 0xFFFF)
-                else:
-                    addr = self.peer_address(key >> 16, key & 0xFFFF)
-            try:
-                receive(umem[start:end], addr)
-            except Exception as exc:  # one datagram's failure, as asyncio's own transports
-                self._callback_failed(exc, "datagram_received")
+        deliver(
+            self._out,
+            rx.xsk.umem,
+            self._meta_words,
+            valid,
+            self._peers,
+            self._unknown_sender,
+            self._protocol.datagram_received,
+            self._receive_failed,
+        )
+
+    def _unknown_sender(self, key: int) -> tuple[Any, ...]:
+        """The sender of a datagram by its word (see _each), not in _peers."""
+        if key & V6_WORD:  # IPv6: its datagram's index in the batch, and port
+            at = DGRAM_SIZE * (key >> 16 & 0xFFFFFFFF) + SADDR6_AT
+            return self._sender6(self._dgram_bytes[at : at + 16].tobytes(), key & 0xFFFF)
+        return self.peer_address(key >> 16, key & 0xFFFF)
+
+    def _receive_failed(self, exc: Exception) -> None:
+        # one datagram's failure, as asyncio's own transports
+        self._callback_failed(exc, "datagram_received")
 
     def _take_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         # a protocol with datagrams_received takes whole batches
@@ -289,33 +310,14 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
 
         Datagrams sent while a batch is delivered go when it is done, in one
         call into C; others at the end of this loop turn (or every FLUSH_AT).
-        After close the datagram is counted and dropped, as asyncio does."""
-        # the common case first: bytes to a (host, port) whose destination is
-        # cached (so checked when it was made), port an int (53.0 == 53 as a key)
-        if type(data) is bytes and type(addr) is tuple and not self._closing:
-            try:
-                dest = self._paths.word(addr)
-            except TypeError:  # unhashable: the checks below say what is wrong
-                dest = None
-            if (
-                dest is not None
-                and type(addr[1]) is int
-                # what fits IPv6 fits IPv4: one comparison for most datagrams
-                and (
-                    len(data) <= self._max_payload6
-                    or (len(data) <= self._max_payload and not dest & V6_WORD)
-                )
-            ):
-                # _queue, inline: this runs once per datagram
-                out = self._out_data
-                out.append(data)
-                self._out_dests.append(dest)
-                if len(out) >= FLUSH_AT:
-                    self._flush_out()
-                elif not self._out_scheduled:
-                    self._out_scheduled = True
-                    self._nic.loop.call_soon(self._flush_soon)
-                return
+        After close the datagram is counted and dropped, as asyncio does.
+
+        An open transport's own ``sendto`` is a builtin (aioxdp._udp_speedups)
+        that queues bytes to a cached address and calls this for the rest."""
+        self._out.sendto(data, addr)
+
+    def _sendto_checked(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        """sendto for what the fast path did not take: checked, routed, queued."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expected bytes-like, got {type(data).__name__}")
         ipv6 = self._paths.family == 6
@@ -365,32 +367,29 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             await self._paths.refresh()
 
     def _queue(self, dest: int, data: bytes) -> None:
-        self._out_data.append(data)
-        self._out_dests.append(dest)
-        if len(self._out_data) >= FLUSH_AT:
-            self._flush_out()
-        elif not self._out_scheduled:
-            self._out_scheduled = True
-            self._nic.loop.call_soon(self._flush_soon)
+        self._out.append(data, dest)
+
+    def _schedule_flush(self) -> None:
+        self._nic.loop.call_soon(self._flush_soon)
 
     def _flush_soon(self) -> None:
-        self._out_scheduled = False
+        self._out.scheduled = False
         self._flush_out()
 
     def _flush_out(self) -> None:
         """Hand every queued datagram to C in one call; those without a free
         frame wait, built whole, in this endpoint's share of the backlog."""
-        data, dests = self._out_data, self._out_dests
-        if not data:
+        if not len(self._out):
             return
-        self._out_data, self._out_dests = [], []
+        data, dests = self._out.take()
         n = len(data)
         first_id = self._ip_id + 1
         self._ip_id = (self._ip_id + n) & 0xFFFF
         paths = self._paths
         sent = 0
         if not self._write_buffer.size:  # else ours wait already: these go behind them
-            sent = self._tx.send_udp_many(paths.batch(dests, data), first_id)
+            batch = paths.batch_in(self._out_words, self._out_lens, data)
+            sent = self._tx.send_udp_many(batch, first_id)
         for k in range(sent, n):  # no frame free (or the interface closing): they wait
             self._tx.write_for(self._write_buffer, paths.frame(dests[k], data[k], first_id + k))
 
@@ -440,6 +439,7 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             task.cancel()
         if self._refreshing is not None:
             self._refreshing.cancel()
+        self._out.closing = True  # sendto from now on: counted and dropped
         super()._shutdown(exc)
 
 

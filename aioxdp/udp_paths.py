@@ -94,10 +94,9 @@ class UdpPaths:
         self.table = ffi.new("struct aioxdp_udp_path[]", MAX_PATHS)  # what C reads
         self._path_index: dict[tuple[bytes, str], int] = {}
         self._dests: dict[tuple[Any, ...], int] = {}
-        # the cached word of an address, or None: sendto's hot path, the
-        # dict's own lookup with no Python frame around it (the dict is
-        # cleared, never replaced)
-        self.word: Callable[[tuple[Any, ...]], int | None] = self._dests.get
+        # the cached words by address: sendto's fast path looks them up in C
+        # (aioxdp._udp_speedups); cleared, never replaced, so it may hold on
+        self.words: dict[tuple[Any, ...], int] = self._dests
         self._hosts: dict[str, int] = {}
         self._macs: dict[str, bytes] = {}  # next hop -> MAC, when the snapshot had none
         self.snapshot: RouteSnapshot | None = None
@@ -255,13 +254,20 @@ class UdpPaths:
         """These datagrams (``data[k]`` to ``words[k]``) as C sends them."""
         dests = array.array("Q", words)
         lens = array.array("I", map(len, data))
+        return self.batch_in(
+            ffi.from_buffer("uint64_t[]", dests), ffi.from_buffer("uint32_t[]", lens), data
+        )
+
+    def batch_in(self, dests: Any, lens: Any, data: Sequence[bytes]) -> UdpBatch:
+        """The same, the words and lengths already in C arrays (``uint64_t[]``
+        and ``uint32_t[]``, as a SendQueue fills them)."""
         return UdpBatch(
             self.table,
             len(self._path_index),
             self._addrs6,
             len(self._addrs6_index),
-            ffi.from_buffer("uint64_t[]", dests),
+            dests,
             b"".join(data),
-            ffi.from_buffer("uint32_t[]", lens),
-            len(words),
+            lens,
+            len(data),
         )

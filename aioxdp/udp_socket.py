@@ -229,7 +229,7 @@ class UDPSocket:
     async def _word(self, host: str, port: int) -> int:
         """Where (host, port) is, for C: cached, or routed in process, or asked."""
         paths = self._paths
-        word = paths.word((host, port))
+        word = paths.words.get((host, port))
         if word is not None:
             return word
         snapshot = paths.snapshot

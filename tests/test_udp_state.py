@@ -259,3 +259,36 @@ async def test_any_address_means_this_hosts_addresses(lab_a: Lab) -> None:
         assert sorted(str(rule.dst) for rule in transport.rules) == listed
         assert all(rule.dst_port == PORT for rule in transport.rules)
         transport.close()
+
+
+class ClosesOnFirst(asyncio.DatagramProtocol):
+    """Closes its transport from inside datagram_received, on the first one."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.got: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.got.append(data)
+        self.transport.close()
+
+
+async def test_a_transport_closed_in_datagram_received_delivers_no_more(lab_a: Lab) -> None:
+    """As asyncio's own transports: once the protocol closes its transport,
+    the rest of the batch it was reading is not delivered. b sends 20
+    datagrams while this loop is held, so they arrive in one batch."""
+    a, b = lab_a.a, lab_a.b
+    async with Interface(a.ifname) as nic:
+        transport, protocol = await nic.create_datagram_endpoint(
+            ClosesOnFirst, local_addr=(a.ip, PORT + 3)
+        )
+        send = (
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for i in range(20): s.sendto(b'%02d' % i, ({a.ip!r}, {PORT + 3}))\n"
+        )
+        b.run(PYTHON, "-c", send)  # the loop is held meanwhile: no batch is read yet
+        assert await eventually(lambda: transport.is_closing())
+        await asyncio.sleep(0.05)
+        assert transport.received > 1  # the batch that closed it held more
+        assert protocol.got == [b"00"]

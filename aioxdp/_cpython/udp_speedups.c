@@ -1,0 +1,628 @@
+/*
+ * aioxdp._udp_speedups: the per-datagram halves of a UDP endpoint, in C.
+ *
+ * A UDP endpoint whose protocol takes datagram_received runs two things once
+ * per datagram: the loop that hands each payload and sender to the protocol,
+ * and sendto. In Python, their frames and attribute loads cost more than the
+ * work (a bytes object, a dictionary lookup, two list appends). Here:
+ *
+ *   SendQueue.sendto   a builtin method that the transport installs as its
+ *                      instance's sendto: bytes to an address whose word is
+ *                      cached are queued; anything else (not bytes, a new
+ *                      address, too long, closing, keywords) goes to the
+ *                      transport's Python sendto, which says what is wrong
+ *                      or routes it. The queue writes each datagram's word
+ *                      and length into the arrays the cffi call reads.
+ *   deliver            the receive loop: a bytes object from the UMEM per
+ *                      datagram, its sender's tuple from a dictionary, one
+ *                      call of the protocol's datagram_received; an
+ *                      Exception there is reported and the loop goes on.
+ *
+ * Stable ABI (3.11): one binary for every later CPython, as the cffi module.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *cache;    /* dict: address tuple -> destination word (int) */
+	PyObject *slow;     /* callable(data, addr): the Python sendto */
+	PyObject *schedule; /* callable(): a flush at the end of this loop turn */
+	PyObject *flush;    /* callable(): hand every queued datagram to C now */
+	PyObject *data;     /* list of bytes */
+	PyObject *dests;    /* list of int: data[k] goes to dests[k] */
+	Py_buffer out_words; /* uint64_t[]: dests[k] for C */
+	Py_buffer out_lens;  /* uint32_t[]: len(data[k]) for C */
+	Py_ssize_t capacity; /* entries both arrays hold */
+	Py_ssize_t max_payload;
+	Py_ssize_t max_payload6;
+	Py_ssize_t flush_at;
+	unsigned long long v6_bit;
+	int closing;
+	int scheduled;
+} SendQueue;
+
+static int queue_traverse(SendQueue *q, visitproc visit, void *arg)
+{
+	Py_VISIT(q->cache);
+	Py_VISIT(q->slow);
+	Py_VISIT(q->schedule);
+	Py_VISIT(q->flush);
+	Py_VISIT(q->data);
+	Py_VISIT(q->dests);
+	/* a heap type: its instances keep it alive */
+	Py_VISIT(Py_TYPE((PyObject *)q));
+	return 0;
+}
+
+static void release_arrays(SendQueue *q)
+{
+	if (q->out_words.obj)
+		PyBuffer_Release(&q->out_words);
+	if (q->out_lens.obj)
+		PyBuffer_Release(&q->out_lens);
+	q->capacity = 0;
+}
+
+static int queue_clear(SendQueue *q)
+{
+	release_arrays(q);
+	Py_CLEAR(q->cache);
+	Py_CLEAR(q->slow);
+	Py_CLEAR(q->schedule);
+	Py_CLEAR(q->flush);
+	Py_CLEAR(q->data);
+	Py_CLEAR(q->dests);
+	return 0;
+}
+
+static void queue_dealloc(SendQueue *q)
+{
+	PyTypeObject *type = Py_TYPE((PyObject *)q);
+	freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+	PyObject_GC_UnTrack(q);
+	queue_clear(q);
+	tp_free(q);
+	Py_DECREF(type);
+}
+
+/* A writable buffer of at least n items of size bytes each, C-contiguous. */
+static int take_array(PyObject *obj, Py_buffer *view, Py_ssize_t size, Py_ssize_t n,
+		      const char *name)
+{
+	if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+		return -1;
+	if (view->len / size < n) {
+		PyErr_Format(PyExc_ValueError, "SendQueue: %s holds %zd bytes, needs %zd", name,
+			     view->len, size * n);
+		PyBuffer_Release(view);
+		return -1;
+	}
+	return 0;
+}
+
+static int queue_init(SendQueue *q, PyObject *args, PyObject *kwargs)
+{
+	static char *names[] = { "cache",     "slow",	   "schedule",	  "flush",
+				 "out_words", "out_lens", "max_payload", "max_payload6",
+				 "flush_at",  "v6_bit",	   NULL };
+	PyObject *cache, *slow, *schedule, *flush, *words_obj, *lens_obj, *v6_obj, *data, *dests;
+	Py_ssize_t max_payload, max_payload6, flush_at;
+	unsigned long long v6_bit;
+	Py_buffer words = { 0 }, lens = { 0 };
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOnnnO!:SendQueue", names,
+					 &PyDict_Type, &cache, &slow, &schedule, &flush,
+					 &words_obj, &lens_obj, &max_payload, &max_payload6,
+					 &flush_at, &PyLong_Type, &v6_obj))
+		return -1;
+	v6_bit = PyLong_AsUnsignedLongLong(v6_obj); /* OverflowError: negative or past 64 bits */
+	if (v6_bit == (unsigned long long)-1 && PyErr_Occurred())
+		return -1;
+	if (!PyCallable_Check(slow) || !PyCallable_Check(schedule) || !PyCallable_Check(flush)) {
+		PyErr_SetString(PyExc_TypeError, "SendQueue: slow, schedule and flush must be callable");
+		return -1;
+	}
+	if (max_payload < 0 || max_payload6 < 0 || flush_at < 1 || flush_at > 0xffffff) {
+		PyErr_SetString(PyExc_ValueError, "SendQueue: max_payload and max_payload6 must be "
+						  ">= 0, flush_at 1..16777215");
+		return -1;
+	}
+	if (take_array(words_obj, &words, 8, flush_at, "out_words") < 0)
+		return -1;
+	if (take_array(lens_obj, &lens, 4, flush_at, "out_lens") < 0) {
+		PyBuffer_Release(&words);
+		return -1;
+	}
+	data = PyList_New(0);
+	dests = PyList_New(0);
+	if (!data || !dests) {
+		Py_XDECREF(data);
+		Py_XDECREF(dests);
+		PyBuffer_Release(&words);
+		PyBuffer_Release(&lens);
+		return -1;
+	}
+	Py_INCREF(cache);
+	Py_INCREF(slow);
+	Py_INCREF(schedule);
+	Py_INCREF(flush);
+	queue_clear(q); /* __init__ called twice: drop the first one's */
+	q->cache = cache;
+	q->slow = slow;
+	q->schedule = schedule;
+	q->flush = flush;
+	q->data = data;
+	q->dests = dests;
+	q->out_words = words;
+	q->out_lens = lens;
+	q->capacity = flush_at;
+	q->max_payload = max_payload;
+	q->max_payload6 = max_payload6;
+	q->flush_at = flush_at;
+	q->v6_bit = v6_bit;
+	q->closing = 0;
+	q->scheduled = 0;
+	return 0;
+}
+
+static int queue_ready(SendQueue *q)
+{
+	if (!q->data) {
+		PyErr_SetString(PyExc_RuntimeError, "SendQueue: __init__ has not run");
+		return 0;
+	}
+	return 1;
+}
+
+static PyObject *call_noargs(PyObject *callable)
+{
+	PyObject *result;
+
+	Py_INCREF(callable); /* the call may drop the queue's own reference */
+	result = PyObject_CallNoArgs(callable);
+	Py_DECREF(callable);
+	return result;
+}
+
+/* Queue data for word; flush or schedule as the queue asks. New reference to
+ * None, or NULL with an exception set. */
+static PyObject *queue_push(SendQueue *q, PyObject *data, PyObject *word)
+{
+	PyObject *result;
+	Py_ssize_t n = PyList_Size(q->data), len = PyBytes_Size(data);
+	unsigned long long w = PyLong_AsUnsignedLongLong(word);
+
+	if (w == (unsigned long long)-1 && PyErr_Occurred())
+		return NULL;
+	if (len < 0)
+		return NULL;
+	if (len > 0xffff) {
+		PyErr_Format(PyExc_ValueError, "data: %zd bytes, more than a datagram holds", len);
+		return NULL;
+	}
+	if (n >= q->capacity) {
+		/* only after a flush that raised: try once more, never write past */
+		result = call_noargs(q->flush);
+		if (!result)
+			return NULL;
+		Py_DECREF(result);
+		n = PyList_Size(q->data);
+		if (n >= q->capacity) {
+			PyErr_SetString(PyExc_BufferError, "SendQueue: full, and a flush did not empty it");
+			return NULL;
+		}
+	}
+	if (PyList_Append(q->data, data) < 0)
+		return NULL;
+	if (PyList_Append(q->dests, word) < 0) {
+		/* keep the two lists the same length */
+		PyObject *err_type, *err_value, *err_tb;
+
+		PyErr_Fetch(&err_type, &err_value, &err_tb);
+		PyList_SetSlice(q->data, n, n + 1, NULL);
+		PyErr_Restore(err_type, err_value, err_tb);
+		return NULL;
+	}
+	((uint64_t *)q->out_words.buf)[n] = w;
+	((uint32_t *)q->out_lens.buf)[n] = (uint32_t)len;
+	if (n + 1 >= q->flush_at) {
+		result = call_noargs(q->flush);
+	} else if (!q->scheduled) {
+		q->scheduled = 1;
+		result = call_noargs(q->schedule);
+	} else {
+		Py_RETURN_NONE;
+	}
+	if (!result)
+		return NULL;
+	Py_DECREF(result);
+	Py_RETURN_NONE;
+}
+
+static PyObject *call_slow(SendQueue *q, PyObject *const *args, Py_ssize_t nargs,
+			   PyObject *kwnames)
+{
+	PyObject *tuple, *kwargs = NULL, *result;
+	Py_ssize_t i, nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+
+	tuple = PyTuple_New(nargs);
+	if (!tuple)
+		return NULL;
+	for (i = 0; i < nargs; i++) {
+		Py_INCREF(args[i]);
+		PyTuple_SetItem(tuple, i, args[i]); /* steals */
+	}
+	if (nkw) {
+		kwargs = PyDict_New();
+		if (!kwargs) {
+			Py_DECREF(tuple);
+			return NULL;
+		}
+		for (i = 0; i < nkw; i++) {
+			if (PyDict_SetItem(kwargs, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0) {
+				Py_DECREF(tuple);
+				Py_DECREF(kwargs);
+				return NULL;
+			}
+		}
+	}
+	result = PyObject_Call(q->slow, tuple, kwargs);
+	Py_DECREF(tuple);
+	Py_XDECREF(kwargs);
+	return result;
+}
+
+/* sendto(data, addr): the fast path of DatagramTransport.sendto. It takes
+ * bytes to an address whose word is cached (so it was checked when cached),
+ * port an int (53.0 == 53 as a key), within the payload bound of the word's
+ * family; everything else goes to the Python sendto. */
+static PyObject *queue_sendto(SendQueue *q, PyObject *const *args, Py_ssize_t nargs,
+			      PyObject *kwnames)
+{
+	PyObject *data, *addr, *word, *port;
+	Py_ssize_t len;
+
+	if (!queue_ready(q))
+		return NULL;
+	if (kwnames || nargs != 2 || q->closing)
+		return call_slow(q, args, nargs, kwnames);
+	data = args[0];
+	addr = args[1];
+	if (!PyBytes_CheckExact(data) || !PyTuple_CheckExact(addr) || PyTuple_Size(addr) < 2)
+		return call_slow(q, args, nargs, kwnames);
+	port = PyTuple_GetItem(addr, 1);
+	if (!port || !PyLong_CheckExact(port))
+		return call_slow(q, args, nargs, kwnames);
+	word = PyDict_GetItemWithError(q->cache, addr); /* borrowed */
+	if (!word) {
+		if (PyErr_Occurred()) {
+			if (!PyErr_ExceptionMatches(PyExc_TypeError))
+				return NULL;
+			PyErr_Clear(); /* unhashable: the Python sendto says what is wrong */
+		}
+		return call_slow(q, args, nargs, kwnames);
+	}
+	len = PyBytes_Size(data);
+	if (len > q->max_payload6) {
+		/* what fits IPv6 fits IPv4: only a longer one needs the word's family */
+		unsigned long long w = PyLong_AsUnsignedLongLong(word);
+
+		if (w == (unsigned long long)-1 && PyErr_Occurred())
+			return NULL;
+		if (len > q->max_payload || (w & q->v6_bit))
+			return call_slow(q, args, nargs, kwnames);
+	}
+	Py_INCREF(word); /* the dict may drop it while we append */
+	PyObject *result = queue_push(q, data, word);
+	Py_DECREF(word);
+	return result;
+}
+
+static PyObject *queue_append(SendQueue *q, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!queue_ready(q))
+		return NULL;
+	if (nargs != 2) {
+		PyErr_Format(PyExc_TypeError, "append: expected 2 arguments (data, word), got %zd",
+			     nargs);
+		return NULL;
+	}
+	if (!PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
+		PyErr_SetString(PyExc_TypeError, "append: expected (bytes, int)");
+		return NULL;
+	}
+	return queue_push(q, args[0], args[1]);
+}
+
+static PyObject *queue_take(SendQueue *q, PyObject *unused)
+{
+	PyObject *data, *dests, *result;
+
+	(void)unused;
+	if (!queue_ready(q))
+		return NULL;
+	data = PyList_New(0);
+	dests = PyList_New(0);
+	if (!data || !dests) {
+		Py_XDECREF(data);
+		Py_XDECREF(dests);
+		return NULL;
+	}
+	result = PyTuple_Pack(2, q->data, q->dests);
+	if (!result) {
+		Py_DECREF(data);
+		Py_DECREF(dests);
+		return NULL;
+	}
+	/* the tuple holds the old lists now */
+	Py_DECREF(q->data);
+	Py_DECREF(q->dests);
+	q->data = data;
+	q->dests = dests;
+	return result;
+}
+
+static Py_ssize_t queue_len(SendQueue *q)
+{
+	return q->data ? PyList_Size(q->data) : 0;
+}
+
+static PyObject *get_flag(SendQueue *q, void *which)
+{
+	return PyBool_FromLong(which ? q->scheduled : q->closing);
+}
+
+static int set_flag(SendQueue *q, PyObject *value, void *which)
+{
+	int on;
+
+	if (!value) {
+		PyErr_SetString(PyExc_AttributeError, "cannot delete this flag");
+		return -1;
+	}
+	on = PyObject_IsTrue(value);
+	if (on < 0)
+		return -1;
+	if (which)
+		q->scheduled = on;
+	else
+		q->closing = on;
+	return 0;
+}
+
+static PyMethodDef queue_methods[] = {
+	{ "sendto", (PyCFunction)(void (*)(void))queue_sendto, METH_FASTCALL | METH_KEYWORDS,
+	  "sendto(data, addr): queue data for a cached address, else the Python sendto" },
+	{ "append", (PyCFunction)(void (*)(void))queue_append, METH_FASTCALL,
+	  "append(data, word): queue data for a destination word already found" },
+	{ "take", (PyCFunction)queue_take, METH_NOARGS,
+	  "take() -> (data, words): every queued datagram, the queue left empty; out_words "
+	  "and out_lens hold their words and lengths until the next one is queued" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef queue_getset[] = {
+	{ "closing", (getter)get_flag, (setter)set_flag,
+	  "sendto hands everything to the Python sendto (which drops and counts)", NULL },
+	{ "scheduled", (getter)get_flag, (setter)set_flag,
+	  "a flush is due (or a batch is being delivered): no new one is scheduled", (void *)1 },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyType_Slot queue_slots[] = {
+	{ Py_tp_doc, "SendQueue(cache, slow, schedule, flush, out_words, out_lens, max_payload, "
+		     "max_payload6, flush_at, v6_bit): datagrams queued by sendto, for one call "
+		     "into C" },
+	{ Py_tp_new, PyType_GenericNew },
+	{ Py_tp_init, queue_init },
+	{ Py_tp_dealloc, queue_dealloc },
+	{ Py_tp_traverse, queue_traverse },
+	{ Py_tp_clear, queue_clear },
+	{ Py_tp_methods, queue_methods },
+	{ Py_tp_getset, queue_getset },
+	{ Py_sq_length, queue_len },
+	{ 0, NULL },
+};
+
+static PyType_Spec queue_spec = {
+	.name = "aioxdp._udp_speedups.SendQueue",
+	.basicsize = sizeof(SendQueue),
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.slots = queue_slots,
+};
+
+/* The (host, port) tuple of a sender, by C's word for it: the last one
+ * again (a flow's datagrams come together), else known[word], else
+ * unknown(word). New reference, or NULL with an exception set. */
+static PyObject *sender_of(uint64_t key, PyObject *known, PyObject *unknown, uint64_t *last_key,
+			   PyObject **last_addr)
+{
+	PyObject *key_obj, *addr;
+
+	if (*last_addr && key == *last_key) {
+		Py_INCREF(*last_addr);
+		return *last_addr;
+	}
+	key_obj = PyLong_FromUnsignedLongLong(key);
+	if (!key_obj)
+		return NULL;
+	addr = PyDict_GetItemWithError(known, key_obj); /* borrowed */
+	if (addr) {
+		Py_INCREF(addr);
+	} else if (!PyErr_Occurred()) {
+		addr = PyObject_CallFunctionObjArgs(unknown, key_obj, NULL);
+	}
+	Py_DECREF(key_obj);
+	if (addr) {
+		Py_INCREF(addr);
+		Py_XDECREF(*last_addr);
+		*last_addr = addr;
+		*last_key = key;
+	}
+	return addr;
+}
+
+/* An Exception from the protocol goes to failed(exc), and delivery goes on;
+ * anything else (KeyboardInterrupt, SystemExit) ends it. 0, or -1 with the
+ * exception set. */
+static int report(PyObject *failed)
+{
+	PyObject *type, *value, *tb, *result;
+
+	if (!PyErr_ExceptionMatches(PyExc_Exception))
+		return -1;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb && value)
+		PyException_SetTraceback(value, tb);
+	result = value ? PyObject_CallFunctionObjArgs(failed, value, NULL) : NULL;
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	if (!result)
+		return -1;
+	Py_DECREF(result);
+	return 0;
+}
+
+/* deliver(queue, umem, meta, count, known, unknown, receive, failed) -> int */
+static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+	PyObject *queue, *known, *unknown, *receive, *failed, *last_addr = NULL;
+	Py_buffer umem = { 0 }, meta = { 0 };
+	Py_ssize_t count, i, delivered = 0;
+	uint64_t last_key = 0;
+	const uint64_t *words;
+	const char *base;
+	PyTypeObject *queue_type;
+
+	(void)module;
+	if (nargs != 8) {
+		PyErr_Format(PyExc_TypeError,
+			     "deliver(queue, umem, meta, count, known, unknown, receive, failed): "
+			     "8 arguments, got %zd",
+			     nargs);
+		return NULL;
+	}
+	queue = args[0];
+	known = args[4];
+	unknown = args[5];
+	receive = args[6];
+	failed = args[7];
+	queue_type = (PyTypeObject *)PyObject_GetAttrString(module, "SendQueue");
+	if (!queue_type)
+		return NULL;
+	i = PyObject_TypeCheck(queue, queue_type);
+	Py_DECREF(queue_type);
+	if (!i) {
+		PyErr_SetString(PyExc_TypeError, "deliver: queue must be a SendQueue");
+		return NULL;
+	}
+	if (!PyDict_Check(known) || !PyCallable_Check(unknown) || !PyCallable_Check(receive) ||
+	    !PyCallable_Check(failed)) {
+		PyErr_SetString(PyExc_TypeError,
+				"deliver: known must be a dict; unknown, receive, failed callables");
+		return NULL;
+	}
+	count = PyLong_AsSsize_t(args[3]);
+	if (count == -1 && PyErr_Occurred())
+		return NULL;
+	/* held for the whole loop: the UMEM stays mapped even if the protocol
+	 * closes the interface (mmap.close refuses, and unmaps with the last view) */
+	if (PyObject_GetBuffer(args[1], &umem, PyBUF_SIMPLE) < 0)
+		return NULL;
+	if (PyObject_GetBuffer(args[2], &meta, PyBUF_SIMPLE) < 0) {
+		PyBuffer_Release(&umem);
+		return NULL;
+	}
+	if (count < 0 || count > meta.len / 24) {
+		PyErr_Format(PyExc_ValueError, "deliver: count %zd, but meta holds %zd datagrams",
+			     count, meta.len / 24);
+		goto fail;
+	}
+	base = umem.buf;
+	words = meta.buf;
+	for (i = 0; i < count; i++) {
+		uint64_t start = words[3 * i], end = words[3 * i + 1];
+		PyObject *data, *addr, *result;
+
+		if (((SendQueue *)queue)->closing)
+			break; /* closed by the protocol: no more, as asyncio's transports */
+		if (start > end || end > (uint64_t)umem.len) {
+			PyErr_Format(PyExc_ValueError,
+				     "deliver: datagram %zd spans %llu..%llu, outside the UMEM", i,
+				     (unsigned long long)start, (unsigned long long)end);
+			goto fail;
+		}
+		addr = sender_of(words[3 * i + 2], known, unknown, &last_key, &last_addr);
+		if (!addr)
+			goto fail;
+		data = PyBytes_FromStringAndSize(base + start, (Py_ssize_t)(end - start));
+		if (!data) {
+			Py_DECREF(addr);
+			goto fail;
+		}
+		result = PyObject_CallFunctionObjArgs(receive, data, addr, NULL);
+		Py_DECREF(data);
+		Py_DECREF(addr);
+		if (result)
+			Py_DECREF(result);
+		else if (report(failed) < 0)
+			goto fail;
+		delivered++;
+	}
+	Py_XDECREF(last_addr);
+	PyBuffer_Release(&umem);
+	PyBuffer_Release(&meta);
+	return PyLong_FromSsize_t(delivered);
+fail:
+	Py_XDECREF(last_addr);
+	PyBuffer_Release(&umem);
+	PyBuffer_Release(&meta);
+	return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+	{ "deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL,
+	  "deliver(queue, umem, meta, count, known, unknown, receive, failed) -> int\n\n"
+	  "For each of count datagrams (three words each in meta: payload start and end in\n"
+	  "umem, sender key), receive(payload bytes, sender); the sender is known[key] or\n"
+	  "unknown(key). An Exception from receive goes to failed(exc). Stops when queue is\n"
+	  "closing; returns how many were delivered." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static int module_exec(PyObject *module)
+{
+	PyObject *type = PyType_FromSpec(&queue_spec);
+
+	if (!type)
+		return -1;
+	if (PyModule_AddObject(module, "SendQueue", type) < 0) {
+		Py_DECREF(type);
+		return -1;
+	}
+	return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+	{ Py_mod_exec, module_exec },
+	{ 0, NULL },
+};
+
+static struct PyModuleDef module_def = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "aioxdp._udp_speedups",
+	.m_doc = "A UDP endpoint's per-datagram receive loop and sendto, in C.",
+	.m_size = 0,
+	.m_methods = module_methods,
+	.m_slots = module_slots,
+};
+
+PyMODINIT_FUNC PyInit__udp_speedups(void)
+{
+	return PyModuleDef_Init(&module_def);
+}
