@@ -5,6 +5,8 @@ errors; the peer's kernel, tshark and iputils' ping -6 as witnesses."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from aioxdp.protocols.icmpv6 import Icmpv6
 from aioxdp.protocols.ipv6 import IPv6 as IPv6Header
 from aioxdp.protocols.ipv6 import ip6_str
 from aioxdp.protocols.udp import Udp
-from conftest import eventually, tshark
+from conftest import eventually, read_line, tshark
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
@@ -211,6 +213,78 @@ async def test_udp6_echo_serves_kernel_clients_byte_identically(
         # and the IPv4 port of the same number stays the kernel's
         assert aioxdp.Rule("udp", dst=lab6.a.ip6, dst_port=7000) in nic.forwarder.rules
         assert all(r.address_family == 6 for r in nic.forwarder.rules)
+
+
+# From b: four sockets, two on each of two addresses, send in an interleaved
+# pattern (runs of one sender, changes of port, of address, of both), all
+# before a's loop reads any; each then collects what comes back to it.
+INTERLEAVED6 = """
+import json, socket, sys
+server, port, first, second = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+socks = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(4)]
+for s, source in zip(socks, [first, first, second, second]):
+    s.bind((source, 0))
+pattern = [0, 0, 1, 0, 2, 2, 2, 1, 3, 0, 3, 3, 1, 1, 0, 2] * 3
+for n, k in enumerate(pattern):
+    socks[k].sendto(b"%d:%d" % (k, n), (server, port))
+print("sent", flush=True)
+got = []
+for k, s in enumerate(socks):
+    s.settimeout(2.0)
+    mine = []
+    try:
+        while len(mine) < pattern.count(k):
+            mine.append(s.recvfrom(100)[0].decode())
+    except socket.timeout:
+        pass
+    got.append(sorted(mine))
+print(json.dumps(got), flush=True)
+"""
+
+
+async def test_udp6_senders_interleaved_in_one_batch_each_get_their_own_echoes(
+    lab6: Lab,
+) -> None:
+    """Datagrams from four IPv6 senders on two addresses, in runs and
+    alternating, read in one batch: each echo goes to the socket that sent
+    it (b's kernel says)."""
+    pattern = [0, 0, 1, 0, 2, 2, 2, 1, 3, 0, 3, 3, 1, 1, 0, 2] * 3
+    first = lab6.b.ip6 or ""
+    second = str(ipaddress.IPv6Address(first) + 0x100)
+    lab6.b.run("ip", "-6", "addr", "add", f"{second}/64", "dev", lab6.b.ifname, "nodad")
+    try:
+        await _interleaved6(lab6, pattern, first, second)
+    finally:
+        lab6.b.run("ip", "-6", "addr", "del", f"{second}/64", "dev", lab6.b.ifname)
+
+
+async def _interleaved6(lab6: Lab, pattern: list[int], first: str, second: str) -> None:
+    async with aioxdp.Interface(lab6.a.ifname) as nic:
+        transport, echo = await nic.create_datagram_endpoint(
+            Echo, local_addr=(lab6.a.ip6 or "", 7002)
+        )
+        sender = lab6.b.popen(
+            sys.executable,
+            "-c",
+            INTERLEAVED6,
+            lab6.a.ip6 or "",
+            "7002",
+            first,
+            second,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert read_line(sender) == "sent"  # this loop was held: one batch holds them
+            got = json.loads(await asyncio.to_thread(read_line, sender))
+        finally:
+            sender.kill()
+            sender.wait()
+        assert transport.received == len(pattern)
+        for k in range(4):
+            want = sorted(f"{k}:{n}" for n, who in enumerate(pattern) if who == k)
+            assert got[k] == want, k
+        assert echo.errors == []
 
 
 async def test_udp6_every_address_and_sendto_a_kernel_socket(lab6: Lab) -> None:

@@ -304,9 +304,10 @@ int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, const uint8_t *addr
 			 uint32_t len, uint8_t *out, uint32_t room);
 /* The valid datagrams of a parsed batch, for Python to read without a cffi
  * struct per datagram: three words each (payload start and stop in the
- * UMEM, saddr << 16 | sport; for IPv6, AIOXDP_UDP_V6_WORD | its index in
+ * UMEM, saddr << 16 | sport; for IPv6, AIOXDP_UDP_V6_WORD | an index in
  * the batch << 16 | sport, the index naming whose saddr6 says who sent
- * it); returns how many. */
+ * it: the first of a run of datagrams from one sender, so a run shares a
+ * word); returns how many. */
 uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out);
 /* One frame's bytes (parse.c). aioxdp_udp_check sets off to the payload's
  * offset in the frame. aioxdp_udp_echo_layout checks that a parse result

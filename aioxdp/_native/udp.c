@@ -243,15 +243,22 @@ int64_t aioxdp_udp_build(const struct aioxdp_udp_path *path, const uint8_t *addr
 
 uint32_t aioxdp_udp_flatten(const struct aioxdp_udp_dgram *d, uint32_t n, uint64_t *out)
 {
-	uint32_t valid = 0;
+	uint32_t valid = 0, run = n; /* run: the IPv6 datagram whose sender names this run */
 
 	for (uint32_t i = 0; i < n; i++) {
 		if (d[i].status != AIOXDP_UDP_OK)
 			continue;
 		out[3 * valid] = d[i].off;
 		out[3 * valid + 1] = d[i].off + d[i].len;
-		out[3 * valid + 2] = d[i].v6 ? AIOXDP_UDP_V6_WORD | (uint64_t)i << 16 | d[i].sport
-					     : (uint64_t)d[i].saddr << 16 | d[i].sport;
+		if (d[i].v6) {
+			/* a sender's datagrams, back to back, get one word (the
+			 * port is in it): the reader looks the sender up once */
+			if (run == n || memcmp(d[run].saddr6, d[i].saddr6, 16))
+				run = i;
+			out[3 * valid + 2] = AIOXDP_UDP_V6_WORD | (uint64_t)run << 16 | d[i].sport;
+		} else {
+			out[3 * valid + 2] = (uint64_t)d[i].saddr << 16 | d[i].sport;
+		}
 		valid++;
 	}
 	return valid;
