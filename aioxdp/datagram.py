@@ -171,15 +171,11 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         # being delivered (or of this loop turn, or every FLUSH_AT); its
         # sendto is this instance's: a builtin that takes a cached address
         # and hands the rest to the class's sendto below (aioxdp._udp_speedups)
-        self._out_words = ffi.new("uint64_t[]", FLUSH_AT)  # filled by the queue, read by C
-        self._out_lens = ffi.new("uint32_t[]", FLUSH_AT)
         self._out = SendQueue(
             cache=self._paths.words,
             slow=self._sendto_checked,
             schedule=self._schedule_flush,
             flush=self._flush_out,
-            out_words=ffi.buffer(self._out_words),
-            out_lens=ffi.buffer(self._out_lens),
             max_payload=self._max_payload,
             max_payload6=self._max_payload6,
             flush_at=FLUSH_AT,
@@ -381,14 +377,16 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
         frame wait, built whole, in this endpoint's share of the backlog."""
         if not len(self._out):
             return
-        data, dests = self._out.take()
+        data, dests, words, lens = self._out.take()
         n = len(data)
         first_id = self._ip_id + 1
         self._ip_id = (self._ip_id + n) & 0xFFFF
         paths = self._paths
         sent = 0
         if not self._write_buffer.size:  # else ours wait already: these go behind them
-            batch = paths.batch_in(self._out_words, self._out_lens, data)
+            batch = paths.batch_in(
+                ffi.from_buffer("uint64_t[]", words), ffi.from_buffer("uint32_t[]", lens), data
+            )
             sent = self._tx.send_udp_many(batch, first_id)
         for k in range(sent, n):  # no frame free (or the interface closing): they wait
             self._tx.write_for(self._write_buffer, paths.frame(dests[k], data[k], first_id + k))

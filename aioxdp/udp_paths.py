@@ -260,7 +260,7 @@ class UdpPaths:
 
     def batch_in(self, dests: Any, lens: Any, data: Sequence[bytes]) -> UdpBatch:
         """The same, the words and lengths already in C arrays (``uint64_t[]``
-        and ``uint32_t[]``, as a SendQueue fills them)."""
+        and ``uint32_t[]``, as a SendQueue hands them over)."""
         return UdpBatch(
             self.table,
             len(self._path_index),

@@ -152,6 +152,12 @@ def main() -> None:
             ("RX, Python / C loop that sleeps in poll()", "python", "c_poll", "wakeups"),
             ("RX, Python / offered at the socket", "python", "offered_python", "< 1: outran"),
             ("RX, C loop / offered at the socket", "c_mean", "offered_c", "< 1: outran"),
+            (
+                "RX CPU/frame, C loop in poll() / Python",
+                "c_poll_cpu_us",
+                "python_cpu_us",
+                "our Python",
+            ),
         )
         lat = raw["latency"] = latency.measure(
             lab, 500 if args.quick else 2000, 1000.0, 1 if args.quick else 3

@@ -1,12 +1,15 @@
 """aioxdp._udp_speedups, the C halves of a UDP endpoint's per-datagram path,
 on its own: what SendQueue.sendto takes and what it hands to the Python
 sendto, the arrays it fills for C, what deliver hands the protocol, and every
-misuse refused by name. The witnesses are plain Python values and the
-arrays read back with struct; references are counted with sys.getrefcount,
-so a leaked or a stolen one shows. Run under AddressSanitizer by make asan."""
+misuse refused by name, and Python that re-enters the queue from a
+callback, a __hash__ or a finalizer. The witnesses are plain Python values
+and the arrays read back with struct; references are counted with
+sys.getrefcount, so a leaked or a stolen one shows. Run under
+AddressSanitizer by make asan."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import mmap
 import struct
@@ -31,15 +34,11 @@ class Recorder:
         self.slow: list[tuple[Any, ...]] = []
         self.schedules = 0
         self.flushed: list[tuple[list[bytes], list[int], list[int], list[int]]] = []
-        self.words = bytearray(8 * flush_at)
-        self.lens = bytearray(4 * flush_at)
         self.queue = SendQueue(
             cache=self.cache,
             slow=self.on_slow,
             schedule=self.on_schedule,
             flush=self.on_flush,
-            out_words=self.words,
-            out_lens=self.lens,
             max_payload=max_payload,
             max_payload6=max_payload - 20,
             flush_at=flush_at,
@@ -53,11 +52,16 @@ class Recorder:
         self.schedules += 1
 
     def on_flush(self) -> None:
-        data, dests = self.queue.take()
-        n = len(data)
-        words = list(struct.unpack_from(f"={n}Q", self.words))
-        lens = list(struct.unpack_from(f"={n}I", self.lens))
-        self.flushed.append((data, dests, words, lens))
+        self.flushed.append(unpacked(self.queue.take()))
+
+
+def unpacked(taken: tuple[list[bytes], list[int], bytes, bytes]) -> Any:
+    """take()'s arrays as lists of ints, read by struct (the witness)."""
+    data, dests, words, lens = taken
+    n = len(data)
+    assert len(words) == 8 * n
+    assert len(lens) == 4 * n
+    return data, dests, list(struct.unpack(f"={n}Q", words)), list(struct.unpack(f"={n}I", lens))
 
 
 def test_bytes_to_a_cached_address_are_queued_with_their_word_and_length() -> None:
@@ -85,7 +89,7 @@ def test_a_full_queue_is_flushed_as_the_last_datagram_goes_in() -> None:
         r.queue.sendto(b"%d" % i, ("198.18.0.2", 7))
     assert [f[0] for f in r.flushed] == [[b"0", b"1", b"2", b"3"], [b"4", b"5", b"6", b"7"]]
     assert [f[3] for f in r.flushed] == [[1, 1, 1, 1]] * 2
-    assert r.queue.take() == ([b"8"], [7])
+    assert unpacked(r.queue.take()) == ([b"8"], [7], [7], [1])
 
 
 def test_while_scheduled_no_second_flush_is_scheduled() -> None:
@@ -117,6 +121,8 @@ def test_while_scheduled_no_second_flush_is_scheduled() -> None:
         ((b"x",), {"addr": ("198.18.0.2", 7)}),  # keywords: the Python signature
         ((b"x" * 101, ("198.18.0.2", 7)), {}),  # past max_payload
         ((b"x" * 81, ("2001:2::2", 7, 0, 0)), {}),  # past IPv6's, though within IPv4's
+        ((b"x", ("2001:2::2", 7, 0.0, False)), {}),  # == (…, 0, 0) as a key: not ints
+        ((b"x", ("2001:2::2", 7, 0)), {}),
     ],
 )
 def test_what_the_fast_path_does_not_take_goes_to_the_python_sendto_as_given(
@@ -164,8 +170,7 @@ def test_an_exception_from_the_python_sendto_reaches_the_caller() -> None:
     def refuse(data: Any, addr: Any) -> None:
         raise ValueError(f"addr: bad {addr!r}")
 
-    words, lens = bytearray(8 * FLUSH_AT), bytearray(4 * FLUSH_AT)
-    queue = SendQueue({}, refuse, lambda: None, lambda: None, words, lens, 100, 80, FLUSH_AT, 0)
+    queue = SendQueue({}, refuse, lambda: None, lambda: None, 100, 80, FLUSH_AT, 0)
     with pytest.raises(ValueError, match="addr: bad"):
         queue.sendto(b"x", ("nowhere", 1))
 
@@ -182,9 +187,7 @@ def test_a_flush_that_raises_leaves_the_queue_bounded_and_whole() -> None:
             raise OSError("no frames")
         r.on_flush()
 
-    r.queue = SendQueue(
-        r.cache, r.on_slow, r.on_schedule, flush, r.words, r.lens, 100, 80, FLUSH_AT, V6_BIT
-    )
+    r.queue = SendQueue(r.cache, r.on_slow, r.on_schedule, flush, 100, 80, FLUSH_AT, V6_BIT)
     for i in range(FLUSH_AT - 1):
         r.queue.sendto(b"%d" % i, ("198.18.0.2", 7))
     with pytest.raises(OSError, match="no frames"):
@@ -197,15 +200,13 @@ def test_a_flush_that_raises_leaves_the_queue_bounded_and_whole() -> None:
     r.queue.sendto(b"4", ("198.18.0.2", 7))
     assert r.flushed[0][0] == [b"0", b"1", b"2", b"3"]
     assert r.flushed[0][3] == [1, 1, 1, 1]
-    assert r.queue.take() == ([b"4"], [7])
+    assert unpacked(r.queue.take()) == ([b"4"], [7], [7], [1])
 
 
 def test_append_queues_a_word_found_elsewhere_and_checks_its_arguments() -> None:
     r = Recorder()
     r.queue.append(b"abc", 9)
-    assert r.queue.take() == ([b"abc"], [9])
-    assert struct.unpack_from("=Q", r.words) == (9,)
-    assert struct.unpack_from("=I", r.lens) == (3,)
+    assert unpacked(r.queue.take()) == ([b"abc"], [9], [9], [3])
     bads: list[tuple[Any, ...]] = [
         (b"x",),
         (b"x", 1, 2),
@@ -232,13 +233,16 @@ def test_append_queues_a_word_found_elsewhere_and_checks_its_arguments() -> None
         ({"slow": None}, TypeError),
         ({"schedule": 1}, TypeError),
         ({"flush": "x"}, TypeError),
-        ({"out_words": bytearray(8 * FLUSH_AT - 1)}, ValueError),
-        ({"out_lens": bytearray(4 * FLUSH_AT - 1)}, ValueError),
-        ({"out_words": bytes(8 * FLUSH_AT)}, BufferError),  # read-only
-        ({"out_lens": None}, TypeError),
         ({"max_payload": -1}, ValueError),
+        ({"max_payload6": -1}, ValueError),
+        ({"max_payload6": 101}, ValueError),  # IPv6's bound is the smaller
+        ({"max_payload": 65536, "max_payload6": 80}, ValueError),
         ({"flush_at": 0}, ValueError),
+        ({"flush_at": 65536}, ValueError),
+        ({"flush_at": "4"}, TypeError),
         ({"v6_bit": -1}, OverflowError),
+        ({"v6_bit": 1 << 64}, OverflowError),
+        ({"v6_bit": 1.0}, TypeError),
     ],
 )
 def test_a_bad_argument_to_sendqueue_is_refused_by_name(
@@ -249,8 +253,6 @@ def test_a_bad_argument_to_sendqueue_is_refused_by_name(
         "slow": print,
         "schedule": print,
         "flush": print,
-        "out_words": bytearray(8 * FLUSH_AT),
-        "out_lens": bytearray(4 * FLUSH_AT),
         "max_payload": 100,
         "max_payload6": 80,
         "flush_at": FLUSH_AT,
@@ -269,21 +271,14 @@ def test_an_uninitialised_queue_says_so() -> None:
     assert len(queue) == 0
 
 
-def test_the_queue_holds_its_arrays_and_lets_them_go() -> None:
-    r = Recorder()
-    with pytest.raises(BufferError):  # exported to the queue: cannot be resized
-        r.words.extend(b"\0")
-    del r.queue
-    gc.collect()
-    r.words.extend(b"\0")
-
-
 def test_references_are_neither_leaked_nor_stolen() -> None:
     r = Recorder(flush_at=64)
     addr = ("198.18.0.2", 7)
     word = 1 << 40 | 7
     r.cache[addr] = word
     data = b"payload not interned"
+    cache = r.cache  # a name: pytest keeps an attribute's value for its report
+    cache_refs = sys.getrefcount(cache)
     base = sys.getrefcount(data), sys.getrefcount(addr), sys.getrefcount(word)
     for _ in range(10):
         r.queue.sendto(data, addr)
@@ -294,6 +289,7 @@ def test_references_are_neither_leaked_nor_stolen() -> None:
         r.queue.sendto(bytearray(data), addr)  # the slow path keeps its arguments
     r.slow.clear()
     assert (sys.getrefcount(data), sys.getrefcount(addr), sys.getrefcount(word)) == base
+    assert sys.getrefcount(cache) == cache_refs
 
 
 def test_a_queue_in_a_cycle_with_its_transport_is_collected() -> None:
@@ -304,8 +300,6 @@ def test_a_queue_in_a_cycle_with_its_transport_is_collected() -> None:
                 self.slow,
                 self.slow,
                 self.slow,
-                bytearray(8),
-                bytearray(4),
                 100,
                 80,
                 1,
@@ -347,7 +341,7 @@ def meta_of(*triples: tuple[int, int, int]) -> memoryview:
 
 
 def plain_queue() -> SendQueue:
-    return SendQueue({}, print, print, print, bytearray(8), bytearray(4), 100, 80, 1, V6_BIT)
+    return SendQueue({}, print, print, print, 100, 80, 1, V6_BIT)
 
 
 def test_deliver_hands_each_payload_and_sender_to_the_protocol() -> None:
@@ -550,3 +544,144 @@ def test_deliver_neither_leaks_nor_steals_references() -> None:
     p.got.clear()
     assert sys.getrefcount(sender) == base
     assert sys.getrefcount(payload) == 2
+
+
+# -- Python that re-enters the queue ------------------------------------------
+
+
+def fresh_args(cache: dict[tuple[Any, ...], int] | None = None) -> tuple[Any, ...]:
+    return (cache if cache is not None else {}, print, print, print, 100, 80, 4, V6_BIT)
+
+
+def test_reinitialising_while_the_old_callables_finalize_is_safe() -> None:
+    """__init__ again drops the old slow; its owner's __del__ uses the queue
+    while the old values go: it finds the new ones, whole."""
+    seen: list[Any] = []
+
+    class Owner:
+        def slow(self, *args: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            queue.sendto(b"x", ("198.18.0.2", 7))
+            seen.append(len(queue))
+
+    owner = Owner()
+    queue = SendQueue({("198.18.0.2", 7): 7}, owner.slow, print, print, 100, 80, 4, V6_BIT)
+    del owner
+    queue.__init__(*fresh_args({("198.18.0.2", 7): 9}))  # type: ignore[misc]
+    assert seen == [1]  # queued in the new queue
+    assert unpacked(queue.take()) == ([b"x"], [9], [9], [1])
+
+
+def test_a_hash_that_reinitialises_the_queue_does_not_free_the_cache_in_use() -> None:
+    class Host(str):
+        def __hash__(self) -> int:
+            queue.__init__(*fresh_args())  # type: ignore[misc]  # drops the old cache
+            return str.__hash__(self)
+
+    queue = SendQueue(*fresh_args({("h", 7): 7}))
+    queue.sendto(b"x", (Host("h"), 7))  # found in the old cache, queued in the new
+    assert unpacked(queue.take()) == ([b"x"], [7], [7], [1])
+
+
+def test_a_slow_path_that_reinitialises_the_queue_keeps_its_callable_alive() -> None:
+    calls: list[Any] = []
+
+    def slow(data: Any, addr: Any) -> None:
+        queue.__init__(*fresh_args())  # type: ignore[misc]  # drops the last reference to slow
+        calls.append(addr)
+
+    queue = SendQueue({}, functools.lru_cache(maxsize=None)(slow), print, print, 100, 80, 4, 0)
+    queue.sendto(b"x", ("not cached", 7))
+    assert calls == [("not cached", 7)]
+
+
+def test_what_take_hands_over_does_not_change_when_more_is_queued() -> None:
+    """A datagram queued between take() and the C call (a finalizer, say)
+    goes in the next flush; it cannot rewrite the taken words."""
+    queue = SendQueue(*fresh_args({("alice", 7): 0xA, ("mallory", 7): 0xB}))
+    queue.sendto(b"to alice", ("alice", 7))
+    taken = queue.take()
+    queue.sendto(b"to mallory, longer", ("mallory", 7))
+    assert unpacked(taken) == ([b"to alice"], [0xA], [0xA], [8])
+    assert unpacked(queue.take()) == ([b"to mallory, longer"], [0xB], [0xB], [18])
+
+
+def test_a_finalizer_that_queues_during_take_is_in_this_take_or_the_next() -> None:
+    queue = SendQueue(*fresh_args({("h", 7): 7}))
+
+    class Finalised:
+        def __del__(self) -> None:
+            queue.sendto(b"late", ("h", 7))
+
+    queue.sendto(b"first", ("h", 7))
+    gc.disable()
+    try:
+        junk = Finalised()
+        junk.cycle = junk  # type: ignore[attr-defined]
+        del junk
+        gc.set_threshold(1)  # the next tracked allocation (take's lists) collects
+        taken = unpacked(queue.take())
+    finally:
+        gc.set_threshold(700)
+        gc.enable()
+    gc.collect()
+    rest = unpacked(queue.take())
+    together = (taken[0] + rest[0], taken[2] + rest[2], taken[3] + rest[3])
+    assert together == ([b"first", b"late"], [7, 7], [5, 4])
+
+
+def test_a_schedule_that_raises_leaves_no_flush_believed_due() -> None:
+    def schedule() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    queue = SendQueue({("h", 7): 7}, print, schedule, print, 100, 80, 4, 0)
+    with pytest.raises(RuntimeError, match="closed"):
+        queue.sendto(b"x", ("h", 7))
+    assert queue.scheduled is False  # the next datagram asks again
+    with pytest.raises(RuntimeError, match="closed"):
+        queue.sendto(b"y", ("h", 7))
+
+
+def test_deliver_knows_a_sendqueue_whatever_the_module_name_holds() -> None:
+    import aioxdp._udp_speedups as speedups
+
+    real = speedups.SendQueue
+    try:
+        speedups.SendQueue = object  # type: ignore[misc,assignment]
+        with pytest.raises(TypeError, match="SendQueue"):
+            deliver(object(), b"a", meta_of((0, 1, 1)), 1, {1: ("h", 1)}, print, print, print)  # type: ignore[arg-type]
+    finally:
+        speedups.SendQueue = real  # type: ignore[misc]
+
+
+def test_deliver_reads_meta_at_any_alignment() -> None:
+    p = Protocol()
+    raw = bytearray(1) + bytearray(struct.pack("=3Q", 1, 3, 1))
+    deliver(
+        plain_queue(),
+        b"abcd",
+        memoryview(raw)[1:],
+        1,
+        {1: ("h", 1)},
+        p.on_unknown,
+        p.datagram_received,
+        p.on_failed,
+    )
+    assert p.got == [(b"bc", ("h", 1))]
+
+
+def test_a_failing_report_keeps_the_protocols_exception_as_its_context() -> None:
+    def receive(data: bytes, addr: Any) -> None:
+        raise ValueError("first")
+
+    def failed(exc: Exception) -> None:
+        raise RuntimeError("the handler broke")
+
+    with pytest.raises(RuntimeError) as caught:
+        deliver(
+            plain_queue(), b"a", meta_of((0, 1, 1)), 1, {}, Protocol().on_unknown, receive, failed
+        )
+    assert isinstance(caught.value.__context__, ValueError)
+    assert str(caught.value.__context__) == "first"

@@ -11,18 +11,26 @@
  *                      cached are queued; anything else (not bytes, a new
  *                      address, too long, closing, keywords) goes to the
  *                      transport's Python sendto, which says what is wrong
- *                      or routes it. The queue writes each datagram's word
- *                      and length into the arrays the cffi call reads.
+ *                      or routes it. The queue keeps each datagram's word
+ *                      and length in arrays of its own, which take() hands
+ *                      over as bytes for the cffi call to read.
  *   deliver            the receive loop: a bytes object from the UMEM per
  *                      datagram, its sender's tuple from a dictionary, one
  *                      call of the protocol's datagram_received; an
  *                      Exception there is reported and the loop goes on.
+ *
+ * Any call out (a callback, a __hash__, an allocation that runs the garbage
+ * collector and so a finalizer) may run Python that uses the queue again:
+ * references are held across such calls, fields are emptied before what
+ * they held is released, and the arrays are only written with no call out
+ * between reading the length and writing.
  *
  * Stable ABI (3.11): one binary for every later CPython, as the cffi module.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
 	PyObject_HEAD
@@ -30,11 +38,11 @@ typedef struct {
 	PyObject *slow;     /* callable(data, addr): the Python sendto */
 	PyObject *schedule; /* callable(): a flush at the end of this loop turn */
 	PyObject *flush;    /* callable(): hand every queued datagram to C now */
-	PyObject *data;     /* list of bytes */
+	PyObject *data;     /* list of bytes; NULL: not initialised (or cleared) */
 	PyObject *dests;    /* list of int: data[k] goes to dests[k] */
-	Py_buffer out_words; /* uint64_t[]: dests[k] for C */
-	Py_buffer out_lens;  /* uint32_t[]: len(data[k]) for C */
-	Py_ssize_t capacity; /* entries both arrays hold */
+	uint64_t *words;    /* dests[k] as C reads it, for k < len(data) */
+	uint32_t *lens;     /* len(data[k]) */
+	Py_ssize_t capacity; /* entries words and lens hold; 0 when cleared */
 	Py_ssize_t max_payload;
 	Py_ssize_t max_payload6;
 	Py_ssize_t flush_at;
@@ -42,6 +50,8 @@ typedef struct {
 	int closing;
 	int scheduled;
 } SendQueue;
+
+static void queue_dealloc(SendQueue *q);
 
 static int queue_traverse(SendQueue *q, visitproc visit, void *arg)
 {
@@ -56,24 +66,17 @@ static int queue_traverse(SendQueue *q, visitproc visit, void *arg)
 	return 0;
 }
 
-static void release_arrays(SendQueue *q)
-{
-	if (q->out_words.obj)
-		PyBuffer_Release(&q->out_words);
-	if (q->out_lens.obj)
-		PyBuffer_Release(&q->out_lens);
-	q->capacity = 0;
-}
-
+/* Empty every field first, then let go of what they held: a finalizer run
+ * by a release finds a queue that refuses work, never a half-cleared one.
+ * The arrays stay until dealloc (capacity 0 keeps them unwritten). */
 static int queue_clear(SendQueue *q)
 {
-	release_arrays(q);
-	Py_CLEAR(q->cache);
-	Py_CLEAR(q->slow);
-	Py_CLEAR(q->schedule);
-	Py_CLEAR(q->flush);
-	Py_CLEAR(q->data);
-	Py_CLEAR(q->dests);
+	PyObject *held[6] = { q->cache, q->slow, q->schedule, q->flush, q->data, q->dests };
+
+	q->cache = q->slow = q->schedule = q->flush = q->data = q->dests = NULL;
+	q->capacity = 0;
+	for (int i = 0; i < 6; i++)
+		Py_XDECREF(held[i]);
 	return 0;
 }
 
@@ -84,80 +87,77 @@ static void queue_dealloc(SendQueue *q)
 
 	PyObject_GC_UnTrack(q);
 	queue_clear(q);
+	PyMem_Free(q->words);
+	PyMem_Free(q->lens);
 	tp_free(q);
 	Py_DECREF(type);
 }
 
-/* A writable buffer of at least n items of size bytes each, C-contiguous. */
-static int take_array(PyObject *obj, Py_buffer *view, Py_ssize_t size, Py_ssize_t n,
-		      const char *name)
-{
-	if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
-		return -1;
-	if (view->len / size < n) {
-		PyErr_Format(PyExc_ValueError, "SendQueue: %s holds %zd bytes, needs %zd", name,
-			     view->len, size * n);
-		PyBuffer_Release(view);
-		return -1;
-	}
-	return 0;
-}
-
 static int queue_init(SendQueue *q, PyObject *args, PyObject *kwargs)
 {
-	static char *names[] = { "cache",     "slow",	   "schedule",	  "flush",
-				 "out_words", "out_lens", "max_payload", "max_payload6",
-				 "flush_at",  "v6_bit",	   NULL };
-	PyObject *cache, *slow, *schedule, *flush, *words_obj, *lens_obj, *v6_obj, *data, *dests;
+	static char *names[] = { "cache",    "slow",	"schedule", "flush", "max_payload",
+				 "max_payload6", "flush_at", "v6_bit",	 NULL };
+	PyObject *cache, *slow, *schedule, *flush, *v6_obj, *data, *dests;
+	PyObject *old[6];
 	Py_ssize_t max_payload, max_payload6, flush_at;
 	unsigned long long v6_bit;
-	Py_buffer words = { 0 }, lens = { 0 };
+	uint64_t *words, *old_words;
+	uint32_t *lens, *old_lens;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOOOnnnO!:SendQueue", names,
-					 &PyDict_Type, &cache, &slow, &schedule, &flush,
-					 &words_obj, &lens_obj, &max_payload, &max_payload6,
-					 &flush_at, &PyLong_Type, &v6_obj))
-		return -1;
-	v6_bit = PyLong_AsUnsignedLongLong(v6_obj); /* OverflowError: negative or past 64 bits */
-	if (v6_bit == (unsigned long long)-1 && PyErr_Occurred())
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OOOnnnO!:SendQueue", names, &PyDict_Type,
+					 &cache, &slow, &schedule, &flush, &max_payload,
+					 &max_payload6, &flush_at, &PyLong_Type, &v6_obj))
 		return -1;
 	if (!PyCallable_Check(slow) || !PyCallable_Check(schedule) || !PyCallable_Check(flush)) {
 		PyErr_SetString(PyExc_TypeError, "SendQueue: slow, schedule and flush must be callable");
 		return -1;
 	}
-	if (max_payload < 0 || max_payload6 < 0 || flush_at < 1 || flush_at > 0xffffff) {
-		PyErr_SetString(PyExc_ValueError, "SendQueue: max_payload and max_payload6 must be "
-						  ">= 0, flush_at 1..16777215");
+	/* the fast path's one comparison for most datagrams needs max_payload6 the smaller */
+	if (max_payload6 < 0 || max_payload < max_payload6 || max_payload > 0xffff) {
+		PyErr_SetString(PyExc_ValueError,
+				"SendQueue: needs 0 <= max_payload6 <= max_payload <= 65535");
 		return -1;
 	}
-	if (take_array(words_obj, &words, 8, flush_at, "out_words") < 0)
-		return -1;
-	if (take_array(lens_obj, &lens, 4, flush_at, "out_lens") < 0) {
-		PyBuffer_Release(&words);
+	if (flush_at < 1 || flush_at > 0xffff) {
+		PyErr_SetString(PyExc_ValueError, "SendQueue: flush_at must be 1..65535");
 		return -1;
 	}
+	v6_bit = PyLong_AsUnsignedLongLong(v6_obj); /* OverflowError: negative or past 64 bits */
+	if (v6_bit == (unsigned long long)-1 && PyErr_Occurred())
+		return -1;
+	words = PyMem_Calloc((size_t)flush_at, sizeof(*words));
+	lens = PyMem_Calloc((size_t)flush_at, sizeof(*lens));
 	data = PyList_New(0);
-	dests = PyList_New(0);
-	if (!data || !dests) {
+	dests = data ? PyList_New(0) : NULL;
+	if (!words || !lens || !dests) {
+		PyMem_Free(words);
+		PyMem_Free(lens);
 		Py_XDECREF(data);
-		Py_XDECREF(dests);
-		PyBuffer_Release(&words);
-		PyBuffer_Release(&lens);
+		if (!PyErr_Occurred())
+			PyErr_NoMemory();
 		return -1;
 	}
+	/* __init__ again: the new values go in first, the old ones after */
+	old[0] = q->cache;
+	old[1] = q->slow;
+	old[2] = q->schedule;
+	old[3] = q->flush;
+	old[4] = q->data;
+	old[5] = q->dests;
+	old_words = q->words;
+	old_lens = q->lens;
 	Py_INCREF(cache);
 	Py_INCREF(slow);
 	Py_INCREF(schedule);
 	Py_INCREF(flush);
-	queue_clear(q); /* __init__ called twice: drop the first one's */
 	q->cache = cache;
 	q->slow = slow;
 	q->schedule = schedule;
 	q->flush = flush;
 	q->data = data;
 	q->dests = dests;
-	q->out_words = words;
-	q->out_lens = lens;
+	q->words = words;
+	q->lens = lens;
 	q->capacity = flush_at;
 	q->max_payload = max_payload;
 	q->max_payload6 = max_payload6;
@@ -165,6 +165,10 @@ static int queue_init(SendQueue *q, PyObject *args, PyObject *kwargs)
 	q->v6_bit = v6_bit;
 	q->closing = 0;
 	q->scheduled = 0;
+	PyMem_Free(old_words);
+	PyMem_Free(old_lens);
+	for (int i = 0; i < 6; i++)
+		Py_XDECREF(old[i]);
 	return 0;
 }
 
@@ -177,11 +181,12 @@ static int queue_ready(SendQueue *q)
 	return 1;
 }
 
+/* callable(), the callable held while it runs (it may drop the queue's reference) */
 static PyObject *call_noargs(PyObject *callable)
 {
 	PyObject *result;
 
-	Py_INCREF(callable); /* the call may drop the queue's own reference */
+	Py_INCREF(callable);
 	result = PyObject_CallNoArgs(callable);
 	Py_DECREF(callable);
 	return result;
@@ -192,7 +197,7 @@ static PyObject *call_noargs(PyObject *callable)
 static PyObject *queue_push(SendQueue *q, PyObject *data, PyObject *word)
 {
 	PyObject *result;
-	Py_ssize_t n = PyList_Size(q->data), len = PyBytes_Size(data);
+	Py_ssize_t n, len = PyBytes_Size(data);
 	unsigned long long w = PyLong_AsUnsignedLongLong(word);
 
 	if (w == (unsigned long long)-1 && PyErr_Occurred())
@@ -203,18 +208,25 @@ static PyObject *queue_push(SendQueue *q, PyObject *data, PyObject *word)
 		PyErr_Format(PyExc_ValueError, "data: %zd bytes, more than a datagram holds", len);
 		return NULL;
 	}
+	if (!queue_ready(q))
+		return NULL;
+	n = PyList_Size(q->data);
 	if (n >= q->capacity) {
 		/* only after a flush that raised: try once more, never write past */
 		result = call_noargs(q->flush);
 		if (!result)
 			return NULL;
 		Py_DECREF(result);
+		if (!queue_ready(q))
+			return NULL;
 		n = PyList_Size(q->data);
 		if (n >= q->capacity) {
 			PyErr_SetString(PyExc_BufferError, "SendQueue: full, and a flush did not empty it");
 			return NULL;
 		}
 	}
+	/* from here to the array writes nothing runs Python: a list append
+	 * only reallocates, and allocates no object the collector tracks */
 	if (PyList_Append(q->data, data) < 0)
 		return NULL;
 	if (PyList_Append(q->dests, word) < 0) {
@@ -226,13 +238,15 @@ static PyObject *queue_push(SendQueue *q, PyObject *data, PyObject *word)
 		PyErr_Restore(err_type, err_value, err_tb);
 		return NULL;
 	}
-	((uint64_t *)q->out_words.buf)[n] = w;
-	((uint32_t *)q->out_lens.buf)[n] = (uint32_t)len;
+	q->words[n] = w;
+	q->lens[n] = (uint32_t)len;
 	if (n + 1 >= q->flush_at) {
 		result = call_noargs(q->flush);
 	} else if (!q->scheduled) {
 		q->scheduled = 1;
 		result = call_noargs(q->schedule);
+		if (!result)
+			q->scheduled = 0; /* none is due: the next datagram asks again */
 	} else {
 		Py_RETURN_NONE;
 	}
@@ -245,7 +259,7 @@ static PyObject *queue_push(SendQueue *q, PyObject *data, PyObject *word)
 static PyObject *call_slow(SendQueue *q, PyObject *const *args, Py_ssize_t nargs,
 			   PyObject *kwnames)
 {
-	PyObject *tuple, *kwargs = NULL, *result;
+	PyObject *tuple, *kwargs = NULL, *slow, *result;
 	Py_ssize_t i, nkw = kwnames ? PyTuple_Size(kwnames) : 0;
 
 	tuple = PyTuple_New(nargs);
@@ -269,20 +283,47 @@ static PyObject *call_slow(SendQueue *q, PyObject *const *args, Py_ssize_t nargs
 			}
 		}
 	}
-	result = PyObject_Call(q->slow, tuple, kwargs);
+	slow = q->slow; /* read after the allocations above, which may run Python */
+	if (!slow) {
+		Py_DECREF(tuple);
+		Py_XDECREF(kwargs);
+		return queue_ready(q) ? PyErr_Format(PyExc_RuntimeError, "SendQueue: cleared") : NULL;
+	}
+	Py_INCREF(slow); /* it may re-initialise the queue while it runs */
+	result = PyObject_Call(slow, tuple, kwargs);
+	Py_DECREF(slow);
 	Py_DECREF(tuple);
 	Py_XDECREF(kwargs);
 	return result;
 }
 
+/* Is addr shaped as the Python sendto takes it: (host, port) or (host, port,
+ * flowinfo, scope_id), the numbers exact ints? A dict finds 7.0 or False
+ * under 7 and 0, so the cache alone does not say. */
+static int plain_address(PyObject *addr)
+{
+	Py_ssize_t size;
+
+	if (!PyTuple_CheckExact(addr))
+		return 0;
+	size = PyTuple_Size(addr);
+	if (size != 2 && size != 4)
+		return 0;
+	for (Py_ssize_t i = 1; i < size; i++) {
+		if (!PyLong_CheckExact(PyTuple_GetItem(addr, i)))
+			return 0;
+	}
+	return 1;
+}
+
 /* sendto(data, addr): the fast path of DatagramTransport.sendto. It takes
  * bytes to an address whose word is cached (so it was checked when cached),
- * port an int (53.0 == 53 as a key), within the payload bound of the word's
- * family; everything else goes to the Python sendto. */
+ * within the payload bound of the word's family; everything else goes to
+ * the Python sendto. */
 static PyObject *queue_sendto(SendQueue *q, PyObject *const *args, Py_ssize_t nargs,
 			      PyObject *kwnames)
 {
-	PyObject *data, *addr, *word, *port;
+	PyObject *data, *addr, *cache, *word, *result;
 	Py_ssize_t len;
 
 	if (!queue_ready(q))
@@ -291,12 +332,13 @@ static PyObject *queue_sendto(SendQueue *q, PyObject *const *args, Py_ssize_t na
 		return call_slow(q, args, nargs, kwnames);
 	data = args[0];
 	addr = args[1];
-	if (!PyBytes_CheckExact(data) || !PyTuple_CheckExact(addr) || PyTuple_Size(addr) < 2)
+	if (!PyBytes_CheckExact(data) || !plain_address(addr))
 		return call_slow(q, args, nargs, kwnames);
-	port = PyTuple_GetItem(addr, 1);
-	if (!port || !PyLong_CheckExact(port))
-		return call_slow(q, args, nargs, kwnames);
-	word = PyDict_GetItemWithError(q->cache, addr); /* borrowed */
+	cache = q->cache;
+	Py_INCREF(cache); /* the host's __hash__ or __eq__ may re-initialise the queue */
+	word = PyDict_GetItemWithError(cache, addr); /* borrowed */
+	Py_XINCREF(word);
+	Py_DECREF(cache);
 	if (!word) {
 		if (PyErr_Occurred()) {
 			if (!PyErr_ExceptionMatches(PyExc_TypeError))
@@ -310,13 +352,16 @@ static PyObject *queue_sendto(SendQueue *q, PyObject *const *args, Py_ssize_t na
 		/* what fits IPv6 fits IPv4: only a longer one needs the word's family */
 		unsigned long long w = PyLong_AsUnsignedLongLong(word);
 
-		if (w == (unsigned long long)-1 && PyErr_Occurred())
+		if (w == (unsigned long long)-1 && PyErr_Occurred()) {
+			Py_DECREF(word);
 			return NULL;
-		if (len > q->max_payload || (w & q->v6_bit))
+		}
+		if (len > q->max_payload || (w & q->v6_bit)) {
+			Py_DECREF(word);
 			return call_slow(q, args, nargs, kwnames);
+		}
 	}
-	Py_INCREF(word); /* the dict may drop it while we append */
-	PyObject *result = queue_push(q, data, word);
+	result = queue_push(q, data, word);
 	Py_DECREF(word);
 	return result;
 }
@@ -337,31 +382,54 @@ static PyObject *queue_append(SendQueue *q, PyObject *const *args, Py_ssize_t na
 	return queue_push(q, args[0], args[1]);
 }
 
+/* take() -> (data, words, word_array, len_array): the queued datagrams, the
+ * queue left empty. The arrays are copies (bytes: uint64_t and uint32_t per
+ * datagram, native order), so a datagram queued meanwhile cannot change
+ * what C reads for these. */
 static PyObject *queue_take(SendQueue *q, PyObject *unused)
 {
-	PyObject *data, *dests, *result;
+	PyObject *data, *dests, *words, *lens, *old_data, *old_dests, *result;
+	Py_ssize_t n;
 
 	(void)unused;
 	if (!queue_ready(q))
 		return NULL;
+	/* these may run the collector, and so a finalizer that queues more:
+	 * the length is read after them */
 	data = PyList_New(0);
-	dests = PyList_New(0);
-	if (!data || !dests) {
+	dests = data ? PyList_New(0) : NULL;
+	if (!dests) {
 		Py_XDECREF(data);
-		Py_XDECREF(dests);
 		return NULL;
 	}
-	result = PyTuple_Pack(2, q->data, q->dests);
-	if (!result) {
+	if (!queue_ready(q)) {
 		Py_DECREF(data);
 		Py_DECREF(dests);
 		return NULL;
 	}
-	/* the tuple holds the old lists now */
-	Py_DECREF(q->data);
-	Py_DECREF(q->dests);
+	n = PyList_Size(q->data);
+	if (n > q->capacity)
+		n = q->capacity; /* cannot happen: push never writes past */
+	words = PyBytes_FromStringAndSize((const char *)q->words, n * (Py_ssize_t)sizeof(uint64_t));
+	lens = words ? PyBytes_FromStringAndSize((const char *)q->lens,
+						 n * (Py_ssize_t)sizeof(uint32_t))
+		     : NULL;
+	if (!lens) {
+		Py_XDECREF(words);
+		Py_DECREF(data);
+		Py_DECREF(dests);
+		return NULL;
+	}
+	/* bytes are not tracked by the collector: nothing ran since n was read */
+	old_data = q->data;
+	old_dests = q->dests;
 	q->data = data;
 	q->dests = dests;
+	result = PyTuple_Pack(4, old_data, old_dests, words, lens);
+	Py_DECREF(old_data);
+	Py_DECREF(old_dests);
+	Py_DECREF(words);
+	Py_DECREF(lens);
 	return result;
 }
 
@@ -399,8 +467,8 @@ static PyMethodDef queue_methods[] = {
 	{ "append", (PyCFunction)(void (*)(void))queue_append, METH_FASTCALL,
 	  "append(data, word): queue data for a destination word already found" },
 	{ "take", (PyCFunction)queue_take, METH_NOARGS,
-	  "take() -> (data, words): every queued datagram, the queue left empty; out_words "
-	  "and out_lens hold their words and lengths until the next one is queued" },
+	  "take() -> (data, words, word_array, len_array): every queued datagram, the queue "
+	  "left empty; the arrays are bytes of uint64_t and uint32_t, native order" },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -413,9 +481,8 @@ static PyGetSetDef queue_getset[] = {
 };
 
 static PyType_Slot queue_slots[] = {
-	{ Py_tp_doc, "SendQueue(cache, slow, schedule, flush, out_words, out_lens, max_payload, "
-		     "max_payload6, flush_at, v6_bit): datagrams queued by sendto, for one call "
-		     "into C" },
+	{ Py_tp_doc, "SendQueue(cache, slow, schedule, flush, max_payload, max_payload6, flush_at, "
+		     "v6_bit): datagrams queued by sendto, for one call into C" },
 	{ Py_tp_new, PyType_GenericNew },
 	{ Py_tp_init, queue_init },
 	{ Py_tp_dealloc, queue_dealloc },
@@ -430,7 +497,7 @@ static PyType_Slot queue_slots[] = {
 static PyType_Spec queue_spec = {
 	.name = "aioxdp._udp_speedups.SendQueue",
 	.basicsize = sizeof(SendQueue),
-	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
 	.slots = queue_slots,
 };
 
@@ -478,9 +545,27 @@ static int report(PyObject *failed)
 	PyErr_NormalizeException(&type, &value, &tb);
 	if (tb && value)
 		PyException_SetTraceback(value, tb);
-	result = value ? PyObject_CallFunctionObjArgs(failed, value, NULL) : NULL;
+	if (!value) { /* cannot happen once normalised */
+		Py_XDECREF(type);
+		Py_XDECREF(tb);
+		PyErr_SetString(PyExc_SystemError, "deliver: an exception without a value");
+		return -1;
+	}
+	result = PyObject_CallFunctionObjArgs(failed, value, NULL);
+	if (!result) {
+		/* failed() raised: its exception goes on, the protocol's as its context */
+		PyObject *type2, *value2, *tb2;
+
+		PyErr_Fetch(&type2, &value2, &tb2);
+		PyErr_NormalizeException(&type2, &value2, &tb2);
+		if (value2 && value2 != value) {
+			Py_INCREF(value);
+			PyException_SetContext(value2, value); /* steals */
+		}
+		PyErr_Restore(type2, value2, tb2);
+	}
 	Py_XDECREF(type);
-	Py_XDECREF(value);
+	Py_DECREF(value);
 	Py_XDECREF(tb);
 	if (!result)
 		return -1;
@@ -495,9 +580,8 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 	Py_buffer umem = { 0 }, meta = { 0 };
 	Py_ssize_t count, i, delivered = 0;
 	uint64_t last_key = 0;
-	const uint64_t *words;
+	const unsigned char *words; /* uint64_t triples, read with memcpy: any alignment */
 	const char *base;
-	PyTypeObject *queue_type;
 
 	(void)module;
 	if (nargs != 8) {
@@ -512,12 +596,8 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 	unknown = args[5];
 	receive = args[6];
 	failed = args[7];
-	queue_type = (PyTypeObject *)PyObject_GetAttrString(module, "SendQueue");
-	if (!queue_type)
-		return NULL;
-	i = PyObject_TypeCheck(queue, queue_type);
-	Py_DECREF(queue_type);
-	if (!i) {
+	/* by its dealloc: the module's name SendQueue can be rebound, this cannot */
+	if (PyType_GetSlot(Py_TYPE(queue), Py_tp_dealloc) != (void *)queue_dealloc) {
 		PyErr_SetString(PyExc_TypeError, "deliver: queue must be a SendQueue");
 		return NULL;
 	}
@@ -546,9 +626,12 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 	base = umem.buf;
 	words = meta.buf;
 	for (i = 0; i < count; i++) {
-		uint64_t start = words[3 * i], end = words[3 * i + 1];
+		uint64_t start, end, key;
 		PyObject *data, *addr, *result;
 
+		memcpy(&start, words + 24 * i, 8);
+		memcpy(&end, words + 24 * i + 8, 8);
+		memcpy(&key, words + 24 * i + 16, 8);
 		if (((SendQueue *)queue)->closing)
 			break; /* closed by the protocol: no more, as asyncio's transports */
 		if (start > end || end > (uint64_t)umem.len) {
@@ -557,7 +640,7 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 				     (unsigned long long)start, (unsigned long long)end);
 			goto fail;
 		}
-		addr = sender_of(words[3 * i + 2], known, unknown, &last_key, &last_addr);
+		addr = sender_of(key, known, unknown, &last_key, &last_addr);
 		if (!addr)
 			goto fail;
 		data = PyBytes_FromStringAndSize(base + start, (Py_ssize_t)(end - start));
