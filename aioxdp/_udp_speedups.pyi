@@ -33,3 +33,11 @@ def deliver(
     failed: Callable[[Exception], None],
     /,
 ) -> int: ...
+def collect(
+    umem: Any,
+    meta: Any,
+    count: int,
+    known: dict[int, tuple[Any, ...]],
+    unknown: Callable[[int], tuple[Any, ...]],
+    /,
+) -> list[tuple[bytes, Any]]: ...

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aioxdp import _netlink
 from aioxdp._libs import ffi, lib
-from aioxdp._udp_speedups import SendQueue, deliver
+from aioxdp._udp_speedups import SendQueue, collect, deliver
 from aioxdp.endpoints import Endpoint
 from aioxdp.errors import XDPError
 from aioxdp.forwarder import Rule
@@ -65,8 +65,9 @@ class DatagramBatch:
     """The datagrams of one receive batch, checked in C.
 
     Iterating yields ``(data, (host, port))`` for each valid datagram (the
-    standard asyncio shape; ``data`` is ``bytes``). :meth:`echo` sends every
-    valid datagram back to its sender without copying it.
+    standard asyncio shape; ``data`` is ``bytes``), read by C in one call
+    when iteration starts. :meth:`echo` sends every valid datagram back to
+    its sender without copying it.
     """
 
     __slots__ = ("_batch", "_dgrams", "_transport", "valid")
@@ -83,15 +84,7 @@ class DatagramBatch:
         return self.valid
 
     def __iter__(self) -> Iterator[tuple[bytes, tuple[str, int]]]:
-        rx = self._batch.rx
-        rx.check("reading received datagrams")
-        view = rx.xsk.view
-        ok = lib.AIOXDP_UDP_OK
-        peer = self._transport.sender
-        for i in range(len(self._batch)):
-            d = self._dgrams[i]
-            if d.status == ok:
-                yield view[d.off : d.off + d.len].tobytes(), peer(d)
+        return iter(self._transport._collect(self._batch))
 
     def views(self) -> Iterator[tuple[memoryview, tuple[str, int]]]:
         """Like iterating, but payloads are memoryviews into the frames.
@@ -275,6 +268,14 @@ class DatagramTransport(Endpoint, asyncio.DatagramTransport):
             self._protocol.datagram_received,
             self._receive_failed,
         )
+
+    def _collect(self, batch: PacketBatch) -> list[tuple[bytes, tuple[str, int]]]:
+        """The batch's valid datagrams as (data, sender), read by C
+        (aioxdp._udp_speedups.collect) from the words flatten writes."""
+        rx = batch.rx
+        rx.check("reading received datagrams")
+        valid = lib.aioxdp_udp_flatten(self._dgrams, len(batch), self._meta)
+        return collect(rx.xsk.umem, self._meta_words, valid, self._peers, self._unknown_sender)
 
     def _unknown_sender(self, key: int) -> tuple[Any, ...]:
         """The sender of a datagram by its word (see _each), not in _peers."""

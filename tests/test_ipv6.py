@@ -28,7 +28,7 @@ from scapy.packet import Raw
 from scapy.utils import rdpcap
 from test_datapath import scapy_send
 from test_drivers import BACKENDS, interface_class, run
-from test_udp_tcp import BatchEcho, Echo, udp_client
+from test_udp_tcp import BatchEcho, Echo, IteratingEcho, udp_client
 
 import aioxdp
 from aioxdp import udp_paths
@@ -242,8 +242,9 @@ print(json.dumps(got), flush=True)
 """
 
 
+@pytest.mark.parametrize("factory", [Echo, IteratingEcho], ids=["per-datagram", "iterating"])
 async def test_udp6_senders_interleaved_in_one_batch_each_get_their_own_echoes(
-    lab6: Lab,
+    lab6: Lab, factory: type[Echo]
 ) -> None:
     """Datagrams from four IPv6 senders on two addresses, in runs and
     alternating, read in one batch: each echo goes to the socket that sent
@@ -253,15 +254,17 @@ async def test_udp6_senders_interleaved_in_one_batch_each_get_their_own_echoes(
     second = str(ipaddress.IPv6Address(first) + 0x100)
     lab6.b.run("ip", "-6", "addr", "add", f"{second}/64", "dev", lab6.b.ifname, "nodad")
     try:
-        await _interleaved6(lab6, pattern, first, second)
+        await _interleaved6(lab6, factory, pattern, first, second)
     finally:
         lab6.b.run("ip", "-6", "addr", "del", f"{second}/64", "dev", lab6.b.ifname)
 
 
-async def _interleaved6(lab6: Lab, pattern: list[int], first: str, second: str) -> None:
+async def _interleaved6(
+    lab6: Lab, factory: type[Echo], pattern: list[int], first: str, second: str
+) -> None:
     async with aioxdp.Interface(lab6.a.ifname) as nic:
         transport, echo = await nic.create_datagram_endpoint(
-            Echo, local_addr=(lab6.a.ip6 or "", 7002)
+            factory, local_addr=(lab6.a.ip6 or "", 7002)
         )
         sender = lab6.b.popen(
             sys.executable,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from aioxdp._udp_speedups import SendQueue, deliver
+from aioxdp._udp_speedups import SendQueue, collect, deliver
 
 V6_BIT = 1 << 63
 FLUSH_AT = 4
@@ -685,3 +685,70 @@ def test_a_failing_report_keeps_the_protocols_exception_as_its_context() -> None
         )
     assert isinstance(caught.value.__context__, ValueError)
     assert str(caught.value.__context__) == "first"
+
+
+# -- collect ------------------------------------------------------------------
+
+
+def test_collect_pairs_each_payload_with_its_sender_in_order() -> None:
+    umem = bytearray(b"....hello..world!!")
+    known = {1 << 16 | 53: ("198.18.0.2", 53)}
+    p = Protocol()
+    meta = meta_of((4, 9, 1 << 16 | 53), (11, 16, 2 << 16 | 54), (16, 16, 1 << 16 | 53))
+    got = collect(umem, meta, 3, known, p.on_unknown)
+    assert got == [
+        (b"hello", ("198.18.0.2", 53)),
+        (b"world", ("new-2", 54)),
+        (b"", ("198.18.0.2", 53)),
+    ]
+    assert all(type(data) is bytes for data, _ in got)
+    assert got[0][1] is known[1 << 16 | 53]
+    assert p.unknown == [2 << 16 | 54]
+    assert collect(umem, meta, 0, known, p.on_unknown) == []
+
+
+@pytest.mark.parametrize(
+    ("meta", "count", "match"),
+    [
+        (meta_of((0, 5, 1)), 1, "outside the UMEM"),
+        (meta_of((3, 2, 1)), 1, "outside the UMEM"),
+        (meta_of((0, 1, 1)), 2, "meta holds 1"),
+        (meta_of((0, 1, 1)), -1, "count -1"),
+    ],
+)
+def test_collect_checks_every_bound_before_it_reads(meta: Any, count: int, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        collect(b"abcd", meta, count, {1: ("h", 1)}, Protocol().on_unknown)
+
+
+def test_a_bad_argument_to_collect_is_refused_by_name() -> None:
+    good: list[Any] = [b"ab", meta_of((0, 1, 1)), 1, {1: ("h", 1)}, print]
+    for at, value in [(0, 5), (1, "meta"), (2, "1"), (3, []), (4, None)]:
+        args = list(good)
+        args[at] = value
+        with pytest.raises(TypeError):
+            collect(*args)
+    with pytest.raises(TypeError, match="5 arguments"):
+        collect(*good[:4])
+
+
+def test_collect_neither_leaks_nor_steals_references() -> None:
+    known = {1: ("198.18.0.2", 53), 2: ("198.18.0.3", 53)}
+    sender = known[1]
+    base = sys.getrefcount(sender)
+    meta = meta_of(*[(2 * i, 2 * i + 2, 1 + i % 2) for i in range(10)])
+    got = collect(bytes(range(20)), meta, 10, known, Protocol().on_unknown)
+    assert sys.getrefcount(sender) == base + 5
+    payload = got[0][0]
+    assert sys.getrefcount(payload) == 3  # got's tuple, this name, getrefcount's argument
+    del got
+    assert sys.getrefcount(sender) == base
+    assert sys.getrefcount(payload) == 2
+
+
+def test_an_exception_from_unknown_ends_collect() -> None:
+    def unknown(key: int) -> tuple[str, int]:
+        raise LookupError("no such sender")
+
+    with pytest.raises(LookupError):
+        collect(b"ab", meta_of((0, 1, 1), (1, 2, 2)), 2, {1: ("h", 1)}, unknown)

@@ -25,6 +25,7 @@ import aioxdp
 from aioxdp import Interface
 from aioxdp._libs import ffi, lib
 from aioxdp.datagram import MAX_RESOLVING
+from aioxdp.errors import FrameOwnershipError
 from aioxdp.testing import Lab
 from aioxdp.udp_paths import MAX_DESTINATIONS
 from aioxdp.xsk import XSK
@@ -292,3 +293,49 @@ async def test_a_transport_closed_in_datagram_received_delivers_no_more(lab_a: L
         await asyncio.sleep(0.05)
         assert transport.received > 1  # the batch that closed it held more
         assert protocol.got == [b"00"]
+
+
+class Keeps(asyncio.DatagramProtocol):
+    """Reads each batch every way it can, and keeps what it was handed."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[bytes, Any]] = []
+        self.views: list[memoryview] = []
+        self.batches: list[Any] = []
+
+    def datagrams_received(self, batch: Any) -> None:
+        self.read.extend(batch)
+        self.views.extend(view for view, _ in batch.views())
+        assert [bytes(v) for v in self.views[-len(batch) :]] == [d for d, _ in list(batch)]
+        self.batches.append(batch)
+
+
+async def test_a_datagram_batch_is_read_while_delivered_and_skips_the_malformed(
+    lab_a: Lab, tmp_path: Path
+) -> None:
+    """Iterating a batch gives each valid datagram with its sender, bad
+    checksums left out (and counted); after the callback, iterating is
+    refused and the views are released."""
+    a, b = lab_a.a, lab_a.b
+    base = Ether(src=b.mac, dst=a.mac) / IP(src=b.ip, dst=a.ip)
+    frames = [
+        bytes(base / UDP(sport=6000 + i, dport=PORT + 5) / Raw(b"dgram%d" % i)) for i in range(4)
+    ]
+    bad = bytearray(frames[2])
+    bad[40:42] = b"\x12\x34"  # a wrong UDP checksum
+    frames[2] = bytes(bad)
+    async with Interface(a.ifname) as nic:
+        transport, proto = await nic.create_datagram_endpoint(Keeps, local_addr=(a.ip, PORT + 5))
+        await asyncio.to_thread(scapy_send, b, frames, tmp_path)
+        assert await eventually(lambda: len(proto.read) == 3)
+        assert transport.malformed == {"bad_udp_checksum": 1}
+        assert sorted(proto.read) == [
+            (b"dgram0", (b.ip, 6000)),
+            (b"dgram1", (b.ip, 6001)),
+            (b"dgram3", (b.ip, 6003)),
+        ]
+        with pytest.raises(FrameOwnershipError):
+            list(proto.batches[0])
+        with pytest.raises(ValueError, match="released memoryview"):
+            bytes(proto.views[0])
+        transport.close()

@@ -75,7 +75,17 @@ class BatchEcho(Echo):
         batch.echo()
 
 
-@pytest.mark.parametrize("factory", [Echo, BatchEcho], ids=["per-datagram", "batch"])
+class IteratingEcho(Echo):
+    """Takes whole batches and answers each datagram of one with sendto."""
+
+    def datagrams_received(self, batch: DatagramBatch) -> None:
+        for data, addr in batch:
+            self.transport.sendto(data, addr)
+
+
+@pytest.mark.parametrize(
+    "factory", [Echo, BatchEcho, IteratingEcho], ids=["per-datagram", "batch", "iterating"]
+)
 async def test_ten_thousand_datagrams_come_back_byte_identical(
     lab_a: Lab, factory: type[Echo]
 ) -> None:

@@ -18,6 +18,8 @@
  *                      datagram, its sender's tuple from a dictionary, one
  *                      call of the protocol's datagram_received; an
  *                      Exception there is reported and the loop goes on.
+ *   collect            the same datagrams as a list of (bytes, sender), for
+ *                      a protocol that iterates a DatagramBatch.
  *
  * Any call out (a callback, a __hash__, an allocation that runs the garbage
  * collector and so a finalizer) may run Python that uses the queue again:
@@ -573,15 +575,89 @@ static int report(PyObject *failed)
 	return 0;
 }
 
+/* A batch's valid datagrams as C's flatten wrote them: three words each in
+ * meta (payload start and end in the UMEM, sender key). The UMEM's buffer is
+ * held while they are read: it stays mapped even if the protocol closes the
+ * interface meanwhile (mmap.close refuses, and unmaps with the last view). */
+struct datagrams {
+	Py_buffer umem, meta;
+	Py_ssize_t count;
+	PyObject *known, *unknown; /* borrowed: the caller's arguments */
+	uint64_t last_key;
+	PyObject *last_addr;
+};
+
+/* args: umem, meta, count, known, unknown. 0, or -1 with an exception set
+ * and nothing held. */
+static int datagrams_open(struct datagrams *d, PyObject *const *args, const char *who)
+{
+	memset(d, 0, sizeof(*d));
+	d->known = args[3];
+	d->unknown = args[4];
+	if (!PyDict_Check(d->known) || !PyCallable_Check(d->unknown)) {
+		PyErr_Format(PyExc_TypeError, "%s: known must be a dict, unknown a callable", who);
+		return -1;
+	}
+	d->count = PyLong_AsSsize_t(args[2]);
+	if (d->count == -1 && PyErr_Occurred())
+		return -1;
+	if (PyObject_GetBuffer(args[0], &d->umem, PyBUF_SIMPLE) < 0)
+		return -1;
+	if (PyObject_GetBuffer(args[1], &d->meta, PyBUF_SIMPLE) < 0) {
+		PyBuffer_Release(&d->umem);
+		return -1;
+	}
+	if (d->count < 0 || d->count > d->meta.len / 24) {
+		PyErr_Format(PyExc_ValueError, "%s: count %zd, but meta holds %zd datagrams", who,
+			     d->count, d->meta.len / 24);
+		PyBuffer_Release(&d->umem);
+		PyBuffer_Release(&d->meta);
+		return -1;
+	}
+	return 0;
+}
+
+static void datagrams_close(struct datagrams *d)
+{
+	Py_CLEAR(d->last_addr);
+	PyBuffer_Release(&d->umem);
+	PyBuffer_Release(&d->meta);
+}
+
+/* The i-th datagram (i < count): new references to its payload as bytes and
+ * to its sender. 0, or -1 with an exception set and nothing returned. */
+static int datagrams_read(struct datagrams *d, Py_ssize_t i, PyObject **data, PyObject **addr)
+{
+	const unsigned char *at = (const unsigned char *)d->meta.buf + 24 * i;
+	uint64_t start, end, key;
+
+	/* with memcpy: meta may be at any alignment */
+	memcpy(&start, at, 8);
+	memcpy(&end, at + 8, 8);
+	memcpy(&key, at + 16, 8);
+	if (start > end || end > (uint64_t)d->umem.len) {
+		PyErr_Format(PyExc_ValueError, "datagram %zd spans %llu..%llu, outside the UMEM", i,
+			     (unsigned long long)start, (unsigned long long)end);
+		return -1;
+	}
+	*addr = sender_of(key, d->known, d->unknown, &d->last_key, &d->last_addr);
+	if (!*addr)
+		return -1;
+	*data = PyBytes_FromStringAndSize((const char *)d->umem.buf + start,
+					  (Py_ssize_t)(end - start));
+	if (!*data) {
+		Py_CLEAR(*addr);
+		return -1;
+	}
+	return 0;
+}
+
 /* deliver(queue, umem, meta, count, known, unknown, receive, failed) -> int */
 static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-	PyObject *queue, *known, *unknown, *receive, *failed, *last_addr = NULL;
-	Py_buffer umem = { 0 }, meta = { 0 };
-	Py_ssize_t count, i, delivered = 0;
-	uint64_t last_key = 0;
-	const unsigned char *words; /* uint64_t triples, read with memcpy: any alignment */
-	const char *base;
+	PyObject *queue, *receive, *failed;
+	struct datagrams d;
+	Py_ssize_t i, delivered = 0;
 
 	(void)module;
 	if (nargs != 8) {
@@ -592,8 +668,6 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 		return NULL;
 	}
 	queue = args[0];
-	known = args[4];
-	unknown = args[5];
 	receive = args[6];
 	failed = args[7];
 	/* by its dealloc: the module's name SendQueue can be rebound, this cannot */
@@ -601,71 +675,67 @@ static PyObject *deliver(PyObject *module, PyObject *const *args, Py_ssize_t nar
 		PyErr_SetString(PyExc_TypeError, "deliver: queue must be a SendQueue");
 		return NULL;
 	}
-	if (!PyDict_Check(known) || !PyCallable_Check(unknown) || !PyCallable_Check(receive) ||
-	    !PyCallable_Check(failed)) {
-		PyErr_SetString(PyExc_TypeError,
-				"deliver: known must be a dict; unknown, receive, failed callables");
+	if (!PyCallable_Check(receive) || !PyCallable_Check(failed)) {
+		PyErr_SetString(PyExc_TypeError, "deliver: receive and failed must be callables");
 		return NULL;
 	}
-	count = PyLong_AsSsize_t(args[3]);
-	if (count == -1 && PyErr_Occurred())
+	if (datagrams_open(&d, args + 1, "deliver") < 0)
 		return NULL;
-	/* held for the whole loop: the UMEM stays mapped even if the protocol
-	 * closes the interface (mmap.close refuses, and unmaps with the last view) */
-	if (PyObject_GetBuffer(args[1], &umem, PyBUF_SIMPLE) < 0)
-		return NULL;
-	if (PyObject_GetBuffer(args[2], &meta, PyBUF_SIMPLE) < 0) {
-		PyBuffer_Release(&umem);
-		return NULL;
-	}
-	if (count < 0 || count > meta.len / 24) {
-		PyErr_Format(PyExc_ValueError, "deliver: count %zd, but meta holds %zd datagrams",
-			     count, meta.len / 24);
-		goto fail;
-	}
-	base = umem.buf;
-	words = meta.buf;
-	for (i = 0; i < count; i++) {
-		uint64_t start, end, key;
+	for (i = 0; i < d.count; i++) {
 		PyObject *data, *addr, *result;
 
-		memcpy(&start, words + 24 * i, 8);
-		memcpy(&end, words + 24 * i + 8, 8);
-		memcpy(&key, words + 24 * i + 16, 8);
 		if (((SendQueue *)queue)->closing)
 			break; /* closed by the protocol: no more, as asyncio's transports */
-		if (start > end || end > (uint64_t)umem.len) {
-			PyErr_Format(PyExc_ValueError,
-				     "deliver: datagram %zd spans %llu..%llu, outside the UMEM", i,
-				     (unsigned long long)start, (unsigned long long)end);
-			goto fail;
-		}
-		addr = sender_of(key, known, unknown, &last_key, &last_addr);
-		if (!addr)
-			goto fail;
-		data = PyBytes_FromStringAndSize(base + start, (Py_ssize_t)(end - start));
-		if (!data) {
-			Py_DECREF(addr);
-			goto fail;
+		if (datagrams_read(&d, i, &data, &addr) < 0) {
+			datagrams_close(&d);
+			return NULL;
 		}
 		result = PyObject_CallFunctionObjArgs(receive, data, addr, NULL);
 		Py_DECREF(data);
 		Py_DECREF(addr);
-		if (result)
+		if (result) {
 			Py_DECREF(result);
-		else if (report(failed) < 0)
-			goto fail;
+		} else if (report(failed) < 0) {
+			datagrams_close(&d);
+			return NULL;
+		}
 		delivered++;
 	}
-	Py_XDECREF(last_addr);
-	PyBuffer_Release(&umem);
-	PyBuffer_Release(&meta);
+	datagrams_close(&d);
 	return PyLong_FromSsize_t(delivered);
-fail:
-	Py_XDECREF(last_addr);
-	PyBuffer_Release(&umem);
-	PyBuffer_Release(&meta);
-	return NULL;
+}
+
+/* collect(umem, meta, count, known, unknown) -> list of (payload, sender) */
+static PyObject *collect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+	struct datagrams d;
+	PyObject *out;
+
+	(void)module;
+	if (nargs != 5) {
+		PyErr_Format(PyExc_TypeError,
+			     "collect(umem, meta, count, known, unknown): 5 arguments, got %zd", nargs);
+		return NULL;
+	}
+	if (datagrams_open(&d, args, "collect") < 0)
+		return NULL;
+	out = PyList_New(0);
+	for (Py_ssize_t i = 0; out && i < d.count; i++) {
+		PyObject *data, *addr, *pair;
+
+		if (datagrams_read(&d, i, &data, &addr) < 0) {
+			Py_CLEAR(out);
+			break;
+		}
+		pair = PyTuple_Pack(2, data, addr);
+		Py_DECREF(data);
+		Py_DECREF(addr);
+		if (!pair || PyList_Append(out, pair) < 0)
+			Py_CLEAR(out);
+		Py_XDECREF(pair);
+	}
+	datagrams_close(&d);
+	return out;
 }
 
 static PyMethodDef module_methods[] = {
@@ -675,6 +745,9 @@ static PyMethodDef module_methods[] = {
 	  "umem, sender key), receive(payload bytes, sender); the sender is known[key] or\n"
 	  "unknown(key). An Exception from receive goes to failed(exc). Stops when queue is\n"
 	  "closing; returns how many were delivered." },
+	{ "collect", (PyCFunction)(void (*)(void))collect, METH_FASTCALL,
+	  "collect(umem, meta, count, known, unknown) -> list\n\n"
+	  "The same datagrams as (payload bytes, sender) pairs, in order." },
 	{ NULL, NULL, 0, NULL },
 };
 
