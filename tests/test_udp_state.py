@@ -339,3 +339,57 @@ async def test_a_datagram_batch_is_read_while_delivered_and_skips_the_malformed(
         with pytest.raises(ValueError, match="released memoryview"):
             bytes(proto.views[0])
         transport.close()
+
+
+async def test_every_misuse_of_sendto_is_refused_by_name_and_sends_nothing(lab_a: Lab) -> None:
+    """The transport's sendto is a builtin that takes a cached address: a
+    misuse aimed at a cached destination must still reach the checks. b's
+    kernel socket receives the good datagrams and nothing else."""
+    a, b = lab_a.a, lab_a.b
+    port = PORT + 6
+    sink = b.popen(PYTHON, "-c", SINK, b.ip, str(port), "3", stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(sink) == "ready"
+        async with Interface(a.ifname) as nic:
+            transport, _ = await nic.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=(a.ip, port)
+            )
+            transport.sendto(b"first", (b.ip, port))  # routed: its word is cached now
+            assert await eventually(lambda: transport.cached_destinations == 1)
+            too_long = b"x" * (min(nic.mtu, nic.frame_size - 14) - 28 + 1)
+            misuses: list[tuple[tuple[Any, ...], dict[str, Any], type[Exception]]] = [
+                (("text", (b.ip, port)), {}, TypeError),
+                ((None, (b.ip, port)), {}, TypeError),
+                ((7, (b.ip, port)), {}, TypeError),
+                ((b"x", None), {}, ValueError),
+                ((b"x",), {}, ValueError),
+                ((b"x", [b.ip, port]), {}, ValueError),
+                ((b"x", (b.ip,)), {}, ValueError),
+                ((b"x", (b.ip, port, 0, 0)), {}, ValueError),  # an IPv4 endpoint
+                ((b"x", (b.ip, float(port))), {}, ValueError),  # == port as a key
+                ((b"x", (b.ip, True)), {}, ValueError),
+                ((b"x", (b.ip, 0)), {}, ValueError),
+                ((b"x", (b.ip, 65536)), {}, ValueError),
+                ((b"x", (7, port)), {}, TypeError),
+                ((b"x", ("", port)), {}, TypeError),
+                ((b"x", (b.ip, [port])), {}, ValueError),  # unhashable
+                ((too_long, (b.ip, port)), {}, ValueError),
+                ((b"x", (b.ip, port), "extra"), {}, TypeError),
+                ((), {"data": b"x", "addr": (b.ip, port), "flags": 0}, TypeError),
+            ]
+            for args, kwargs, error in misuses:
+                with pytest.raises(error, match=r"data|addr|argument"):
+                    transport.sendto(*args, **kwargs)
+            transport.sendto(b"second", addr=(b.ip, port))  # keywords, as asyncio's
+            transport.sendto(bytearray(b"third"), (b.ip, port))
+            await asyncio.sleep(0.05)
+            transport.close()
+            transport.sendto(b"after close", (b.ip, port))
+            assert transport.dropped_after_close == 1
+        got = json.loads(read_line(sink, timeout=30))
+    finally:
+        sink.kill()
+        sink.wait()
+    assert got == ["first", "second", "third"]
+    assert nic.final_counts, "no socket was checked"
+    assert all(counts.leaked == 0 for counts in nic.final_counts.values())
