@@ -90,6 +90,16 @@ static int64_t stamp_request(uint8_t *f, const uint8_t *tmpl, uint32_t len, uint
 	return now;
 }
 
+/* The probe arrays are anonymous memory that the kernel backs only when a
+ * page is first written, 512 stamps to a page: write the slot before the
+ * clock is read, so that a page fault (microseconds, more in a VM) never
+ * lands inside a round trip. Volatile: the store must not be folded into
+ * the stamp's. */
+static void fault_in(int64_t *slot)
+{
+	*(volatile int64_t *)slot = 0;
+}
+
 /* Does a stride of ``len`` bytes fit one frame? */
 static int request_fits(struct aioxdp_xsk *x, uint32_t len)
 {
@@ -113,9 +123,11 @@ uint32_t aioxdp_echo_send(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t le
 		got = aioxdp_xsk_alloc(x, addrs, want);
 		for (uint32_t i = 0; i < got; i++) {
 			uint8_t *f = (uint8_t *)aioxdp_xsk_area(x) + addrs[i];
-			int64_t now =
-				stamp_request(f, tmpl, len, icmp, NULL, (uint16_t)(seq0 + done + i));
+			int64_t now;
 
+			if (sent_ns)
+				fault_in(&sent_ns[done + i]);
+			now = stamp_request(f, tmpl, len, icmp, NULL, (uint16_t)(seq0 + done + i));
 			if (sent_ns)
 				sent_ns[done + i] = now;
 			if (aioxdp_xsk_send_frame(x, addrs[i], len) < 0) {
@@ -274,8 +286,11 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 			uint32_t flen = lens[k], icmp = icmps[k];
 			const void *daddr = icmp == ICMP6_OFF ? (const void *)(p->addrs + (size_t)i * 16)
 							      : (const void *)&daddrs[i];
-			int64_t now = stamp_request(f, tmpl, flen, icmp, daddr,
-						    (uint16_t)(t->next_probe + 1));
+			int64_t *slot = &p->sent_ns[(size_t)i * p->count + t->next_probe];
+			int64_t now;
+
+			fault_in(slot);
+			now = stamp_request(f, tmpl, flen, icmp, daddr, (uint16_t)(t->next_probe + 1));
 
 			if (aioxdp_xsk_send_frame(x, addrs[k], flen) < 0) {
 				/* cannot happen after the checks above; never leak or count it */
@@ -283,7 +298,7 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 					aioxdp_xsk_release_one(x, addrs[j]);
 				return sent + k;
 			}
-			p->sent_ns[(size_t)i * p->count + t->next_probe] = now;
+			*slot = now;
 			t->next_probe++;
 			aioxdp_xsk_send_now(x); /* as stamped: see aioxdp_xsk_send_now */
 		}
