@@ -177,6 +177,14 @@ def main() -> None:
                 (label.format(q=q), found["aioxdp"][q] / found[peer][q], bound)
                 for q in ("p50", "p99")
             ]
+        udp = lat["udp"]
+        rows.append(
+            (
+                "UDP request at 1k/s, server CPU per request, uvloop / aioxdp",
+                udp["uvloop"]["cpu_us"] / udp["aioxdp"]["cpu_us"],
+                "our Python per wakeup",
+            )
+        )
     print(f"{'figure':56s} {'ratio':>7s}  bounded by")
     for name, ratio, bound in rows:
         print(f"{name:56s} {ratio:7.2f}  {bound}")

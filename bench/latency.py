@@ -9,7 +9,8 @@
   UDP      one request at a time at a fixed offered rate (--rate per second)
            from a kernel UDP socket in the peer, timed there: against
            examples/udp_echo_server.py (datagram_received + sendto) and a
-           uvloop echo server on a kernel socket, the same client
+           uvloop echo server on a kernel socket, the same client; and
+           each server's CPU per request (a wakeup each, at this rate)
 
 Prints p50/p99/p99.9 in microseconds and aioxdp's ratio to the kernel path
 for each; bounded: COUNT requests per measurement, each waiting 1 s at most.
@@ -95,6 +96,12 @@ def ping_latency(lab: Lab, count: int, rounds: int = 1) -> dict[str, dict[str, f
     return {name: percentiles(rtts) for name, rtts in pooled.items()}
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU so far (schedstat: user,
+    kernel, and the peer's receive that veth runs in its context)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
 def udp_latency(lab: Lab, count: int, rate: float) -> dict[str, dict[str, float]]:
     life = str(count / rate + 60)
     port = str(udp_echo.PORT)
@@ -113,6 +120,7 @@ def udp_latency(lab: Lab, count: int, rate: float) -> dict[str, dict[str, float]
     for name, argv in servers.items():
         proc = udp_echo.serve(lab.a, argv)
         try:
+            cpu_before = cpu_ns(proc.pid)
             client = lab.b.run(
                 sys.executable,
                 "-c",
@@ -123,7 +131,11 @@ def udp_latency(lab: Lab, count: int, rate: float) -> dict[str, dict[str, float]
                 str(rate),
                 timeout=count / rate + 120,
             )
-            found[name] = percentiles([float(v) for v in client.stdout.split()])
+            rtts = [float(v) for v in client.stdout.split()]
+            found[name] = percentiles(rtts)
+            # its CPU per request, the warm-up's 20 included: at this rate
+            # each request wakes the server alone, so this is the cost of a wakeup
+            found[name]["cpu_us"] = (cpu_ns(proc.pid) - cpu_before) / 1000 / (len(rtts) + 20)
         finally:
             proc.kill()
             proc.wait()
@@ -153,6 +165,11 @@ def main() -> None:
         for name, p in found[kind].items():
             print(
                 f"  {name:11s} p50 {p['p50']:8.1f}  p99 {p['p99']:8.1f}  p99.9 {p['p99.9']:8.1f}  (n {p['n']})"
+            )
+        if kind == "udp":
+            print(
+                "  server CPU per request, us: "
+                + ", ".join(f"{name} {p['cpu_us']:.1f}" for name, p in found[kind].items())
             )
         ours = found[kind]["aioxdp"]
         for other in (peer, f"{peer}+xdp"):
