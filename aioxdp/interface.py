@@ -32,7 +32,7 @@ from aioxdp.forwarder import Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.packet import PacketBatch, PacketProtocol
 from aioxdp.route import ResolvedRoute, Route
-from aioxdp.transport import XDPTransport
+from aioxdp.transport import XDPTransport, check_busy_poll
 from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK, RxBatch
 
@@ -107,8 +107,10 @@ class Interface(AttachmentOwner[Endpoint]):
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
         batch_size: int | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
         super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
+        self._busy_poll = check_busy_poll(busy_poll)
         self._transports: dict[int, XDPTransport] = {}
         self._endpoints: list[Endpoint] = []
         self._loop: asyncio.AbstractEventLoop
@@ -119,6 +121,21 @@ class Interface(AttachmentOwner[Endpoint]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def busy_poll(self) -> float:
+        """Seconds a socket that found frames keeps polling its RX ring, once
+        per loop iteration, before it waits in epoll again (0, the default:
+        it waits at once). Under load a polling receiver never sleeps, so
+        the kernel spends nothing waking it; idle, each poll costs a loop
+        iteration. Settable while open."""
+        return self._busy_poll
+
+    @busy_poll.setter
+    def busy_poll(self, seconds: float) -> None:
+        self._busy_poll = check_busy_poll(seconds)
+        for transport in self._transports.values():
+            transport.busy_poll = self._busy_poll
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -145,6 +162,7 @@ class Interface(AttachmentOwner[Endpoint]):
                     xsk,
                     dispatcher,
                     extra={"mode": attachment.mode, "umem": self._config},
+                    busy_poll=self._busy_poll,
                 )
         except BaseException:
             self._teardown()

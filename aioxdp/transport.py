@@ -10,6 +10,14 @@ then gives the frames back. An exception from the protocol goes to the
 loop's exception handler and reading goes on (as with asyncio's own
 transports); only an error of the socket itself closes the transport.
 
+With ``busy_poll`` (seconds), a transport that found frames keeps polling
+the RX ring once per loop iteration (``call_soon``), the XSK out of every
+wait queue, until the ring has stayed empty that long; then it waits in
+epoll again, as NAPI goes back to interrupts. Under load the receiver then
+never sleeps, and the kernel, which otherwise wakes it on the producing CPU
+for every burst, spends nothing on it. It costs a loop iteration per poll
+while idle within the window: off (0) by default.
+
 Writes copy a frame into the UMEM and queue it; one flush per loop
 iteration moves the queue onto the TX ring and wakes the kernel only when
 it asks. When no frame or ring slot is free, frames wait in a backlog
@@ -40,7 +48,17 @@ log = logging.getLogger(__name__)
 QUIET_KICK_AT = 16  # frames a kick sends at least for the XSK to leave the wait queues first
 READ_ROUNDS = 8  # batches per readiness before yielding to the loop
 RETRY_FIRST, RETRY_MAX = 20e-6, 1e-3  # seconds: a backlog waiting on free frames looks again
+BUSY_POLL_MAX = 0.01  # seconds: a longer window is a spinning loop, not a receive mode
 WARN_WRITES_AFTER_CLOSE = 5  # asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES
+
+
+def check_busy_poll(busy_poll: object) -> float:
+    """``busy_poll`` checked: seconds, 0 (off) to BUSY_POLL_MAX."""
+    if isinstance(busy_poll, bool) or not isinstance(busy_poll, (int, float)):
+        raise TypeError(f"busy_poll: expected seconds (a number), got {type(busy_poll).__name__}")
+    if not 0 <= busy_poll <= BUSY_POLL_MAX:
+        raise ValueError(f"busy_poll: must be 0..{BUSY_POLL_MAX} seconds, got {busy_poll!r}")
+    return float(busy_poll)
 
 
 def report_callback_error(
@@ -136,7 +154,9 @@ class XDPTransport(asyncio.Transport):
         protocol: PacketProtocol,
         *,
         extra: dict[str, Any] | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
+        busy_poll = check_busy_poll(busy_poll)
         super().__init__(
             extra={"ifname": xsk.ifname, "queue": xsk.queue, "xsk": xsk, **(extra or {})}
         )
@@ -169,6 +189,9 @@ class XDPTransport(asyncio.Transport):
         self._readable = self._readiness.fileno()
         self._watching = False  # the XSK is in self._readiness
         self._watch(True)
+        self._busy_poll = busy_poll
+        self._poll: asyncio.Handle | None = None  # polling the ring (busy_poll): the next look
+        self._last_frames = 0.0  # loop time a poll last found frames
         loop.call_soon(self._begin)
 
     def __repr__(self) -> str:
@@ -190,7 +213,11 @@ class XDPTransport(asyncio.Transport):
             self._loop.add_reader(self._readable, self._read_ready)
 
     def _read_ready(self) -> None:
+        self._poll = None
+        if self._closing or self._paused_reading:
+            return  # (a poll scheduled before close or pause_reading)
         xsk = self._xsk
+        frames = 0
         self._delivering = True  # what protocols send meanwhile goes in one flush, below
         try:
             for _ in range(READ_ROUNDS):
@@ -201,6 +228,7 @@ class XDPTransport(asyncio.Transport):
                     return
                 if not rx.count:
                     break
+                frames += rx.count
                 try:
                     self._protocol.packets_received(PacketBatch(rx))
                 except Exception as exc:  # the protocol's bug: report it, keep reading
@@ -214,6 +242,41 @@ class XDPTransport(asyncio.Transport):
         # protocols may have queued frames from C (send_back, echo) without us
         if self._waiting or self._backlog or xsk.tx_pending():
             self._flush()
+        if self._busy_poll:
+            self._poll_again(frames)
+
+    def _poll_again(self, frames: int) -> None:
+        """busy_poll: look at the ring again next loop iteration, the XSK out
+        of our epoll, unless it has found nothing for busy_poll seconds."""
+        if self._closing or self._paused_reading or self._xsk.closed:
+            return
+        now = self._loop.time()
+        if frames:
+            self._last_frames = now
+        elif now - self._last_frames >= self._busy_poll:
+            # idle: wait in epoll again (frames that came meanwhile make it ready at once)
+            self._watch(True)
+            return
+        self._watch(False)
+        self._poll = self._loop.call_soon(self._read_ready)
+
+    @property
+    def busy_poll(self) -> float:
+        """Seconds a transport that found frames keeps polling the ring (0: off)."""
+        return self._busy_poll
+
+    @busy_poll.setter
+    def busy_poll(self, seconds: float) -> None:
+        self._busy_poll = check_busy_poll(seconds)
+        if not self._busy_poll and self._poll is not None:
+            self._stop_polling()
+            if not self._closing and not self._paused_reading:
+                self._watch(True)  # waiting in epoll again
+
+    def _stop_polling(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
 
     def _watch(self, on: bool) -> None:
         """Put the XSK in our epoll, or take it out (a socket closed
@@ -245,6 +308,7 @@ class XDPTransport(asyncio.Transport):
             return
         self._paused_reading = True
         self._loop.remove_reader(self._readable)
+        self._stop_polling()
         self._watch(False)  # nobody on the socket's wait queue for it now
 
     def resume_reading(self) -> None:
@@ -576,6 +640,7 @@ class XDPTransport(asyncio.Transport):
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _stop_io(self, *, writer: bool) -> None:
+        self._stop_polling()
         if not self._paused_reading:
             self._loop.remove_reader(self._readable)
         if writer:

@@ -148,14 +148,30 @@ def main() -> None:
             rx = raw["rx_throughput"] = asyncio.run(rx_throughput.measure(lab, seconds, 64))
         rows += against(
             rx,
-            ("RX, Python / C loop", "python", "c", "generator if offered ~ C"),
-            ("RX, Python / C loop that sleeps in poll()", "python", "c_poll", "wakeups"),
-            ("RX, Python / offered at the socket", "python", "offered_python", "< 1: outran"),
-            ("RX, C loop / offered at the socket", "c_mean", "offered_c", "< 1: outran"),
+            ("RX, Python / C loop, best of each", "python", "c", "producer's CPU"),
             (
-                "RX CPU/frame, C loop in poll() / Python",
+                "RX, Python / C loop, both sleep (epoll, poll())",
+                "python_epoll",
+                "c_poll",
+                "wakeups",
+            ),
+            ("RX, Python busy_poll / C loop spinning", "python_busy", "c_spin", "producer's CPU"),
+            (
+                "RX, Python busy_poll / offered at the socket",
+                "python_busy",
+                "offered_python_busy",
+                "< 1: outran",
+            ),
+            (
+                "RX, C loop spinning / offered at the socket",
+                "c_spin",
+                "offered_c_spin",
+                "< 1: outran",
+            ),
+            (
+                "RX CPU/frame, C loop in poll() / Python in epoll",
                 "c_poll_cpu_us",
-                "python_cpu_us",
+                "python_epoll_cpu_us",
                 "our Python",
             ),
         )

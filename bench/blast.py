@@ -1,11 +1,13 @@
 """Send one UDP frame over and over, as fast as the peer side can (lab peer side).
 
-python bench/blast.py IFNAME SRC_MAC DST_MAC SRC_IP DST_IP PORT SECONDS [xsk|live]
+python bench/blast.py IFNAME SRC_MAC DST_MAC SRC_IP DST_IP PORT SECONDS [xsk|live [CALLERS]]
 
 xsk (the default): from an XSK, by the C loop (bench/xsk_loops.c). live: by
 the kernel itself, BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and an XDP
 program that returns XDP_TX (no socket, no copy to user space), so the
-generator outruns any receiver. Prints "ready", then the frames offered.
+generator outruns any receiver; CALLERS threads (default 4) make those calls,
+as each call waits twice for an RCU grace period (it puts its program in the
+kernel's XDP dispatcher and takes it out), which one caller alone sits out. Prints "ready", then the frames offered.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from scapy.packet import Raw
 from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK
 
+LIVE_CALLERS = 4
+
 
 def main() -> None:
     ifname, src_mac, dst_mac, src_ip, dst_ip, port, seconds = sys.argv[1:8]
@@ -37,9 +41,10 @@ def main() -> None:
     )
     loops = native.load()
     if sys.argv[8:9] == ["live"]:
+        callers = int(sys.argv[9]) if len(sys.argv) > 9 else LIVE_CALLERS
         print("ready", flush=True)
         sent = loops.bench_live_blast(
-            socket.if_nametoindex(ifname), frame, len(frame), float(seconds)
+            socket.if_nametoindex(ifname), frame, len(frame), float(seconds), callers
         )
         if not sent:
             err = ctypes.get_errno()

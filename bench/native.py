@@ -52,6 +52,7 @@ def load() -> ctypes.CDLL:
         ctypes.c_char_p,
         ctypes.c_uint32,
         ctypes.c_double,
+        ctypes.c_uint32,
     ]
     lib.bench_drain.restype = ctypes.c_uint64
     lib.bench_drain.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_double, ctypes.c_int]

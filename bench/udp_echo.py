@@ -234,8 +234,20 @@ def generated_rates(lab: Lab, seconds: float, repeat: int = 1) -> dict[str, dict
     }
 
 
+def pins() -> tuple[list[str], list[str]]:
+    """taskset prefixes that put the generator and the server on CPUs of
+    their own (none on one CPU). Left to the scheduler, the server, woken by
+    the generator's softirq, is woken onto the generator's CPU, and its
+    callers take both CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return [], []
+    return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
+
+
 def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
     life = str(seconds + 30)
+    generator_pin, server_pin = pins()
     server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
     servers = {
         "uvloop": [sys.executable, "-c", UVLOOP_SERVER, lab.a.ip, str(PORT), life],
@@ -244,13 +256,14 @@ def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
     }
     found = {}
     for name, argv in servers.items():
-        proc = serve(lab.a, argv)
+        proc = serve(lab.a, [*server_pin, *argv])
         try:
             # a kernel socket on a needs an XDP program there for veth to hand
             # it the generator's XDP_TX'd frames (the aioxdp servers have theirs)
             with Reflector(lab.b, udp_ports=[PORT], sink=True, peer_pass=name == "uvloop") as sink:
                 span = seconds + 1.0
                 blaster = lab.b.popen(
+                    *generator_pin,
                     sys.executable,
                     str(BENCH / "blast.py"),
                     *(lab.b.ifname, lab.b.mac, lab.a.mac, lab.b.ip, lab.a.ip, str(PORT)),

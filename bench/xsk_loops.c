@@ -2,6 +2,7 @@
  * socket and the same ring helpers as the Python path, with no Python in
  * the loop. Built by bench/native.py into a shared object used via ctypes. */
 #include <poll.h>
+#include <pthread.h>
 #include <time.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
@@ -145,31 +146,87 @@ uint64_t bench_udp_pump(struct aioxdp_xsk *x, const uint8_t *frame, uint32_t len
  * BPF_F_TEST_XDP_LIVE_FRAMES runs a two-instruction XDP program (XDP_TX) on
  * ``frame`` ``repeat`` times per call, and every frame goes out of
  * ``ifindex`` (the veth in this namespace), to its peer. No socket, no
- * copy to user space: it offers more than any receiver here takes. Returns
- * frames offered in ``seconds``, or 0 if the kernel refused (errno says). */
-uint64_t bench_live_blast(int ifindex, const void *frame, uint32_t len, double seconds)
+ * copy to user space.
+ *
+ * Each call puts its program in the kernel's XDP dispatcher and takes it
+ * out again (bpf_prog_test_run_xdp -> bpf_dispatcher_change_prog), and
+ * each change waits for an RCU grace period: one caller sat in
+ * synchronize_rcu more than half the time, and offered in bursts the
+ * receivers could not use. ``threads`` callers share the work, so one
+ * generates while the others wait. Returns frames offered in
+ * ``seconds``, or 0 if the kernel refused (errno says). */
+struct live_caller {
+	pthread_t thread;
+	int fd;
+	struct xdp_md ctx;
+	const void *frame;
+	uint32_t len;
+	double end;
+	uint64_t offered;
+	int err;
+};
+
+static void *live_caller_run(void *arg)
+{
+	struct live_caller *c = arg;
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = c->frame, .data_size_in = c->len,
+		    .ctx_in = &c->ctx, .ctx_size_in = sizeof(c->ctx), .repeat = 1 << 16,
+		    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+
+	while (now() < c->end) {
+		if (bpf_prog_test_run_opts(c->fd, &opts)) {
+			c->err = errno;
+			break;
+		}
+		c->offered += opts.repeat;
+	}
+	return NULL;
+}
+
+uint64_t bench_live_blast(int ifindex, const void *frame, uint32_t len, double seconds,
+			  uint32_t threads)
 {
 	struct bpf_insn prog[] = {
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_TX },
 		{ .code = BPF_JMP | BPF_EXIT },
 	};
-	struct xdp_md ctx = { .data_end = len, .ingress_ifindex = (uint32_t)ifindex };
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len,
-		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1 << 16,
-		    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
-	double end = now() + seconds;
+	struct live_caller callers[16];
 	uint64_t offered = 0;
-	int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "aioxdp_gen", "GPL", prog, 2, NULL);
+	uint32_t started = 0;
+	int err = 0, fd;
 
+	if (threads < 1 || threads > 16) {
+		errno = EINVAL;
+		return 0;
+	}
+	fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "aioxdp_gen", "GPL", prog, 2, NULL);
 	if (fd < 0)
 		return 0;
-	while (now() < end) {
-		if (bpf_prog_test_run_opts(fd, &opts)) {
-			offered = 0;
+	for (uint32_t i = 0; i < threads; i++) {
+		struct live_caller *c = &callers[i];
+
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		c->ctx.data_end = len;
+		c->ctx.ingress_ifindex = (uint32_t)ifindex;
+		c->frame = frame;
+		c->len = len;
+		c->end = now() + seconds;
+		err = pthread_create(&c->thread, NULL, live_caller_run, c);
+		if (err)
 			break;
-		}
-		offered += opts.repeat;
+		started++;
+	}
+	for (uint32_t i = 0; i < started; i++) {
+		pthread_join(callers[i].thread, NULL);
+		offered += callers[i].offered;
+		if (callers[i].err)
+			err = callers[i].err;
 	}
 	close(fd);
+	if (err) {
+		errno = err;
+		return 0;
+	}
 	return offered;
 }

@@ -4,6 +4,7 @@ and scapy on one side, aioxdp on the other, tcpdump as the witness."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -246,6 +247,114 @@ async def test_the_socket_is_watched_after_big_kicks_and_unwatched_while_paused(
     assert epolls_watching(fd) == 0
     transport.resume_reading()
     assert epolls_watching(fd) == 1
+
+
+PACED_SENDER = """
+import socket, sys, time
+host, port, count, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(count):
+    s.sendto(i.to_bytes(4, "big"), (host, port))
+    time.sleep(gap)
+"""
+
+
+def paced_udp(lab: Lab, port: int, count: int, gap: float) -> subprocess.Popen[bytes]:
+    """``count`` datagrams from b's kernel to a's ``port``, ``gap`` seconds apart."""
+    return lab.b.popen(
+        sys.executable, "-c", PACED_SENDER, lab.a.ip, str(port), str(count), str(gap)
+    )
+
+
+def sleeps_of_this_thread() -> int:
+    """Times this thread went to sleep (the kernel's voluntary context switches)."""
+    status = Path("/proc/thread-self/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+async def test_busy_poll_reads_without_sleeping_under_load_then_waits_in_epoll(
+    lab_a: Lab,
+) -> None:
+    """With busy_poll, a socket that found frames is polled every loop
+    iteration, out of every epoll, and the loop never sleeps while
+    datagrams keep coming (1 ms apart); without it, each one wakes the loop.
+    Idle for longer than busy_poll, the socket is watched again and the next
+    datagram still arrives; paused, it is neither polled nor watched. No
+    datagram is lost on any of these ways."""
+    port = 7100
+    async with Interface(lab_a.a.ifname, busy_poll=0.005) as nic:
+        _t, counter = await nic.create_packet_endpoint(
+            Counter, rules=[Rule("udp", dst=lab_a.a.ip, dst_port=port)]
+        )
+        fd = nic.socket(0).fd
+        assert epolls_watching(fd) == 1
+        sender = paced_udp(lab_a, port, 400, 0.001)
+        try:
+            assert await eventually(lambda: counter.count >= 20), "the stream began"
+            assert epolls_watching(fd) == 0  # polled, on no wait queue
+            before, got = sleeps_of_this_thread(), counter.count
+            await asyncio.sleep(0.1)
+            polled_sleeps = sleeps_of_this_thread() - before
+            assert counter.count - got >= 40, "datagrams came meanwhile"
+            nic.busy_poll = 0  # waiting in epoll at once: each datagram wakes the loop
+            assert epolls_watching(fd) == 1
+            before, got = sleeps_of_this_thread(), counter.count
+            await asyncio.sleep(0.1)
+            waited_sleeps = sleeps_of_this_thread() - before
+            assert counter.count - got >= 40, "datagrams came meanwhile"
+            assert polled_sleeps <= 5 < 30 <= waited_sleeps, (polled_sleeps, waited_sleeps)
+            nic.busy_poll = 0.005
+            transport = nic.transport(0)
+            assert await eventually(lambda: epolls_watching(fd) == 0), "polling again"
+            transport.pause_reading()
+            assert epolls_watching(fd) == 0
+            paused_at = counter.count
+            await asyncio.sleep(0.05)
+            assert counter.count == paused_at  # no poll ran while paused
+            transport.resume_reading()
+            assert sender.wait(30) == 0
+            assert await eventually(lambda: counter.count == 400), counter.count
+        finally:
+            sender.kill()
+            sender.wait()
+        # quiet for more than busy_poll: back in epoll, and woken by the next one
+        assert await eventually(lambda: epolls_watching(fd) == 1), "watched again"
+        assert paced_udp(lab_a, port, 1, 0).wait(30) == 0
+        assert await eventually(lambda: counter.count == 401), counter.count
+
+
+async def test_closing_while_polling_stops_the_polls_and_leaks_nothing(
+    lab_a: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Interface closed while its socket is polled (busy_poll) mid-stream:
+    no poll runs after (one would find the socket closed, and log it), the
+    loop hears of no error, and every frame is back in the pool."""
+    caplog.set_level(logging.DEBUG, logger="aioxdp.transport")
+    port = 7101
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    sender = paced_udp(lab_a, port, 300, 0.001)
+    try:
+        async with Interface(lab_a.a.ifname, busy_poll=0.01) as nic:
+            _t, counter = await nic.create_packet_endpoint(
+                Counter, rules=[Rule("udp", dst=lab_a.a.ip, dst_port=port)]
+            )
+            fd = nic.socket(0).fd
+            assert await eventually(lambda: counter.count >= 10), "the stream began"
+            assert epolls_watching(fd) == 0
+        closed_at = counter.count
+        await asyncio.sleep(0.05)
+        assert counter.count == closed_at
+    finally:
+        loop.set_exception_handler(None)
+        sender.kill()
+        sender.wait()
+    assert errors == []
+    assert [r.getMessage() for r in caplog.records if r.name == "aioxdp.transport"] == []
+    for counts in nic.final_counts.values():
+        assert counts.balanced, counts
+        assert counts.leaked == 0, counts
 
 
 async def test_kernel_ping_and_tcp_keep_working_beside_our_echo_rule(

@@ -65,6 +65,23 @@ def test_the_receive_batch_is_256_frames_unless_the_rings_are_small() -> None:
             Interface("veth-a", batch_size=bad)  # type: ignore[arg-type]
 
 
+def test_busy_poll_is_refused_by_name_and_a_refused_value_changes_nothing() -> None:
+    assert Interface("veth-a").busy_poll == 0.0
+    assert Interface("veth-a", busy_poll=1e-4).busy_poll == 1e-4
+    assert Interface("veth-a", busy_poll=0).busy_poll == 0.0
+    for bad in (-1e-6, 0.0101, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^busy_poll: must be 0\.\.0\.01 seconds, got "):
+            Interface("veth-a", busy_poll=bad)
+    for wrong in (True, "0.001", None, [1e-4]):
+        with pytest.raises(TypeError, match=r"^busy_poll: expected seconds \(a number\), got "):
+            Interface("veth-a", busy_poll=wrong)  # type: ignore[arg-type]
+    nic = Interface("veth-a", busy_poll=2e-4)
+    for bad_value in (-1, 1.0, False, "x"):
+        with pytest.raises((TypeError, ValueError), match=r"^busy_poll: "):
+            nic.busy_poll = bad_value  # type: ignore[assignment]
+        assert nic.busy_poll == 2e-4
+
+
 def test_interface_and_rule_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="mode: must be 'auto', 'native' or 'generic'"):
         Interface("veth-a", mode="fast")  # type: ignore[arg-type]
