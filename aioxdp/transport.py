@@ -213,9 +213,8 @@ class XDPTransport(asyncio.Transport):
             self._loop.add_reader(self._readable, self._read_ready)
 
     def _read_ready(self) -> None:
-        self._poll = None
         if self._closing or self._paused_reading:
-            return  # (a poll scheduled before close or pause_reading)
+            return
         xsk = self._xsk
         frames = 0
         self._delivering = True  # what protocols send meanwhile goes in one flush, below
@@ -248,8 +247,8 @@ class XDPTransport(asyncio.Transport):
     def _poll_again(self, frames: int) -> None:
         """busy_poll: look at the ring again next loop iteration, the XSK out
         of our epoll, unless it has found nothing for busy_poll seconds."""
-        if self._closing or self._paused_reading or self._xsk.closed:
-            return
+        if self._closing or self._paused_reading or self._xsk.closed or self._poll is not None:
+            return  # (a poll is due already: one chain of polls at a time)
         now = self._loop.time()
         if frames:
             self._last_frames = now
@@ -258,7 +257,11 @@ class XDPTransport(asyncio.Transport):
             self._watch(True)
             return
         self._watch(False)
-        self._poll = self._loop.call_soon(self._read_ready)
+        self._poll = self._loop.call_soon(self._poll_ring)
+
+    def _poll_ring(self) -> None:
+        self._poll = None
+        self._read_ready()
 
     @property
     def busy_poll(self) -> float:
