@@ -96,7 +96,7 @@ def main() -> None:
         answers = raw["dns"] = dns.rates(
             lab, argparse.Namespace(seconds=seconds, rate=5000, fresh=50 if args.quick else 200)
         )
-        ours, theirs = answers["aioxdp"], answers["uvloop"]
+        ours, theirs, busy = answers["aioxdp"], answers["uvloop"], answers["busypoll"]
         # CPU per answer the other way up, so that more than 1 is ours better
         for side in (ours, theirs):
             side["cpu_inverse"] = 1 / (side["user_us"] + side["kernel_us"])
@@ -112,6 +112,14 @@ def main() -> None:
                     "client's socket",
                 ),
             )
+        ]
+        rows += [
+            (
+                f"DNS {q} at 5k q/s, aioxdp busy_poll / uvloop",
+                busy[q] / theirs[q],
+                "uvloop's wakeup; ours spins",
+            )
+            for q in ("p50", "p99")
         ]
         kernel = raw["ping_kernel_peer"] = ping_rate.rates(lab, count, 0, uvloop.run)
         rows += against(

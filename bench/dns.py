@@ -13,6 +13,10 @@ For each responder, from lab host b:
               a resolver picks one per query), one at a time: p50/p99 of the
               time to the answer, and every answer checked against the zone
 
+A third responder, "busypoll", is aioxdp's with Interface.busy_poll 1 ms:
+at the latency run's rate it never sleeps, so the loop's wakeup leaves its
+latency, for a CPU that spins (its CPU per answer says so).
+
 Then the ratios aioxdp/uvloop and one JSON line. The aims (issue 16):
 queries/s >= 1.5x, p99 below uvloop's, first-answer latency within 1.5x.
 Bounded: each phase ends after SECONDS (dnsperf -l) or FRESH queries.
@@ -37,6 +41,7 @@ from aioxdp.testing import Host, Lab
 BENCH = Path(__file__).resolve().parent
 EXAMPLES = BENCH.parent / "examples"
 NAMES = ["lab.test", "www.lab.test", "db.lab.test", "nosuch.lab.test"]
+BUSY_POLL = 0.001  # seconds: busypoll responder's Interface.busy_poll, 5x the 5 k q/s gap
 
 UVLOOP_RESPONDER = """
 import asyncio, sys, uvloop
@@ -178,6 +183,16 @@ def rates(lab: Lab, args: argparse.Namespace) -> dict[str, dict[str, float]]:
             "serving",
             args,
         ),
+        # the same, never sleeping at the latency run's rate: it spins for its latency
+        "busypoll": measure(
+            lab,
+            [
+                *(sys.executable, str(EXAMPLES / "dns_responder.py")),
+                *(lab.a.ifname, lab.a.ip, life, str(BUSY_POLL)),
+            ],
+            "serving",
+            args,
+        ),
     }
 
 
@@ -208,7 +223,10 @@ def main() -> None:
         print(
             f"{name:8} CPU per answer: user {r['user_us']:.2f} us, kernel {r['kernel_us']:.2f} us"
         )
+    busy = found["busypoll"]
     ratios = {
+        "busypoll_p99": busy["p99"] / theirs["p99"],
+        "busypoll_p50": busy["p50"] / theirs["p50"],
         "qps": ours["qps"] / theirs["qps"],
         "cpu": (theirs["user_us"] + theirs["kernel_us"]) / (ours["user_us"] + ours["kernel_us"]),
         "p99": ours["p99"] / theirs["p99"],
@@ -219,6 +237,11 @@ def main() -> None:
         "aioxdp/uvloop: q/s {qps:.2f}x (aim >= 1.5), uvloop's CPU per answer / ours "
         "{cpu:.2f}x, p99 {p99:.2f}x (aim < 1), "
         "first answer p50 {first_p50:.2f}x, p99 {first_p99:.2f}x (aim <= 1.5)".format(**ratios)
+    )
+    print(
+        f"busypoll (Interface.busy_poll {BUSY_POLL * 1e3:g} ms, never sleeping at "
+        f"{args.rate} q/s)/uvloop: p50 {ratios['busypoll_p50']:.2f}x, "
+        f"p99 {ratios['busypoll_p99']:.2f}x"
     )
     print(json.dumps({"bench": "dns", "ratios": ratios, "raw": found}))
 
