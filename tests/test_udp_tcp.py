@@ -238,8 +238,11 @@ def test_udp_echo_server_example(lab: Lab) -> None:
         assert "echoed 1000, malformed {}" in out
 
 
-def test_dns_responder_answers_dig(lab: Lab) -> None:
-    server = run_server(lab.a, str(EXAMPLES / "dns_responder.py"), lab.a.ifname, lab.a.ip, "4")
+@pytest.mark.parametrize("busy_poll", [[], ["0.001"]], ids=["waiting", "busy_poll"])
+def test_dns_responder_answers_dig(lab: Lab, busy_poll: list[str]) -> None:
+    server = run_server(
+        lab.a, str(EXAMPLES / "dns_responder.py"), lab.a.ifname, lab.a.ip, "4", *busy_poll
+    )
     assert read_line(server).startswith(f"serving 3 names on {lab.a.ip}:53")
     dig = ["dig", f"@{lab.a.ip}", "+tries=1", "+time=2"]
     www = lab.b.run(*dig, "www.lab.test", "A", "+short").stdout.strip()
