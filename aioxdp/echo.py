@@ -288,6 +288,18 @@ class EchoSession:
             return True
         return self._round >= self.count and self.in_flight == 0
 
+    def flood_waits(self, now_ns: int) -> bool:
+        """A one-target flood that just refilled its window: True while only
+        a reply or its oldest probe's timeout can move it on (its window is
+        full, or all are sent and some are in flight), so its driver, asleep
+        until that timeout, need not wake for this reply."""
+        if self.interval_ns or self.spacing_ns or self.n_targets != 1:
+            return False
+        if self.finished(now_ns) or not self.in_flight:
+            return False
+        target = self._targets[0]
+        return self._round >= self.count or target.next_probe - target.done >= self.window
+
     def send(self, tx: Any, now_ns: int) -> int:
         """Stamp and queue the probes due now through ``tx`` (an XSK, or a
         transport that flushes them); returns how many."""

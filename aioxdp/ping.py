@@ -157,9 +157,13 @@ class Pinger(PingerBase):
             self._waiter.set_result(None)
 
     def _freed(self) -> None:
-        # a flood refills its window straight from the receive callback
+        # a flood refills its window straight from the receive callback, and
+        # wakes its task only when that cannot go on alone (a task step, a
+        # future and a timer a reply, when the window is one probe)
         if self.interval == 0 and self._task is not None and not self._task.done():
             self._pump()
+            if self._session.flood_waits(time.monotonic_ns()):
+                return
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 

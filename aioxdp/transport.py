@@ -216,31 +216,42 @@ class XDPTransport(asyncio.Transport):
         if self._closing or self._paused_reading:
             return
         xsk = self._xsk
-        frames = 0
-        self._delivering = True  # what protocols send meanwhile goes in one flush, below
-        try:
-            for _ in range(READ_ROUNDS):
-                try:
-                    rx = xsk.receive()
-                except OSError as exc:
-                    self._fatal_error(exc, "Fatal error: receiving from the XDP socket failed.")
-                    return
-                if not rx.count:
-                    break
-                frames += rx.count
-                try:
-                    self._protocol.packets_received(PacketBatch(rx))
-                except Exception as exc:  # the protocol's bug: report it, keep reading
-                    report_callback_error(self._loop, exc, "packets_received", self, self._protocol)
-                finally:
-                    xsk.release(rx)
-                if rx.count < xsk.batch_size or self._closing:
-                    break
-        finally:
-            self._delivering = False
-        # protocols may have queued frames from C (send_back, echo) without us
-        if self._waiting or self._backlog or xsk.tx_pending():
+        frames = rounds = 0
+        while True:
+            self._delivering = True  # what protocols send meanwhile goes in one flush, below
+            try:
+                while rounds < READ_ROUNDS:
+                    rounds += 1
+                    try:
+                        rx = xsk.receive()
+                    except OSError as exc:
+                        self._fatal_error(exc, "Fatal error: receiving from the XDP socket failed.")
+                        return
+                    if not rx.count:
+                        break
+                    frames += rx.count
+                    try:
+                        self._protocol.packets_received(PacketBatch(rx))
+                    except Exception as exc:  # the protocol's bug: report it, keep reading
+                        report_callback_error(
+                            self._loop, exc, "packets_received", self, self._protocol
+                        )
+                    finally:
+                        xsk.release(rx)
+                    if rx.count < xsk.batch_size or self._closing:
+                        break
+            finally:
+                self._delivering = False
+            # protocols may have queued frames from C (send_back, echo) without us
+            if not (self._waiting or self._backlog or xsk.tx_pending()):
+                break
             self._flush()
+            # in copy mode the kick may have brought the answers already (veth
+            # runs the peer inside it): read them now, not a loop turn later
+            if rounds >= READ_ROUNDS or self._closing or self._paused_reading:
+                break
+            if xsk.closed or not xsk.rx_ready():
+                break
         if self._busy_poll:
             self._poll_again(frames)
 

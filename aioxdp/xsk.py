@@ -437,6 +437,10 @@ class XSK:
         """Frames queued here or on the TX ring that the kernel has not taken yet."""
         return int(lib.aioxdp_xsk_tx_pending(self._handle()))
 
+    def rx_ready(self) -> int:
+        """Descriptors waiting on the RX ring (a look: nothing is taken)."""
+        return int(lib.aioxdp_xsk_rx_ready(self._handle()))
+
     def complete(self) -> int:
         """Reclaim frames the kernel has finished sending."""
         return int(lib.aioxdp_xsk_complete(self._handle()))

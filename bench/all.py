@@ -121,11 +121,19 @@ def main() -> None:
             )
             for q in ("p50", "p99")
         ]
-        kernel = raw["ping_kernel_peer"] = ping_rate.rates(lab, count, 0, uvloop.run)
+        kernel = raw["ping_kernel_peer"] = ping_rate.rates(
+            lab, count, 0, uvloop.run, cli_count=count // 4
+        )
         rows += against(
             kernel,
             ("flood ping, kernel peer, aioxdp / C loop", "aioxdp", "C loop", "peer kernel"),
             ("flood ping, kernel peer, aioxdp / ping -f", "aioxdp", "ping -f", "peer kernel"),
+            (
+                "flood ping, one in flight, aioxdp ping -f / ping -f",
+                "aioxdp ping -f",
+                "ping -f, as many",
+                "our Python a reply",
+            ),
         )
         reflected = raw["ping_reflector_peer"] = ping_rate.reflected_rates(lab, count, uvloop.run)
         rows += against(

@@ -6,6 +6,9 @@
   aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256)
   C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, window 256)
   ping -f  iputils' flood ping, COUNT probes
+  aioxdp ping -f  our command line's flood, as iputils' (the next probe when a
+           reply comes: one in flight), CLI_COUNT probes, beside ping -f with
+           as many; both by the time each prints
   icmplib  icmplib.async_ping(count=ICMPLIB_COUNT, interval=0), privileged
 
 Prints each rate and aioxdp's ratio to each peer; all in one run, one lab.
@@ -72,8 +75,9 @@ def target(lab: Lab, family: int) -> str:
     return lab.b.ip
 
 
-def ping_f_rate(lab: Lab, count: int, host: str) -> float:
-    out = lab.a.run("ping", "-f", "-q", "-c", str(count), host, timeout=300).stdout
+def ping_f_rate(lab: Lab, count: int, host: str, *, command: tuple[str, ...] = ("ping",)) -> float:
+    """Replies/s of a flood ping command, by the time its summary prints."""
+    out = lab.a.run(*command, "-f", "-q", "-c", str(count), host, timeout=300).stdout
     received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
     ms = int(re.search(r"time (\d+)ms", out).group(1))  # type: ignore[union-attr]
     return received / (ms / 1000)
@@ -87,9 +91,11 @@ async def icmplib_rate(host: str, count: int) -> float:
     return float(result.packets_received / (time.perf_counter() - t0))
 
 
-def rates(lab: Lab, count: int, icmplib_count: int, run: Any, family: int = 4) -> dict[str, float]:
+def rates(
+    lab: Lab, count: int, icmplib_count: int, run: Any, family: int = 4, cli_count: int = 0
+) -> dict[str, float]:
     """Round trips/s against b's kernel: aioxdp, the C loop, ping -f, icmplib
-    (IPv4 only)."""
+    (IPv4 only), and with ``cli_count`` our command line's flood beside ping -f."""
     host = target(lab, family)
     with lab.a.enter():
         lab.a.run("ping", "-c1", host)  # neighbours known, caches warm
@@ -100,6 +106,10 @@ def rates(lab: Lab, count: int, icmplib_count: int, run: Any, family: int = 4) -
         }
         if icmplib_count and family == 4:
             found["icmplib"] = run(icmplib_rate(host, icmplib_count))
+        if cli_count:
+            ours = (sys.executable, "-m", "aioxdp", "ping")
+            found["aioxdp ping -f"] = ping_f_rate(lab, cli_count, host, command=ours)
+            found["ping -f, as many"] = ping_f_rate(lab, cli_count, host)
     return found
 
 
@@ -120,6 +130,7 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--icmplib-count", type=int, default=20_000)
+    parser.add_argument("--cli-count", type=int, default=50_000, help="0: no command-line run")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     parser.add_argument(
         "--peer", choices=["kernel", "reflector"], default="kernel", help="who answers"
@@ -135,7 +146,7 @@ def main() -> None:
         if args.peer == "reflector":
             found = reflected_rates(lab, args.count, run, args.family)
         else:
-            found = rates(lab, args.count, args.icmplib_count, run, args.family)
+            found = rates(lab, args.count, args.icmplib_count, run, args.family, args.cli_count)
     ours = found["aioxdp"]
     print(
         f"echo round trips/s (IPv{args.family}, {args.loop}, {args.peer} peer, "
@@ -143,6 +154,11 @@ def main() -> None:
     )
     for name, rate in found.items():
         ratio = "" if name == "aioxdp" else f"   aioxdp/{name} = {ours / rate:.2f}x"
+        if name == "ping -f, as many":
+            cli = found["aioxdp ping -f"]
+            ratio = f"   aioxdp ping -f/ping -f = {cli / rate:.2f}x"
+        elif name == "aioxdp ping -f":
+            ratio = ""
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
 
 

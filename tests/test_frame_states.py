@@ -246,3 +246,28 @@ def test_frame_ownership_state_machine(wired: dict[str, Any]) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     FrameOwnership.TestCase().runTest()
+
+
+def test_rx_ready_counts_what_waits_on_the_ring_and_takes_nothing(
+    wired: dict[str, Any],
+) -> None:
+    lab, obj = wired["lab"], wired["obj"]
+    xsk = XSK(lab.a.ifname, config=CONFIG, batch_size=8)
+    try:
+        obj.map("aioxdp_fw_xsks").update(0, xsk.fd.to_bytes(4, "little"))
+        assert xsk.rx_ready() == 0
+        for _ in range(5):
+            wired["raw"].send(wired["frame"])
+        deadline = time.monotonic() + 5
+        while xsk.rx_ready() < 5 and time.monotonic() < deadline:
+            time.sleep(0.001)  # the peer's frames cross veth in a softirq
+        assert xsk.rx_ready() == 5
+        assert xsk.rx_ready() == 5  # looking took nothing
+        batch = xsk.receive()
+        assert batch.count == 5
+        assert xsk.rx_ready() == 0
+        xsk.release(batch)
+    finally:
+        xsk.close()
+    with pytest.raises(XDPError):
+        xsk.rx_ready()

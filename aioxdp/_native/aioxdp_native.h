@@ -87,6 +87,7 @@ int aioxdp_xsk_flush(struct aioxdp_xsk *x);
  * send time); in zero-copy mode nothing: the driver transmits on its own. */
 void aioxdp_xsk_send_now(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_tx_pending(struct aioxdp_xsk *x); /* queued + on the TX ring unconsumed */
+uint32_t aioxdp_xsk_rx_ready(struct aioxdp_xsk *x);   /* descriptors waiting on the RX ring */
 uint32_t aioxdp_xsk_alloc(struct aioxdp_xsk *x, uint64_t *out, uint32_t n);
 void aioxdp_xsk_counts(const struct aioxdp_xsk *x, struct aioxdp_xsk_counts *out);
 int aioxdp_xsk_statistics(const struct aioxdp_xsk *x, struct xdp_statistics *out);

@@ -507,6 +507,12 @@ uint32_t aioxdp_xsk_tx_pending(struct aioxdp_xsk *x)
 	return x->txq_count + tx_ring_unconsumed(x);
 }
 
+uint32_t aioxdp_xsk_rx_ready(struct aioxdp_xsk *x)
+{
+	/* a look at the producer only: nothing is taken off the ring */
+	return xsk_cons_nb_avail(&x->rx, x->cfg.rx_size);
+}
+
 void aioxdp_xsk_send_now(struct aioxdp_xsk *x)
 {
 	/* A copy-mode kernel takes TX descriptors only inside sendto(), in
