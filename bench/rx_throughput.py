@@ -134,7 +134,8 @@ async def _measure(
         transport.resume_reading()
         await python_window("busy")
         await python_window("epoll")
-        sent = int(blaster.stdout.readline())
+        # (the receiver reads on while the generator finishes its run)
+        sent = int(await asyncio.to_thread(blaster.stdout.readline))
         blaster.wait(30)
         stats = nic.stats()["queues"][0]["xdp"]
 
@@ -185,8 +186,8 @@ def main() -> None:
         r = result
         print(
             f"{loop_name:8s} batch {args.batch}, {args.generator} generator offering "
-            f"{r['sent_per_s'] / 1e6:.3f} Mpps on average (rx ring full {r['rx_ring_full']}, "
-            f"fill ring empty {r['fill_empty']}):\n"
+            f"{r['sent_per_s'] / 1e6:.3f} Mpps on average (over the whole run: rx ring full "
+            f"{r['rx_ring_full']}, fill ring empty {r['fill_empty']}):\n"
             f"  sleeping when idle: python {r['python_epoll'] / 1e6:.3f} Mpps of "
             f"{r['offered_python_epoll'] / 1e6:.3f} at the socket, C loop in poll() "
             f"{r['c_poll'] / 1e6:.3f} of {r['offered_c_poll'] / 1e6:.3f}: python/C = "
