@@ -201,7 +201,8 @@ async def test_a_burst_to_a_peer_being_resolved_waits_and_arrives_in_order(lab_a
             assert transport.resolving == 1  # all of them behind one ARP
             assert await eventually(lambda: transport.cached_destinations == 1)
             assert transport.dropped_unresolved == 0
-            got = json.loads(read_line(sink, timeout=30))
+            # read off the loop: our kicks (and the last sends) need it running
+            got = json.loads(await asyncio.to_thread(read_line, sink, timeout=30))
             transport.close()
     finally:
         sink.kill()
