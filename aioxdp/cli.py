@@ -68,7 +68,8 @@ async def run_ping(args: argparse.Namespace, out: TextIO) -> int:
         ttl=args.ttl,
         interface=args.interface,
         window=args.preload or 1,
-        on_reply=on_reply if text else None,
+        # a flood prints no reply line: without a listener its replies stay in C
+        on_reply=on_reply if text and not quiet and not flood else None,
         on_error=on_error if text else None,
         family=args.family,
     )

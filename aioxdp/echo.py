@@ -65,6 +65,9 @@ __all__ = ["EchoSession", "echo_template", "pick_ident", "validate_arguments"]
 MAX_COUNT = 2_000_000  # 26 bytes of state per probe
 DEFAULT_WINDOW = 256
 MAX_SIZE = 65507  # what one IPv4 datagram holds after its headers
+# replies a one-target flood takes in C per call (flood_from_ring): about
+# 1 ms of round trips, then the loop runs its other callbacks
+FLOOD_TAKES = 256
 DEFAULT_MAX_IN_FLIGHT = 1024  # probes in flight over all targets: within the default rings
 HEADERS = 14 + 20 + 8  # Ethernet, IPv4, ICMP
 HEADERS6 = 14 + 40 + 8  # Ethernet, IPv6, ICMPv6
@@ -211,6 +214,17 @@ class EchoSession:
             self._frame = bytes(frame)
             self._frame_c = ffi.from_buffer("uint8_t[]", self._frame)
             self.frame_len = len(frame)
+        # a one-target flood takes its replies and sends its next probes in C
+        # (flood_from_ring); its template is the frame above
+        self._flood: Any = None
+        one_flood = self.n_targets == 1 and not (self.interval_ns or self.spacing_ns)
+        if one_flood and self._reassembler is None:
+            self._flood = ffi.new("struct aioxdp_echo_flood *")
+            self._flood.tmpl = self._frame_c
+            self._flood.len = self.frame_len
+            self._flood.window = min(self.window, self.max_in_flight)
+            self._flood.max_taken = FLOOD_TAKES
+            self._flood.ident = self.ident
 
     def _probe_arrays(self) -> None:
         n, count = self.n_targets, self.count
@@ -299,6 +313,37 @@ class EchoSession:
             return False
         target = self._targets[0]
         return self._round >= self.count or target.next_probe - target.done >= self.window
+
+    def flood_from_ring(self, tx: Any, xsk: Any, tag: int) -> int:
+        """A one-target flood with no reply listener: the replies waiting at
+        the head of ``xsk``'s RX ring (the forwarder's ``tag``) are taken and
+        each answered by the next probes through ``tx``, in C, until anything
+        else comes next (nothing, another rule's frame, an ICMP error, a
+        fault: the receive path's). In copy mode a probe's answer is back
+        inside its kick, so a one-probe flood goes on without a Python step
+        per reply. Returns the replies taken (0 if this is no such flood).
+
+        The probes sent here share one timeout entry, from the last one's
+        stamp: a probe lost in a window of several is given up at most one
+        call (``FLOOD_TAKES`` replies) late."""
+        flood = self._flood
+        if flood is None or self.listeners:
+            return 0
+        flood.tag = tag
+        flood.deadline_ns = self.deadline_ns
+        flood.sent = flood.freed = 0  # (a closing transport does not call C)
+        first = self._round
+        taken = int(tx.echo_flood(xsk, self._lookup, self._probes, self._counts, flood))
+        sent = int(flood.sent)
+        if sent:
+            if not self.sent:
+                self.first_sent_ns = self._sent_ns[0]
+            self.sent += sent
+            self._round += sent
+            self.last_sent_ns = int(flood.last_sent_ns)
+            self._expiring.append((self.last_sent_ns + self.timeout_ns, first, first + sent))
+        self.left_flight += int(flood.freed)
+        return taken
 
     def send(self, tx: Any, now_ns: int) -> int:
         """Stamp and queue the probes due now through ``tx`` (an XSK, or a

@@ -41,7 +41,7 @@ class _EchoReplies(PacketProtocol):
     def packets_received(self, batch: PacketBatch) -> None:
         session = self._pinger._session
         if session.take(batch.rx, batch.start, len(batch)):
-            self._pinger._freed()
+            self._pinger._freed(batch)
         session.reraise()  # a user's callback failed: the loop's handler says so
 
 
@@ -156,12 +156,15 @@ class Pinger(PingerBase):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _freed(self) -> None:
+    def _freed(self, batch: PacketBatch) -> None:
         # a flood refills its window straight from the receive callback, and
         # wakes its task only when that cannot go on alone (a task step, a
-        # future and a timer a reply, when the window is one probe)
+        # future and a timer a reply, when the window is one probe); one
+        # target's flood then goes on in C with the replies its kicks brought
         if self.interval == 0 and self._task is not None and not self._task.done():
             self._pump()
+            tag = int(batch.rx.descs[batch.start].tag)
+            self._session.flood_from_ring(self._tx, batch.rx.xsk, tag)
             if self._session.flood_waits(time.monotonic_ns()):
                 return
         if self._waiter is not None and not self._waiter.done():

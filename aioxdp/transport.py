@@ -434,6 +434,16 @@ class XDPTransport(asyncio.Transport):
         self._queued_now(n)
         return n
 
+    def echo_flood(self, xsk: XSK, lookup: Any, probes: Any, counts: Any, flood: Any) -> int:
+        """A one-target flood's replies waiting on ``xsk``'s ring, each
+        answered by the next probes through this transport, in C (see
+        XSK.echo_flood); returns the replies taken."""
+        if self._closing or xsk.closed:
+            return 0
+        taken = xsk.echo_flood(self._xsk, lookup, probes, counts, flood)
+        self._queued_now(int(flood.sent))
+        return taken
+
     def echo_udp(self, batch: PacketBatch, dgrams: Any) -> int:
         """Answer the batch's valid datagrams in place (see RxBatch.echo_udp)."""
         n = batch.rx.echo_udp(batch.start, len(batch), dgrams)

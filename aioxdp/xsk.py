@@ -377,6 +377,15 @@ class XSK:
         frames there were for."""
         return int(lib.aioxdp_echo_send(self._handle(), template, length, seq, count, stamps))
 
+    def echo_flood(self, tx: XSK, lookup: Any, probes: Any, counts: Any, flood: Any) -> int:
+        """Take the replies of a one-target flood waiting at the head of this
+        socket's RX ring and send its next probes through ``tx``, in C (see
+        aioxdp_echo_flood; ``flood`` says what to send, and gets what it did);
+        returns the replies taken."""
+        return int(
+            lib.aioxdp_echo_flood(self._handle(), tx._handle(), lookup, probes, counts, flood)
+        )
+
     def send_echo_each(
         self,
         bases: Any,

@@ -18,6 +18,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from test_datapath import scapy_send
+from test_surface import icmp_counters, udp_burst
 
 import aioxdp
 from aioxdp.errors import XDPError
@@ -40,6 +41,75 @@ async def test_thousand_flood_replies_in_order_with_seq_rtt_ttl(lab_a: Lab) -> N
     assert result.duplicates == result.late == result.foreign == 0
     assert result.malformed == {}
     assert_nothing_left(lab_a)
+
+
+async def test_a_one_probe_flood_goes_on_in_c_and_the_peer_kernel_agrees(lab_a: Lab) -> None:
+    """ping -f's flood (one probe in flight, no reply listener): after the
+    first reply each next probe is sent from C as the last reply is taken.
+    b's kernel answered every probe once, and each reply is accounted once,
+    in order, timed."""
+    before = icmp_counters(lab_a.b)
+    result = await aioxdp.ping(lab_a.b.ip, count=20000, interval=0, window=1, timeout=1.0)
+    assert icmp_counters(lab_a.b)["OutEchoReps"] - before["OutEchoReps"] == 20000
+    assert (result.sent, result.received) == (20000, 20000)
+    assert [r.seq for r in result.replies] == [(k % 65536) for k in range(1, 20001)]
+    assert all(0 < r.rtt < 1.0 and r.ttl == 64 for r in result.replies)
+    assert result.duplicates == result.late == result.foreign == 0
+    assert result.malformed == {}
+    assert_nothing_left(lab_a)
+
+
+async def test_a_flood_in_c_leaves_other_endpoints_frames_to_them(lab_a: Lab) -> None:
+    """While a one-probe flood runs in C, b's kernel sends 2000 datagrams to a
+    UDP endpoint on the same socket: the flood takes only its own replies, so
+    the endpoint gets every datagram (many while the flood is mid-run), and
+    the flood every reply."""
+    a, b = lab_a.a, lab_a.b
+    count, datagrams = 300_000, 2000
+    async with aioxdp.Interface(a.ifname) as nic:  # ping borrows it
+        got: list[bytes] = []
+        during: list[int] = []
+        pinger = aioxdp.Pinger(b.ip, count=count, interval=0, window=1, timeout=1.0)
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                got.append(data)
+                sent = pinger.progress()[0]
+                if 0 < sent < count:
+                    during.append(sent)
+
+        transport, _ = await nic.create_datagram_endpoint(Sink, local_addr=(a.ip, 7301))
+        async with pinger:
+            assert await eventually(lambda: pinger.progress()[0] > 1000)
+            await asyncio.to_thread(udp_burst, b, a.ip, 7301, datagrams)
+            result = await pinger.result()
+        assert await eventually(lambda: len(got) == datagrams)
+        transport.close()
+    assert result.received == count
+    assert result.foreign == result.duplicates == 0
+    assert result.malformed == {}
+    assert len(during) > datagrams // 2, len(during)  # they came while it flooded
+
+
+async def test_icmp_errors_in_a_one_probe_flood_are_each_told(lab_a: Lab) -> None:
+    """A flood whose every probe b's kernel answers with time exceeded (TTL 1
+    through b): the C loop leaves each error to the receive path, which tells
+    it; b's counter says how many it sent."""
+    b = lab_a.b
+    for key in ("icmp_ratelimit=0", "icmp_msgs_per_sec=100000", "icmp_msgs_burst=10000"):
+        b.run("sysctl", "-qw", f"net.ipv4.{key}")
+    b.run("sysctl", "-qw", "net.ipv4.conf.all.forwarding=1")
+    b.run("ip", "route", "add", "198.19.8.0/24", "via", lab_a.a.ip)  # onward: TTL 1 ends at b
+    lab_a.a.run("ip", "route", "add", "198.19.0.0/16", "via", b.ip)
+    before = icmp_counters(b)
+    told: list[Any] = []
+    result = await aioxdp.ping(
+        "198.19.8.7", count=300, interval=0, window=1, ttl=1, timeout=1.0, on_error=told.append
+    )
+    assert icmp_counters(b)["OutTimeExcds"] - before["OutTimeExcds"] == 300
+    assert (result.sent, result.received) == (300, 0)
+    assert result.errors == {"ttl_exceeded": 300}
+    assert [e.seq for e in told] == list(range(1, 301))
 
 
 async def test_a_reply_is_timed_when_the_driver_saw_it_not_when_the_loop_read_it(

@@ -74,6 +74,9 @@ int aioxdp_xsk_owner(const struct aioxdp_xsk *x, uint64_t addr);
 int aioxdp_xsk_holds(const struct aioxdp_xsk *x, uint64_t addr, uint32_t len);
 uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
+/* The RX ring's next descriptor, described into ``out`` and left on the
+ * ring: 1, or 0 if the ring is empty or it is not a frame we lent. */
+int aioxdp_xsk_rx_head(struct aioxdp_xsk *x, struct aioxdp_desc *out);
 int aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);
 int aioxdp_xsk_keep(struct aioxdp_xsk *x, struct aioxdp_desc *desc);
 int aioxdp_xsk_release_one(struct aioxdp_xsk *x, uint64_t addr);
@@ -227,6 +230,33 @@ uint32_t aioxdp_echo_send_each(struct aioxdp_xsk *x, const uint8_t *bases, uint3
 uint32_t aioxdp_echo_account(struct aioxdp_echo_reply *res, uint32_t n,
 			     const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
 			     struct aioxdp_echo_counts *c);
+/* A one-target flood driven from the ring (aioxdp_echo_flood): what it is
+ * given, and what it did. */
+struct aioxdp_echo_flood {
+	const uint8_t *tmpl;  /* the request template and its length (as aioxdp_echo_send) */
+	uint32_t len;
+	uint32_t tag;         /* the forwarder's tag of this run's replies */
+	uint32_t window;      /* probes in flight at most */
+	uint32_t max_taken;   /* replies to take at most in one call */
+	int64_t deadline_ns;  /* the run's end: no probe after it */
+	uint16_t ident;
+	uint16_t _pad[3];
+	/* out: set by each call */
+	uint32_t taken;       /* replies taken off the ring */
+	uint32_t sent;        /* probes sent */
+	uint32_t freed;       /* probes that left flight */
+	uint32_t _pad2;
+	int64_t last_sent_ns; /* the last probe's stamp, if any was sent */
+};
+/* While the next frame on ``rx``'s ring is a valid echo reply with the
+ * flood's tag, take it, account it against target 0 and send that target's
+ * next probes through ``tx`` (each kicked at once in copy mode, where its
+ * answer comes back inside the kick), up to ``max_taken`` replies. Leaves
+ * anything else at the head of the ring (another rule's frame, an ICMP
+ * error, a fault) for the receive path. Returns the replies taken. */
+uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
+			   const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
+			   struct aioxdp_echo_counts *c, struct aioxdp_echo_flood *f);
 /* Expire target i's probes whose timeout passed; returns how many. */
 uint32_t aioxdp_echo_sweep(struct aioxdp_echo_probes *p, uint32_t i, int64_t now_ns);
 /* Sweep the targets of probes first..stop-1 (numbered round * n_targets + target). */

@@ -519,3 +519,50 @@ uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, ui
 		expired += aioxdp_echo_sweep(p, (uint32_t)(g % p->n_targets), now_ns);
 	return expired;
 }
+
+uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
+			   const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
+			   struct aioxdp_echo_counts *c, struct aioxdp_echo_flood *f)
+{
+	struct aioxdp_echo_target *t = &p->targets[0];
+
+	f->taken = f->sent = f->freed = 0;
+	if (p->n_targets != 1 || l->n_targets != 1 || !f->window)
+		return 0; /* one target's flood only */
+	while (f->taken < f->max_taken) {
+		struct aioxdp_desc d;
+		struct aioxdp_echo_reply r;
+		uint32_t in_flight, due, sent;
+
+		if (!aioxdp_xsk_rx_head(rx, &d) || d.tag != f->tag)
+			break; /* nothing, or another rule's frame: the receive path's */
+		/* checked where it lies, before it is taken: an error about a
+		 * probe, a fragment or a fault is told and counted by that path */
+		if (aioxdp_echo_parse(rx, &d, 1, f->ident, &r) != 1)
+			break;
+		if (aioxdp_xsk_rx(rx, &d, 1) != 1)
+			break; /* (the frame just looked at: cannot happen) */
+		f->freed += aioxdp_echo_account(&r, 1, l, p, c);
+		aioxdp_xsk_release(rx, &d, 1);
+		aioxdp_xsk_refill(rx);
+		f->taken++;
+		if (t->next_probe >= p->count || r.recv_ns >= f->deadline_ns)
+			continue; /* all sent, or the time is up: only take what comes */
+		in_flight = t->next_probe - t->done;
+		if (in_flight >= f->window)
+			continue;
+		due = f->window - in_flight;
+		if (due > p->count - t->next_probe)
+			due = p->count - t->next_probe;
+		sent = aioxdp_echo_send(tx, f->tmpl, f->len, (uint16_t)(t->next_probe + 1), due,
+					p->sent_ns + t->next_probe);
+		if (sent) {
+			f->last_sent_ns = p->sent_ns[t->next_probe + sent - 1];
+			t->next_probe += sent;
+			f->sent += sent;
+		}
+		if (sent < due)
+			break; /* out of frames: the transport's flush completes some */
+	}
+	return f->taken;
+}

@@ -267,6 +267,50 @@ uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x)
 	return n;
 }
 
+/* ``o`` for a frame of ours at ``d``: its address, length, and the rule's tag
+ * and time the forwarder put in front of it (0 if it did not); returns where
+ * those words are, NULL if the frame has no room for them. */
+static struct aioxdp_meta *describe(struct aioxdp_xsk *x, const struct xdp_desc *d,
+				    struct aioxdp_desc *o)
+{
+	struct aioxdp_meta *meta;
+
+	o->addr = d->addr;
+	o->len = d->len;
+	o->flags = 0;
+	o->tag = 0;
+	o->_pad = 0;
+	o->rx_ns = 0;
+	if (d->addr % x->cfg.frame_size < sizeof(*meta))
+		return NULL;
+	meta = (void *)((char *)x->area + d->addr - sizeof(*meta));
+	if (meta->magic == AIOXDP_META_MAGIC) {
+		o->tag = meta->tag;
+		o->rx_ns = (int64_t)meta->rx_ns;
+	}
+	return meta;
+}
+
+int aioxdp_xsk_rx_head(struct aioxdp_xsk *x, struct aioxdp_desc *out)
+{
+	const struct xdp_desc *d;
+	uint32_t idx;
+	int64_t frame;
+	int ok = 0;
+
+	if (!xsk_ring_cons__peek(&x->rx, 1, &idx))
+		return 0;
+	d = xsk_ring_cons__rx_desc(&x->rx, idx);
+	frame = frame_of(x, d->addr, d->len);
+	/* only a frame we lent, whole inside it: aioxdp_xsk_rx counts the rest */
+	if (frame >= 0 && x->owner[frame] == AIOXDP_OWN_FILL) {
+		describe(x, d, out);
+		ok = 1;
+	}
+	xsk_ring_cons__cancel(&x->rx, 1); /* left on the ring */
+	return ok;
+}
+
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max)
 {
 	uint32_t idx, n, got = 0;
@@ -295,22 +339,11 @@ uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t m
 			continue;
 		}
 		transfer(x, frame, AIOXDP_OWN_FILL, AIOXDP_OWN_RX);
-		o->addr = d->addr;
-		o->len = d->len;
-		o->flags = 0;
-		o->tag = 0;
-		o->rx_ns = 0;
-		/* the forwarder puts the rule's tag and its time in front of the
-		 * frame; clear it so that bytes left by an earlier use of the frame
-		 * never dispatch */
-		if (d->addr % x->cfg.frame_size >= sizeof(*meta)) {
-			meta = (void *)((char *)x->area + d->addr - sizeof(*meta));
-			if (meta->magic == AIOXDP_META_MAGIC) {
-				o->tag = meta->tag;
-				o->rx_ns = (int64_t)meta->rx_ns;
-			}
+		meta = describe(x, d, o);
+		/* clear the forwarder's words so that bytes left by an earlier use
+		 * of the frame never dispatch */
+		if (meta)
 			meta->magic = 0;
-		}
 		got++;
 	}
 	xsk_ring_cons__release(&x->rx, n);
