@@ -74,9 +74,9 @@ int aioxdp_xsk_owner(const struct aioxdp_xsk *x, uint64_t addr);
 int aioxdp_xsk_holds(const struct aioxdp_xsk *x, uint64_t addr, uint32_t len);
 uint32_t aioxdp_xsk_refill(struct aioxdp_xsk *x);
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
-/* The RX ring's next descriptor, described into ``out`` and left on the
- * ring: 1, or 0 if the ring is empty or it is not a frame we lent. */
-int aioxdp_xsk_rx_head(struct aioxdp_xsk *x, struct aioxdp_desc *out);
+/* The RX ring's next descriptors, up to ``max``, described into ``out`` and
+ * left on the ring: how many, up to the first that is not a frame we lent. */
+uint32_t aioxdp_xsk_rx_look(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max);
 int aioxdp_xsk_release(struct aioxdp_xsk *x, const struct aioxdp_desc *descs, uint32_t n);
 int aioxdp_xsk_keep(struct aioxdp_xsk *x, struct aioxdp_desc *desc);
 int aioxdp_xsk_release_one(struct aioxdp_xsk *x, uint64_t addr);
@@ -248,12 +248,13 @@ struct aioxdp_echo_flood {
 	uint32_t _pad2;
 	int64_t last_sent_ns; /* the last probe's stamp, if any was sent */
 };
-/* While the next frame on ``rx``'s ring is a valid echo reply with the
- * flood's tag, take it, account it against target 0 and send that target's
- * next probes through ``tx`` (each kicked at once in copy mode, where its
- * answer comes back inside the kick), up to ``max_taken`` replies. Leaves
- * anything else at the head of the ring (another rule's frame, an ICMP
- * error, a fault) for the receive path. Returns the replies taken. */
+/* While the next frames on ``rx``'s ring are valid echo replies with the
+ * flood's tag, take them, account them against target 0 and send that
+ * target's next probes through ``tx`` (each kicked at once in copy mode,
+ * where its answer comes back inside the kick), up to ``max_taken``
+ * replies. Leaves anything else at the head of the ring (another rule's
+ * frame, an ICMP error, a fault) for the receive path, and what follows it.
+ * Returns the replies taken. */
 uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
 			   const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
 			   struct aioxdp_echo_counts *c, struct aioxdp_echo_flood *f);

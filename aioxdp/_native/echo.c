@@ -167,6 +167,8 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 	return ok;
 }
 
+#define FLOOD_BATCH 64 /* replies a flood takes off the ring at once */
+
 static uint32_t lookup_slot(uint32_t saddr, uint32_t mask)
 {
 	return (uint32_t)((saddr * 2654435761u) >> 7) & mask; /* Knuth's multiplicative hash */
@@ -525,44 +527,54 @@ uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
 			   struct aioxdp_echo_counts *c, struct aioxdp_echo_flood *f)
 {
 	struct aioxdp_echo_target *t = &p->targets[0];
+	struct aioxdp_desc descs[FLOOD_BATCH];
+	struct aioxdp_echo_reply replies[FLOOD_BATCH];
 
 	f->taken = f->sent = f->freed = 0;
 	if (p->n_targets != 1 || l->n_targets != 1 || !f->window)
 		return 0; /* one target's flood only */
 	while (f->taken < f->max_taken) {
-		struct aioxdp_desc d;
-		struct aioxdp_echo_reply r;
-		uint32_t in_flight, due, sent;
+		uint32_t want = f->max_taken - f->taken, seen, ours, ok, got, in_flight, due, sent;
 
-		if (!aioxdp_xsk_rx_head(rx, &d) || d.tag != f->tag)
+		if (want > FLOOD_BATCH)
+			want = FLOOD_BATCH;
+		seen = aioxdp_xsk_rx_look(rx, descs, want);
+		for (ours = 0; ours < seen && descs[ours].tag == f->tag; ours++)
+			;
+		if (!ours)
 			break; /* nothing, or another rule's frame: the receive path's */
-		/* checked where it lies, before it is taken: an error about a
+		/* checked where they lie, before any is taken: an error about a
 		 * probe, a fragment or a fault is told and counted by that path */
-		if (aioxdp_echo_parse(rx, &d, 1, f->ident, &r) != 1)
+		aioxdp_echo_parse(rx, descs, ours, f->ident, replies);
+		for (ok = 0; ok < ours && replies[ok].status == AIOXDP_ECHO_OK; ok++)
+			;
+		if (!ok)
 			break;
-		if (aioxdp_xsk_rx(rx, &d, 1) != 1)
-			break; /* (the frame just looked at: cannot happen) */
-		f->freed += aioxdp_echo_account(&r, 1, l, p, c);
-		aioxdp_xsk_release(rx, &d, 1);
+		/* the same descriptors again, now taken off the ring */
+		got = aioxdp_xsk_rx(rx, descs, ok);
+		f->freed += aioxdp_echo_account(replies, got, l, p, c);
+		aioxdp_xsk_release(rx, descs, got);
 		aioxdp_xsk_refill(rx);
-		f->taken++;
-		if (t->next_probe >= p->count || r.recv_ns >= f->deadline_ns)
-			continue; /* all sent, or the time is up: only take what comes */
-		in_flight = t->next_probe - t->done;
-		if (in_flight >= f->window)
-			continue;
-		due = f->window - in_flight;
-		if (due > p->count - t->next_probe)
-			due = p->count - t->next_probe;
-		sent = aioxdp_echo_send(tx, f->tmpl, f->len, (uint16_t)(t->next_probe + 1), due,
-					p->sent_ns + t->next_probe);
-		if (sent) {
-			f->last_sent_ns = p->sent_ns[t->next_probe + sent - 1];
-			t->next_probe += sent;
-			f->sent += sent;
+		f->taken += got;
+		if (t->next_probe < p->count && replies[got ? got - 1 : 0].recv_ns < f->deadline_ns) {
+			in_flight = t->next_probe - t->done;
+			due = in_flight < f->window ? f->window - in_flight : 0;
+			if (due > p->count - t->next_probe)
+				due = p->count - t->next_probe;
+			sent = due ? aioxdp_echo_send(tx, f->tmpl, f->len,
+						      (uint16_t)(t->next_probe + 1), due,
+						      p->sent_ns + t->next_probe)
+				   : 0;
+			if (sent) {
+				f->last_sent_ns = p->sent_ns[t->next_probe + sent - 1];
+				t->next_probe += sent;
+				f->sent += sent;
+			}
+			if (sent < due)
+				break; /* out of frames: the transport's flush completes some */
 		}
-		if (sent < due)
-			break; /* out of frames: the transport's flush completes some */
+		if (got < ok || ok < seen)
+			break; /* something else is next: the receive path goes first */
 	}
 	return f->taken;
 }

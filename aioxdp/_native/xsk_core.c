@@ -291,24 +291,22 @@ static struct aioxdp_meta *describe(struct aioxdp_xsk *x, const struct xdp_desc 
 	return meta;
 }
 
-int aioxdp_xsk_rx_head(struct aioxdp_xsk *x, struct aioxdp_desc *out)
+uint32_t aioxdp_xsk_rx_look(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max)
 {
-	const struct xdp_desc *d;
-	uint32_t idx;
-	int64_t frame;
-	int ok = 0;
+	uint32_t idx, n, i;
 
-	if (!xsk_ring_cons__peek(&x->rx, 1, &idx))
-		return 0;
-	d = xsk_ring_cons__rx_desc(&x->rx, idx);
-	frame = frame_of(x, d->addr, d->len);
-	/* only a frame we lent, whole inside it: aioxdp_xsk_rx counts the rest */
-	if (frame >= 0 && x->owner[frame] == AIOXDP_OWN_FILL) {
-		describe(x, d, out);
-		ok = 1;
+	n = xsk_ring_cons__peek(&x->rx, max, &idx);
+	for (i = 0; i < n; i++) {
+		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&x->rx, idx + i);
+		int64_t frame = frame_of(x, d->addr, d->len);
+
+		/* only frames we lent, whole inside them: aioxdp_xsk_rx counts the rest */
+		if (frame < 0 || x->owner[frame] != AIOXDP_OWN_FILL)
+			break;
+		describe(x, d, &out[i]);
 	}
-	xsk_ring_cons__cancel(&x->rx, 1); /* left on the ring */
-	return ok;
+	xsk_ring_cons__cancel(&x->rx, n); /* all left on the ring */
+	return i;
 }
 
 uint32_t aioxdp_xsk_rx(struct aioxdp_xsk *x, struct aioxdp_desc *out, uint32_t max)
