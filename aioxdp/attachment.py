@@ -145,6 +145,11 @@ class Attachment(Generic[H]):
                 out.append((owner, start, stop))
         return out
 
+    def count_taken(self, n: int) -> None:
+        """``n`` frames an owner's C took off a ring itself (a flood's
+        replies): drained, as if they had come through :meth:`runs`."""
+        self.received += n
+
     # -- health -----------------------------------------------------------------
 
     def trouble(self) -> XDPError | None:
@@ -316,6 +321,11 @@ class AttachmentOwner(Generic[H]):
     def received(self) -> int:
         """Frames drained from the sockets."""
         return 0 if self._attachment is None else self._attachment.received
+
+    def count_taken(self, n: int) -> None:
+        """Count ``n`` frames an endpoint's C took off a ring itself."""
+        if self._attachment is not None:
+            self._attachment.count_taken(n)
 
     @property
     def unclaimed(self) -> int:

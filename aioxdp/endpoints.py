@@ -82,6 +82,13 @@ class Endpoint:
         (packets already redirected still arrive)."""
         return self._tags + self._retired_tags
 
+    def count_taken(self, n: int) -> None:
+        """``n`` frames of this endpoint's tags its protocol took off the ring
+        in C (a flood's replies): counted as dispatched and delivered."""
+        self.frames += n
+        self.received += n
+        self._nic.count_taken(n)
+
     def dispatch(self, batch: PacketBatch) -> None:
         """Hand the protocol a batch for this endpoint; its exceptions are reported, not raised."""
         self.frames += len(batch)

@@ -23,7 +23,7 @@ from aioxdp.results import PingError, PingReply, PingResult, PingResults
 from aioxdp.runtime import running_library
 
 if TYPE_CHECKING:
-    from aioxdp.interface import Interface
+    from aioxdp.interface import Interface, PacketTransport
 
 __all__ = ["PingReply", "PingResult", "Pinger", "multiping", "ping"]
 
@@ -70,6 +70,8 @@ class Pinger(PingerBase):
         self._delegate: Any = None
         self._ident = 0
         self._session: EchoSession
+        self._replies: PacketTransport  # the endpoint of the run's rules
+        self._reply_tag = 0  # the forwarder's tag of its echo replies
 
     @property
     def ident(self) -> int:
@@ -116,6 +118,8 @@ class Pinger(PingerBase):
             lambda: _EchoReplies(self), rules=self._echo_rules(self._ident)
         )
         self._stack.callback(transport.close)
+        self._replies = transport
+        self._reply_tag = transport.tags[0]  # (its first rule: the echo replies)
         self._nic = nic
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -157,14 +161,16 @@ class Pinger(PingerBase):
             self._waiter.set_result(None)
 
     def _freed(self, batch: PacketBatch) -> None:
+        """Probes left flight in ``batch`` (replies, errors): send on."""
         # a flood refills its window straight from the receive callback, and
         # wakes its task only when that cannot go on alone (a task step, a
         # future and a timer a reply, when the window is one probe); one
         # target's flood then goes on in C with the replies its kicks brought
         if self.interval == 0 and self._task is not None and not self._task.done():
             self._pump()
-            tag = int(batch.rx.descs[batch.start].tag)
-            self._session.flood_from_ring(self._tx, batch.rx.xsk, tag)
+            taken = self._session.flood_from_ring(self._tx, batch.rx.xsk, self._reply_tag)
+            if taken:
+                self._replies.count_taken(taken)
             if self._session.flood_waits(time.monotonic_ns()):
                 return
         if self._waiter is not None and not self._waiter.done():

@@ -438,9 +438,14 @@ class XDPTransport(asyncio.Transport):
         """A one-target flood's replies waiting on ``xsk``'s ring, each
         answered by the next probes through this transport, in C (see
         XSK.echo_flood); returns the replies taken."""
-        if self._closing or xsk.closed:
+        if self._closing or self._xsk.closed or xsk.closed:
             return 0
-        taken = xsk.echo_flood(self._xsk, lookup, probes, counts, flood)
+        quiet = self._quiet_for(int(flood.max_taken))  # C kicks once per probe (copy mode)
+        try:
+            taken = xsk.echo_flood(self._xsk, lookup, probes, counts, flood)
+        finally:
+            if quiet:
+                self._watch(True)
         self._queued_now(int(flood.sent))
         return taken
 

@@ -522,6 +522,26 @@ uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, ui
 	return expired;
 }
 
+/* Target 0's next ``n`` probes of a flood, each kicked at once (copy mode) */
+static uint32_t flood_send(struct aioxdp_xsk *tx, struct aioxdp_echo_flood *f,
+			   struct aioxdp_echo_probes *p, uint32_t n)
+{
+	struct aioxdp_echo_target *t = &p->targets[0];
+	uint32_t sent;
+
+	if (!n)
+		return 0;
+	/* the caller keeps next_probe + n <= count: the stamps stay inside target 0's */
+	sent = aioxdp_echo_send(tx, f->tmpl, f->len, (uint16_t)(t->next_probe + 1), n,
+				p->sent_ns + t->next_probe);
+	if (sent) {
+		f->last_sent_ns = p->sent_ns[t->next_probe + sent - 1];
+		t->next_probe += sent;
+		f->sent += sent;
+	}
+	return sent;
+}
+
 uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
 			   const struct aioxdp_echo_lookup *l, struct aioxdp_echo_probes *p,
 			   struct aioxdp_echo_counts *c, struct aioxdp_echo_flood *f)
@@ -561,17 +581,14 @@ uint32_t aioxdp_echo_flood(struct aioxdp_xsk *rx, struct aioxdp_xsk *tx,
 			due = in_flight < f->window ? f->window - in_flight : 0;
 			if (due > p->count - t->next_probe)
 				due = p->count - t->next_probe;
-			sent = due ? aioxdp_echo_send(tx, f->tmpl, f->len,
-						      (uint16_t)(t->next_probe + 1), due,
-						      p->sent_ns + t->next_probe)
-				   : 0;
-			if (sent) {
-				f->last_sent_ns = p->sent_ns[t->next_probe + sent - 1];
-				t->next_probe += sent;
-				f->sent += sent;
+			sent = flood_send(tx, f, p, due);
+			if (sent < due) {
+				/* out of frames: those the kernel has sent come back */
+				aioxdp_xsk_complete(tx);
+				sent += flood_send(tx, f, p, due - sent);
 			}
 			if (sent < due)
-				break; /* out of frames: the transport's flush completes some */
+				break; /* still none: the transport's flush waits for them */
 		}
 		if (got < ok || ok < seen)
 			break; /* something else is next: the receive path goes first */
