@@ -40,7 +40,7 @@ test: apt $(VENV)/.built
 # sys.path. Leaks are not checked: CPython itself keeps memory at exit.
 ASAN_TESTS := tests/test_codecs.py tests/test_frames.py tests/test_frame_states.py \
 	tests/test_udp_state.py tests/test_datapath.py tests/test_fuzz.py tests/test_isolation.py \
-	tests/test_ipv6.py tests/test_checks6.py tests/test_udp_speedups.py
+	tests/test_ipv6.py tests/test_checks6.py tests/test_udp_speedups.py tests/test_ping.py
 # tshark under the sanitizers' preload does not start: its tests run in make test
 ASAN_SKIP := not tshark
 ASAN_ENV := LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
