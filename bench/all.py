@@ -132,7 +132,7 @@ def main() -> None:
                 "flood ping, one in flight, aioxdp ping -f / ping -f",
                 "aioxdp ping -f",
                 "ping -f, as many",
-                "our Python a reply",
+                "the kick and the peer",
             ),
         )
         reflected = raw["ping_reflector_peer"] = ping_rate.reflected_rates(lab, count, uvloop.run)
