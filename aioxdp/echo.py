@@ -322,6 +322,7 @@ class EchoSession:
         fault: the receive path's). In copy mode a probe's answer is back
         inside its kick, so a one-probe flood goes on without a Python step
         per reply. Returns the replies taken (0 if this is no such flood).
+        ``tx`` is the transport that sends (XDPTransport.echo_flood).
 
         The probes sent here share one timeout entry, from the last one's
         stamp: a probe lost in a window of several is given up at most one

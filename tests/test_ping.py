@@ -101,6 +101,55 @@ async def test_a_flood_in_c_leaves_other_endpoints_frames_to_them(lab_a: Lab) ->
     assert len(during) > datagrams // 2, len(during)  # they came while it flooded
 
 
+async def test_a_flood_in_c_on_a_tiny_umem_runs_out_of_frames_and_goes_on(lab_a: Lab) -> None:
+    """64 frames, rings of 32, a window of 24: the C loop runs out of free
+    frames mid-run, takes back what the kernel has sent, and goes on; every
+    probe is answered once, and the frame ledger balances at close."""
+    before = icmp_counters(lab_a.b)
+    tiny = aioxdp.UmemConfig(nframes=64, fill_size=32, comp_size=32, rx_size=32, tx_size=32)
+    async with aioxdp.Interface(lab_a.a.ifname, config=tiny):  # ping borrows it
+        result = await aioxdp.ping(lab_a.b.ip, count=5000, interval=0, window=24, timeout=1.0)
+    assert icmp_counters(lab_a.b)["OutEchoReps"] - before["OutEchoReps"] == 5000
+    assert (result.sent, result.received) == (5000, 5000)
+    assert [r.seq for r in result.replies] == list(range(1, 5001))
+    assert result.duplicates == result.foreign == 0
+
+
+async def test_a_flood_in_c_with_losses_times_them_out_and_goes_on(lab_a: Lab) -> None:
+    """b's nftables drops every 7th echo request (its own counter says how
+    many): the C loop stops at each silence, the probe times out in Python,
+    and the flood goes on; received is what b answered, the rest are lost."""
+    b = lab_a.b
+    b.run(
+        "nft",
+        "-f",
+        "-",
+        input="""
+table inet aioxdp_test {
+    counter dropped {}
+    chain input {
+        type filter hook input priority 0;
+        icmp type echo-request numgen inc mod 7 == 3 counter name dropped drop
+    }
+}
+""",
+    )
+    before = icmp_counters(b)
+    result = await aioxdp.ping(b.ip, count=700, interval=0, window=1, timeout=0.02)
+    answered = icmp_counters(b)["OutEchoReps"] - before["OutEchoReps"]
+    dropped = int(
+        re.findall(
+            r"packets (\d+)",
+            b.run("nft", "list", "counter", "inet", "aioxdp_test", "dropped").stdout,
+        )[0]
+    )
+    assert dropped == 100
+    assert (result.sent, result.received, answered) == (700, 600, 600)
+    assert result.duplicates == result.late == result.foreign == 0
+    # the seqs of the lost ones are the dropped requests': every 7th, from the 4th
+    assert sorted(set(range(1, 701)) - {r.seq for r in result.replies}) == list(range(4, 701, 7))
+
+
 async def test_icmp_errors_in_a_one_probe_flood_are_each_told(lab_a: Lab) -> None:
     """A flood whose every probe b's kernel answers with time exceeded (TTL 1
     through b): the C loop leaves each error to the receive path, which tells
