@@ -167,8 +167,6 @@ uint32_t aioxdp_echo_parse(struct aioxdp_xsk *x, const struct aioxdp_desc *descs
 	return ok;
 }
 
-#define FLOOD_BATCH 64 /* replies a flood takes off the ring at once */
-
 static uint32_t lookup_slot(uint32_t saddr, uint32_t mask)
 {
 	return (uint32_t)((saddr * 2654435761u) >> 7) & mask; /* Knuth's multiplicative hash */
@@ -521,6 +519,8 @@ uint32_t aioxdp_echo_sweep_each(struct aioxdp_echo_probes *p, uint64_t first, ui
 		expired += aioxdp_echo_sweep(p, (uint32_t)(g % p->n_targets), now_ns);
 	return expired;
 }
+
+#define FLOOD_BATCH 64 /* replies a flood takes off the ring at once */
 
 /* Target 0's next ``n`` probes of a flood, each kicked at once (copy mode) */
 static uint32_t flood_send(struct aioxdp_xsk *tx, struct aioxdp_echo_flood *f,
