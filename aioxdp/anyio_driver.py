@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from aioxdp.anyio_interface import AnyioInterface, shared_anyio_interface
+from aioxdp.anyio_interface import AnyioInterface, Claim, shared_anyio_interface
 from aioxdp.echo import EchoSession
 from aioxdp.pinger_base import PingerBase
 from aioxdp.results import PingError, PingReply, PingResult, PingResults
@@ -40,6 +40,8 @@ class AnyioPinger(PingerBase):
         self._receive: MemoryObjectReceiveStream[PingReply | PingError] | None = None
         self._session: EchoSession
         self._ident = 0
+        self._claim: Claim  # the run's rules
+        self._reply_tag = 0  # the forwarder's tag of its echo replies
 
     @property
     def ident(self) -> int:
@@ -74,14 +76,33 @@ class AnyioPinger(PingerBase):
             on_lost=self._ended,
         )
         self._stack.callback(claim.close)
+        self._claim = claim
+        self._reply_tag = claim.tags[0]  # (its first rule: the echo replies)
         self._nic = nic
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._run)
 
     def _replies(self, rx: RxBatch, start: int, stop: int) -> None:
-        if self._session.take(rx, start, stop - start):
+        session = self._session
+        if session.take(rx, start, stop - start) and not self._flood_goes_on(rx):
             self._wake.set()
-        self._session.reraise()  # a user's callback failed: the claim logs and counts it
+        session.reraise()  # a user's callback failed: the claim logs and counts it
+
+    def _flood_goes_on(self, rx: RxBatch) -> bool:
+        """A flood refills its window from the receive handler (one target's
+        goes on in C with the replies its kicks bring, as Pinger's does);
+        True if only a reply or a timeout can move it on, so its task, asleep
+        until that timeout, need not wake."""
+        session = self._session
+        if self.interval != 0 or self._done.is_set() or session.error is not None:
+            return False
+        nic = self._nic
+        if session.send(nic.tx, time.monotonic_ns()):
+            nic.flush()
+        taken = session.flood_from_ring(nic, rx.xsk, self._reply_tag)
+        if taken:
+            self._claim.count_taken(taken)
+        return session.flood_waits(time.monotonic_ns())
 
     def _ended(self, exc: Exception) -> None:
         """The interface went away: stop, and report what came back until now."""

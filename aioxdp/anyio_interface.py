@@ -76,6 +76,12 @@ class Claim:
             self.callback_errors += 1
             log.exception("%s: handler %r of %s raised", self._nic.ifname, self.handler, self.rules)
 
+    def count_taken(self, n: int) -> None:
+        """``n`` frames of this claim's tags its handler took off the ring in
+        C (a flood's replies): counted as dispatched."""
+        self.frames += n
+        self._nic.count_taken(n)
+
     def lose(self, exc: Exception) -> None:
         self.closed = True
         if self.on_lost is not None:
@@ -278,6 +284,18 @@ class AnyioInterface(AttachmentOwner[Claim]):
             explained = self._attachment.explain(exc)
             self.lose(explained)
             raise explained from exc
+
+    def echo_flood(self, xsk: XSK, lookup: Any, probes: Any, counts: Any, flood: Any) -> int:
+        """A one-target flood's replies waiting on ``xsk``'s ring, each
+        answered by the next probes through :attr:`tx`, in C (see
+        XSK.echo_flood); returns the replies taken."""
+        tx = self.tx
+        if tx.closed or xsk.closed:
+            return 0
+        taken = xsk.echo_flood(tx, lookup, probes, counts, flood)
+        if flood.sent:
+            self.flush()
+        return taken
 
     async def send(self, frame: bytes | bytearray | memoryview, *, timeout: float = 1.0) -> None:
         """Copy ``frame`` into a free UMEM frame and send it, waiting (up to

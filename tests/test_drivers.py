@@ -64,6 +64,36 @@ def test_ping_answered_by_the_peer_kernel(lab_a: Lab, backend: str) -> None:
     assert no_program_left(lab_a)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_one_probe_flood_goes_on_in_c_on_each_backend(lab_a: Lab, backend: str) -> None:
+    """ping -f's flood (one probe in flight, no reply listener) on each
+    driver: b's kernel answered every probe once, each reply is accounted
+    once and in order, and what the forwarder redirected is what the
+    interface says it drained, the replies taken in C included."""
+    b = lab_a.b
+    mac = b.run("cat", f"/sys/class/net/{b.ifname}/address").stdout.strip()
+    lab_a.a.run("ip", "neigh", "replace", b.ip, "lladdr", mac, "dev", lab_a.a.ifname)  # no ARP
+    before = icmp_out(lab_a, "OutEchoReps")
+
+    async def main() -> tuple[aioxdp.PingResult, int, int]:
+        async with interface_class(backend)(lab_a.a.ifname) as nic:  # the Pinger borrows it
+            redirected, drained = nic.forwarder.counters.redirected, nic.received
+            async with aioxdp.Pinger(b.ip, count=20000, interval=0, window=1) as pinger:
+                result = await pinger.result()
+            return (
+                result,
+                nic.forwarder.counters.redirected - redirected,
+                nic.received - drained,
+            )
+
+    result, redirected, drained = run(backend, main)
+    assert icmp_out(lab_a, "OutEchoReps") - before == 20000
+    assert (result.sent, result.received) == (20000, 20000)
+    assert [r.seq for r in result.replies] == [k % 65536 for k in range(1, 20001)]
+    assert result.duplicates == result.late == result.foreign == 0
+    assert (redirected, drained) == (20000, 20000)
+
+
 def icmp_out(lab: Lab, name: str) -> int:
     lines = [line.split() for line in lab.b.run("cat", "/proc/net/snmp").stdout.splitlines()]
     names, values = [row for row in lines if row[0] == "Icmp:"][:2]
