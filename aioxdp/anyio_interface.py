@@ -2,8 +2,9 @@
 
 The asyncio :class:`aioxdp.Interface` registers each XDP socket with the
 loop's reader callbacks; trio has none, so here one background task per
-socket waits with ``anyio.wait_readable`` and hands each batch's tag runs
-to the handlers that claimed their rules. Everything else (forwarder,
+socket waits with ``anyio.wait_readable`` (or, with ``busy_poll``, looks
+at the ring again every scheduler pass while frames keep coming) and hands
+each batch's tag runs to the handlers that claimed their rules. Everything else (forwarder,
 link, sockets, tag table, health checks, teardown order) is the
 :class:`aioxdp.attachment.Attachment` that both drivers own.
 
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from aioxdp import registry
 from aioxdp.attachment import Attachment, AttachmentOwner
@@ -36,6 +38,7 @@ from aioxdp.forwarder import Rule
 from aioxdp.neighbour import resolve_neighbours
 from aioxdp.route import ResolvedRoute, Route
 from aioxdp.runtime import running_library
+from aioxdp.transport import check_busy_poll
 from aioxdp.udp_socket import UDPSocket
 from aioxdp.umem import UmemConfig
 from aioxdp.xsk import XSK, RxBatch
@@ -116,12 +119,25 @@ class AnyioInterface(AttachmentOwner[Claim]):
         queues: Iterable[int] | None = None,
         config: UmemConfig | None = None,
         batch_size: int | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
         super().__init__(ifname, mode=mode, queues=queues, config=config, batch_size=batch_size)
+        self._busy_poll = check_busy_poll(busy_poll)
         self._claims: list[Claim] = []
         self._scope: anyio.CancelScope | None = None
         self._served: anyio.Event | None = None
         self._task: Any = None  # the asyncio task, when serving on asyncio
+
+    @property
+    def busy_poll(self) -> float:
+        """Seconds a socket that found frames is looked at again every
+        scheduler pass, before the reader waits for it again (0: off), as
+        :attr:`aioxdp.Interface.busy_poll`."""
+        return self._busy_poll
+
+    @busy_poll.setter
+    def busy_poll(self, seconds: float) -> None:
+        self._busy_poll = check_busy_poll(seconds)
 
     async def __aenter__(self) -> AnyioInterface:
         return await self.open()
@@ -172,14 +188,20 @@ class AnyioInterface(AttachmentOwner[Claim]):
             self._served.set()
 
     async def _read(self, attachment: Attachment[Claim], xsk: XSK) -> None:
+        polled_until = 0.0  # busy_poll: until then, look again without waiting
         while True:
-            await anyio.wait_readable(xsk.fd)
+            if self._busy_poll and anyio.current_time() < polled_until:
+                await anyio.lowlevel.checkpoint()  # the other tasks run; no sleep
+            else:
+                await anyio.wait_readable(xsk.fd)
+            frames = 0
             for _ in range(MAX_BATCHES_PER_WAKEUP):
                 try:
                     rx = xsk.receive()
                 except OSError as exc:  # the socket failed: fatal for the whole interface
                     self.lose(attachment.explain(exc))
                     return
+                frames += rx.count
                 try:
                     for claim, start, stop in attachment.runs(rx):
                         claim.deliver(rx, start, stop)
@@ -188,6 +210,8 @@ class AnyioInterface(AttachmentOwner[Claim]):
                 if rx.count < xsk.batch_size:
                     break
             xsk.complete()
+            if frames:
+                polled_until = anyio.current_time() + self._busy_poll
 
     async def _watch(self, attachment: Attachment[Claim]) -> None:
         while True:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from test_datapath import paced_udp, sleeps_of_this_thread
 from test_udp_tcp import udp_client
 
 import aioxdp
@@ -92,6 +93,54 @@ def test_a_one_probe_flood_goes_on_in_c_on_each_backend(lab_a: Lab, backend: str
     assert [r.seq for r in result.replies] == [k % 65536 for k in range(1, 20001)]
     assert result.duplicates == result.late == result.foreign == 0
     assert (redirected, drained) == (20000, 20000)
+
+
+def test_busy_poll_on_trio_reads_without_sleeping_under_load(lab_a: Lab) -> None:
+    """AnyioInterface's busy_poll under trio: with datagrams 1 ms apart, the
+    reader looks at the ring every scheduler pass and the thread never
+    sleeps; with busy_poll 0 each datagram wakes it. None is lost either
+    way, and a bad value is refused by name."""
+    port = 7102
+    with pytest.raises(ValueError, match="busy_poll"):
+        aioxdp.AnyioInterface(lab_a.a.ifname, busy_poll=1.0)
+    with pytest.raises(TypeError, match="busy_poll"):
+        aioxdp.AnyioInterface(lab_a.a.ifname, busy_poll="fast")  # type: ignore[arg-type]
+    got: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        async with aioxdp.AnyioInterface(lab_a.a.ifname, busy_poll=0.005) as nic:
+            claim = nic.claim(
+                [Rule("udp", dst=lab_a.a.ip, dst_port=port)],
+                lambda rx, start, stop: got.append(stop - start),
+            )
+            sender = paced_udp(lab_a, port, 400, 0.001)
+            try:
+                with anyio.fail_after(10):
+                    while sum(got) < 20:  # the stream began
+                        await anyio.sleep(0.005)
+                before, seen = sleeps_of_this_thread(), sum(got)
+                await anyio.sleep(0.1)
+                polled = sleeps_of_this_thread() - before
+                assert sum(got) - seen >= 40, "datagrams came meanwhile"
+                nic.busy_poll = 0
+                await anyio.sleep(0.01)
+                before, seen = sleeps_of_this_thread(), sum(got)
+                await anyio.sleep(0.1)
+                waited = sleeps_of_this_thread() - before
+                assert sum(got) - seen >= 40, "datagrams came meanwhile"
+                assert await anyio.to_thread.run_sync(sender.wait, 30) == 0
+                with anyio.fail_after(10):
+                    while sum(got) < 400:
+                        await anyio.sleep(0.005)
+            finally:
+                sender.kill()
+                sender.wait()
+            claim.close()
+            return polled, waited
+
+    polled, waited = run("trio", main)
+    assert polled <= 5 < 30 <= waited, (polled, waited)
+    assert sum(got) == 400
 
 
 def icmp_out(lab: Lab, name: str) -> int:
