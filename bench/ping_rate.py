@@ -1,10 +1,12 @@
 """Echo round trips per second, in the lab, against the peer namespace's kernel
 (or, with --peer reflector, the XDP reflector in the peer's driver):
 
-    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop] [--peer kernel|reflector] [--family 4|6]
+    .venv/bin/python bench/ping_rate.py [--count 200000] [--loop asyncio|uvloop] [--peer kernel|reflector] [--family 4|6] [--window 256]
 
-  aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256)
-  C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, window 256)
+  aioxdp   await aioxdp.ping(count=COUNT, interval=0)   (window 256, or --window
+           with the reflector: 1 is a one-probe flood, all of it in C after the
+           first reply)
+  C loop   the same XSK and C helpers, no Python (bench/xsk_loops.c, the same window)
   ping -f  iputils' flood ping, COUNT probes
   aioxdp ping -f  our command line's flood, as iputils' (the next probe when a
            reply comes: one in flight), CLI_COUNT probes, beside ping -f with
@@ -38,13 +40,13 @@ from aioxdp.testing import Lab
 from aioxdp.testing.reflector import Reflector
 
 
-async def aioxdp_rate(host: str, count: int) -> float:
-    result = await aioxdp.ping(host, count=count, interval=0, timeout=1.0)
+async def aioxdp_rate(host: str, count: int, window: int = 256) -> float:
+    result = await aioxdp.ping(host, count=count, interval=0, timeout=1.0, window=window)
     assert result.received == count, f"aioxdp lost {count - result.received} replies"
     return float(result.received / result.elapsed)
 
 
-async def c_rate(ifname: str, host: str, count: int) -> float:
+async def c_rate(ifname: str, host: str, count: int, window: int = 256) -> float:
     loops = native.load()
     async with Interface(ifname) as nic:
         route = await resolve_neighbour(await route_to(host), nic)
@@ -58,7 +60,7 @@ async def c_rate(ifname: str, host: str, count: int) -> float:
         template = echo_template(route, ident, 56, 64)
         t0 = time.perf_counter()
         got = loops.bench_echo(
-            native.pointer(nic.socket(0)), template, len(template), ident, count, 256, 60.0
+            native.pointer(nic.socket(0)), template, len(template), ident, count, window, 60.0
         )
         took = time.perf_counter() - t0
         nic.transport(0).resume_reading()
@@ -113,14 +115,17 @@ def rates(
     return found
 
 
-def reflected_rates(lab: Lab, count: int, run: Any, family: int = 4) -> dict[str, float]:
+def reflected_rates(
+    lab: Lab, count: int, run: Any, family: int = 4, window: int = 256
+) -> dict[str, float]:
     """Round trips/s with the XDP reflector in b's driver as the peer (it answers
-    in the driver, so b's kernel is not what is measured): aioxdp and the C loop."""
+    in the driver, so b's kernel is not what is measured): aioxdp and the C
+    loop, each keeping ``window`` probes in flight."""
     host = target(lab, family)
     with lab.a.enter(), Reflector(lab.b):
         return {
-            "aioxdp": run(aioxdp_rate(host, count)),
-            "C loop": run(c_rate(lab.a.ifname, host, count)),
+            "aioxdp": run(aioxdp_rate(host, count, window)),
+            "C loop": run(c_rate(lab.a.ifname, host, count, window)),
         }
 
 
@@ -136,7 +141,12 @@ def main() -> None:
         "--peer", choices=["kernel", "reflector"], default="kernel", help="who answers"
     )
     parser.add_argument("--family", type=int, choices=[4, 6], default=4)
+    parser.add_argument(
+        "--window", type=int, default=256, help="probes in flight (reflector peer only)"
+    )
     args = parser.parse_args()
+    if args.window != 256 and args.peer != "reflector":
+        parser.error("--window: with --peer reflector only")
     run: Any = asyncio.run
     if args.loop == "uvloop":
         import uvloop
@@ -144,13 +154,13 @@ def main() -> None:
         run = uvloop.run
     with Lab(ipv6=args.family == 6) as lab:
         if args.peer == "reflector":
-            found = reflected_rates(lab, args.count, run, args.family)
+            found = reflected_rates(lab, args.count, run, args.family, args.window)
         else:
             found = rates(lab, args.count, args.icmplib_count, run, args.family, args.cli_count)
     ours = found["aioxdp"]
     print(
         f"echo round trips/s (IPv{args.family}, {args.loop}, {args.peer} peer, "
-        f"aioxdp count {args.count}):"
+        f"aioxdp count {args.count}, window {args.window}):"
     )
     for name, rate in found.items():
         ratio = "" if name == "aioxdp" else f"   aioxdp/{name} = {ours / rate:.2f}x"
