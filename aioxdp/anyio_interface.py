@@ -3,10 +3,11 @@
 The asyncio :class:`aioxdp.Interface` registers each XDP socket with the
 loop's reader callbacks; trio has none, so here one background task per
 socket waits with ``anyio.wait_readable`` (or, with ``busy_poll``, looks
-at the ring again every scheduler pass while frames keep coming) and hands
-each batch's tag runs to the handlers that claimed their rules. Everything else (forwarder,
-link, sockets, tag table, health checks, teardown order) is the
-:class:`aioxdp.attachment.Attachment` that both drivers own.
+at the ring again every scheduler pass while frames keep coming) and
+hands each batch's tag runs to the handlers that claimed their rules.
+Everything else (forwarder, link, sockets, tag table, health checks,
+teardown order) is the :class:`aioxdp.attachment.Attachment` that both
+drivers own.
 
 Handlers are plain callables ``handler(rx, start, stop)`` run in the
 reader task: they must not block and must not keep ``rx`` past their
