@@ -7,18 +7,19 @@ delivers what came back (see ``_flush``). Each readiness drains up to
 ``batch_size`` descriptors per round (a few rounds at most, so other
 callbacks run) and hands each batch to the protocol's ``packets_received``,
 then gives the frames back; after its flush it reads on if that kick
-brought answers (copy mode on veth delivers them inside it). An exception from the protocol goes to the
-loop's exception handler and reading goes on (as with asyncio's own
-transports); only an error of the socket itself closes the transport.
+brought answers (copy mode on veth delivers them inside it). An exception
+from the protocol goes to the loop's exception handler and reading goes on
+(as with asyncio's own transports); only an error of the socket itself
+closes the transport.
 
 With ``busy_poll`` (seconds), a transport that found frames keeps polling
 the RX ring once per loop iteration (``call_soon``), the XSK out of our
 epoll and so off its wait queue (unless a backlog waits on EPOLLOUT), until
 the ring has stayed empty that long; then it waits in epoll again, as NAPI
-goes back to interrupts. Under load the receiver then
-never sleeps, and the kernel, which otherwise wakes it on the producing CPU
-for every burst, spends nothing on it. It costs a loop iteration per poll
-while idle within the window: off (0) by default.
+goes back to interrupts. Under load the receiver then never sleeps, and the
+kernel, which otherwise wakes it on the producing CPU for every burst,
+spends nothing on it. It costs a loop iteration per poll while idle within
+the window: off (0) by default.
 
 Writes copy a frame into the UMEM and queue it; one flush per loop
 iteration moves the queue onto the TX ring and wakes the kernel only when
