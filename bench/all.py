@@ -202,6 +202,12 @@ def main() -> None:
                 "paced ping {q}, aioxdp / iputils beside the forwarder",
                 "our send path",
             ),
+            (
+                "ping",
+                "C loop",
+                "paced ping {q}, aioxdp / C loop on our socket",
+                "AF_XDP's path after each sleep",
+            ),
             ("udp", "uvloop", "UDP request {q} at 1k/s, aioxdp / uvloop", "both wakeups"),
         ):
             found = lat[kind]
@@ -209,6 +215,19 @@ def main() -> None:
                 (label.format(q=q), found["aioxdp"][q] / found[peer][q], bound)
                 for q in ("p50", "p99")
             ]
+        ping = lat["ping"]
+        rows += [
+            (
+                "paced ping p99, both spinning, C loop on our socket / iputils",
+                ping["C spin"]["p99"] / ping["iputils"]["p99"],
+                "copy-mode AF_XDP against the ICMP socket",
+            ),
+            (
+                "paced ping CPU share, iputils / aioxdp",
+                ping["iputils"]["cpu"] / ping["aioxdp"]["cpu"],
+                "iputils spins at 1 ms",
+            ),
+        ]
         udp = lat["udp"]
         rows.append(
             (

@@ -5,7 +5,12 @@
   ping     a paced ping (interval 1 ms): aioxdp.ping's RTTs against
            iputils ping -i 0.001 on the same peer, its "time=" per reply,
            run twice: on the bare link (iputils) and beside aioxdp's
-           forwarder, which puts veth's receive on its XDP path (iputils+xdp)
+           forwarder, which puts veth's receive on its XDP path (iputils+xdp);
+           and a C loop (xsk_loops.c) pacing probes through the same kind
+           of socket as aioxdp's, so our send and receive path without
+           Python, twice: sleeping between probes as aioxdp does (C loop)
+           and spinning as iputils does at this interval (C spin); each
+           one's CPU share while pacing
   UDP      one request at a time at a fixed offered rate (--rate per second)
            from a kernel UDP socket in the peer, timed there: against
            examples/udp_echo_server.py (datagram_received + sendto) and a
@@ -20,13 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import re
+import resource
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import native
+import ping_rate
 import udp_echo
 
 import aioxdp
@@ -71,29 +82,70 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def ping_latency(lab: Lab, count: int, rounds: int = 1) -> dict[str, dict[str, float]]:
     """aioxdp.ping against iputils twice: on the bare link, and on the link
-    as aioxdp leaves it (the forwarder attached, so veth's XDP path); the
-    three take turns ``rounds`` times and each one's round trips are pooled,
-    so a slow minute of the VM falls on all of them."""
+    as aioxdp leaves it (the forwarder attached, so veth's XDP path); and
+    against a C loop pacing probes through the same kind of socket (our
+    send and receive path without Python), sleeping between probes (as
+    aioxdp does) and spinning (as iputils does). They take turns ``rounds``
+    times and each one's round trips are pooled, so a slow minute of the VM
+    falls on all of them. Each also gets its CPU share while pacing
+    (``cpu``: CPU seconds over wall seconds)."""
+    pooled: dict[str, list[float]] = {
+        "aioxdp": [],
+        "C loop": [],
+        "C spin": [],
+        "iputils": [],
+        "iputils+xdp": [],
+    }
+    cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in pooled}
+
+    def timed(name: str, clock: Callable[[], float], work: Callable[[], list[float]]) -> None:
+        cpu0, wall0 = clock(), time.perf_counter()
+        pooled[name] += work()
+        cpu[name][0] += clock() - cpu0
+        cpu[name][1] += time.perf_counter() - wall0
 
     def iputils() -> list[float]:
         out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120).stdout
         return [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out)]
 
+    def children_cpu() -> float:  # iputils is ours to wait for: its CPU lands here
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     async def ours() -> list[float]:
-        result = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
-        return [r * 1e6 for r in result.rtts]
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        found = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
+        cpu["aioxdp"][0] += time.process_time() - cpu0
+        cpu["aioxdp"][1] += time.perf_counter() - wall0
+        return [r * 1e6 for r in found.rtts]
+
+    async def c_loop(name: str, spin: bool) -> list[float]:
+        loops = native.load()
+        rtts = (ctypes.c_double * count)()
+        async with ping_rate.c_echo_socket(lab.a.ifname, lab.b.ip) as (xsk, template, ident):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            got = loops.bench_paced_echo(
+                xsk, template, len(template), ident, count, 1_000_000, spin, rtts
+            )
+            cpu[name][0] += time.process_time() - cpu0
+            cpu[name][1] += time.perf_counter() - wall0
+        return list(rtts[:got])
 
     async def iputils_beside_forwarder() -> list[float]:
         async with aioxdp.Interface(lab.a.ifname):
             return await asyncio.to_thread(iputils)
 
-    pooled: dict[str, list[float]] = {"aioxdp": [], "iputils": [], "iputils+xdp": []}
     for _ in range(rounds):
         with lab.a.enter():
             pooled["aioxdp"] += asyncio.run(ours())
-            pooled["iputils+xdp"] += asyncio.run(iputils_beside_forwarder())
-        pooled["iputils"] += iputils()
-    return {name: percentiles(rtts) for name, rtts in pooled.items()}
+            pooled["C loop"] += asyncio.run(c_loop("C loop", spin=False))
+            pooled["C spin"] += asyncio.run(c_loop("C spin", spin=True))
+            timed("iputils+xdp", children_cpu, lambda: asyncio.run(iputils_beside_forwarder()))
+        timed("iputils", children_cpu, iputils)
+    found = {name: percentiles(rtts) for name, rtts in pooled.items()}
+    for name, (seconds, wall) in cpu.items():
+        found[name]["cpu"] = seconds / wall if wall else float("nan")
+    return found
 
 
 def cpu_ns(pid: int) -> int:
@@ -171,8 +223,13 @@ def main() -> None:
                 "  server CPU per request, us: "
                 + ", ".join(f"{name} {p['cpu_us']:.1f}" for name, p in found[kind].items())
             )
+        if kind == "ping":
+            print(
+                "  CPU share while pacing: "
+                + ", ".join(f"{name} {p['cpu']:.2f}" for name, p in found[kind].items())
+            )
         ours = found[kind]["aioxdp"]
-        for other in (peer, f"{peer}+xdp"):
+        for other in (peer, f"{peer}+xdp", "C loop", "C spin"):
             if other in found[kind]:
                 theirs = found[kind][other]
                 print(

@@ -74,6 +74,17 @@ def load() -> ctypes.CDLL:
         ctypes.c_uint32,
         ctypes.c_double,
     ]
+    lib.bench_paced_echo.restype = ctypes.c_uint32
+    lib.bench_paced_echo.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_uint32,
+        ctypes.c_uint16,
+        ctypes.c_uint32,
+        ctypes.c_int64,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_double),
+    ]
     return lib
 
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,12 @@ async def aioxdp_rate(host: str, count: int, window: int = 256) -> float:
     return float(result.received / result.elapsed)
 
 
-async def c_rate(ifname: str, host: str, count: int, window: int = 256) -> float:
-    loops = native.load()
+@contextlib.asynccontextmanager
+async def c_echo_socket(ifname: str, host: str) -> AsyncIterator[tuple[int, bytes, int]]:
+    """An XSK on ``ifname`` with the echo replies to one ident redirected to
+    it and its Python reader paused, for a C loop to own: yields the C
+    socket (xsk_loops.c's pointer), a request template to ``host`` and the
+    ident."""
     async with Interface(ifname) as nic:
         route = await resolve_neighbour(await route_to(host), nic)
         ident = pick_ident()
@@ -57,13 +63,18 @@ async def c_rate(ifname: str, host: str, count: int, window: int = 256) -> float
         )
         await asyncio.sleep(0)
         nic.transport(0).pause_reading()  # the C loop owns the socket now
-        template = echo_template(route, ident, 56, 64)
+        try:
+            yield native.pointer(nic.socket(0)), echo_template(route, ident, 56, 64), ident
+        finally:
+            nic.transport(0).resume_reading()
+
+
+async def c_rate(ifname: str, host: str, count: int, window: int = 256) -> float:
+    loops = native.load()
+    async with c_echo_socket(ifname, host) as (xsk, template, ident):
         t0 = time.perf_counter()
-        got = loops.bench_echo(
-            native.pointer(nic.socket(0)), template, len(template), ident, count, window, 60.0
-        )
+        got = loops.bench_echo(xsk, template, len(template), ident, count, window, 60.0)
         took = time.perf_counter() - t0
-        nic.transport(0).resume_reading()
     assert got == count, f"C loop got {got} of {count}"
     return float(got / took)
 

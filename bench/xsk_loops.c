@@ -109,6 +109,62 @@ uint64_t bench_echo(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len, uin
 	return got;
 }
 
+/* A paced ping over the same socket: one probe every `interval_ns`, the
+ * time between slept (as aioxdp does) or, with `spin`, spent reading the
+ * clock (as iputils spends it at short intervals, in syscalls); each
+ * awaited up to 1 s. Stores each round trip in microseconds, send stamp to
+ * the forwarder's receive stamp, as aioxdp.ping measures it. Returns the
+ * replies seen. */
+uint32_t bench_paced_echo(struct aioxdp_xsk *x, const uint8_t *tmpl, uint32_t len, uint16_t ident,
+			  uint32_t count, int64_t interval_ns, int spin, double *rtts_us)
+{
+	struct aioxdp_echo_reply results[16];
+	struct aioxdp_desc descs[16];
+	struct timespec due;
+	uint32_t got = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &due);
+	for (uint32_t i = 0; i < count; i++) {
+		int64_t sent_ns = 0;
+		int answered = 0;
+
+		due.tv_nsec += interval_ns;
+		while (due.tv_nsec >= 1000000000L) {
+			due.tv_nsec -= 1000000000L;
+			due.tv_sec++;
+		}
+		if (spin) {
+			int64_t due_ns = due.tv_sec * 1000000000LL + due.tv_nsec;
+
+			while (aioxdp_now_ns() < due_ns)
+				;
+		} else {
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL);
+		}
+		if (aioxdp_echo_send(x, tmpl, len, (uint16_t)(i + 1), 1, &sent_ns) != 1)
+			break;
+		for (int tries = 0; tries < 100 && !answered; tries++) {
+			struct pollfd p = { .fd = x->fd, .events = POLLIN };
+			uint32_t n;
+
+			aioxdp_xsk_complete(x);
+			if (poll(&p, 1, 10) <= 0)
+				continue;
+			n = aioxdp_xsk_rx(x, descs, 16);
+			aioxdp_xsk_refill(x);
+			aioxdp_echo_parse(x, descs, n, ident, results);
+			for (uint32_t j = 0; j < n; j++)
+				if (results[j].status == AIOXDP_ECHO_OK && results[j].seq == (uint16_t)(i + 1)) {
+					rtts_us[got++] = (results[j].recv_ns - sent_ns) / 1e3;
+					answered = 1;
+				}
+			aioxdp_xsk_release(x, descs, n);
+			aioxdp_xsk_refill(x);
+		}
+	}
+	return got;
+}
+
 /* A UDP load client: keeps `window` copies of one request in flight and
  * counts whatever comes back; a quiet 10 ms forgives the ones lost. */
 uint64_t bench_udp_pump(struct aioxdp_xsk *x, const uint8_t *frame, uint32_t len, uint32_t window,
