@@ -30,6 +30,7 @@ from aioxdp.testing import Lab
 
 Row = tuple[str, float, str]  # figure, ratio, what bounds it
 KERNEL_TX = "kernel TX on our CPU"
+SHARED = "b's thread shares a CPU"  # b's receive thread runs beside the server
 
 
 def against(rates: dict[str, float], *specs: tuple[str, str, str, str]) -> list[Row]:
@@ -86,6 +87,38 @@ def main() -> None:
             ("UDP echo, generator, batch / uvloop", "batch", "uvloop", KERNEL_TX),
             ("UDP echo, generator, per datagram / batch", "aioxdp", "batch", "our Python"),
             ("UDP echo, generator, batch / offered", "batch", "offered", "< 1: outran"),
+        )
+        # the same with b receiving in a thread of its own: each server's CPU
+        # is then its own work, not b's receive of its echoes as well
+        apart = raw["udp_echo_generator_peer_thread"] = udp_echo.generated_rates(
+            lab, seconds, peer_thread=True
+        )
+        echoed = {name: r["echoed"] for name, r in apart.items()}
+        cpu = {name: r["user_us"] + r["kernel_us"] for name, r in apart.items()}
+        rows += against(
+            echoed,
+            (
+                "UDP echo, gen., b's receive apart, per datagram / uvloop",
+                "aioxdp",
+                "uvloop",
+                SHARED,
+            ),
+            ("UDP echo, gen., b's receive apart, batch / uvloop", "batch", "uvloop", SHARED),
+        )
+        rows += against(
+            cpu,
+            (
+                "UDP echo CPU/echo, b's receive apart, uvloop / per dgram",
+                "uvloop",
+                "aioxdp",
+                "our Python",
+            ),
+            (
+                "UDP echo CPU/echo, b's receive apart, uvloop / batch",
+                "uvloop",
+                "batch",
+                "copy-mode TX",
+            ),
         )
         client = raw["udp_reflector_peer"] = udp_echo.reflected_rates(lab, seconds, 256)
         rows += against(

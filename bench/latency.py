@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import re
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,50 +99,48 @@ def ping_latency(lab: Lab, count: int, rounds: int = 1) -> dict[str, dict[str, f
     }
     cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in pooled}
 
-    def timed(name: str, clock: Callable[[], float], work: Callable[[], list[float]]) -> None:
+    @contextlib.contextmanager
+    def clocked(name: str, clock: Callable[[], float] = time.process_time) -> Iterator[None]:
         cpu0, wall0 = clock(), time.perf_counter()
-        pooled[name] += work()
+        yield
         cpu[name][0] += clock() - cpu0
         cpu[name][1] += time.perf_counter() - wall0
-
-    def iputils() -> list[float]:
-        out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120).stdout
-        return [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out)]
 
     def children_cpu() -> float:  # iputils is ours to wait for: its CPU lands here
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
 
+    def iputils(name: str) -> list[float]:
+        with clocked(name, children_cpu):
+            out = lab.a.run("ping", "-i", "0.001", "-c", str(count), lab.b.ip, timeout=120)
+        return [float(t) * 1000 for t in re.findall(r"time=([\d.]+) ms", out.stdout)]
+
     async def ours() -> list[float]:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        found = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
-        cpu["aioxdp"][0] += time.process_time() - cpu0
-        cpu["aioxdp"][1] += time.perf_counter() - wall0
+        with clocked("aioxdp"):
+            found = await aioxdp.ping(lab.b.ip, count=count, interval=0.001, timeout=1.0)
         return [r * 1e6 for r in found.rtts]
 
     async def c_loop(name: str, spin: bool) -> list[float]:
         loops = native.load()
         rtts = (ctypes.c_double * count)()
         async with ping_rate.c_echo_socket(lab.a.ifname, lab.b.ip) as (xsk, template, ident):
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            got = loops.bench_paced_echo(
-                xsk, template, len(template), ident, count, 1_000_000, spin, rtts
-            )
-            cpu[name][0] += time.process_time() - cpu0
-            cpu[name][1] += time.perf_counter() - wall0
+            with clocked(name):
+                got = loops.bench_paced_echo(
+                    xsk, template, len(template), ident, count, 1_000_000, spin, rtts
+                )
         return list(rtts[:got])
 
     async def iputils_beside_forwarder() -> list[float]:
         async with aioxdp.Interface(lab.a.ifname):
-            return await asyncio.to_thread(iputils)
+            return await asyncio.to_thread(iputils, "iputils+xdp")
 
     for _ in range(rounds):
         with lab.a.enter():
             pooled["aioxdp"] += asyncio.run(ours())
             pooled["C loop"] += asyncio.run(c_loop("C loop", spin=False))
             pooled["C spin"] += asyncio.run(c_loop("C spin", spin=True))
-            timed("iputils+xdp", children_cpu, lambda: asyncio.run(iputils_beside_forwarder()))
-        timed("iputils", children_cpu, iputils)
+            pooled["iputils+xdp"] += asyncio.run(iputils_beside_forwarder())
+        pooled["iputils"] += iputils("iputils")
     found = {name: percentiles(rtts) for name, rtts in pooled.items()}
     for name, (seconds, wall) in cpu.items():
         found[name]["cpu"] = seconds / wall if wall else float("nan")

@@ -1,6 +1,7 @@
 """UDP echo server datagrams per second, in the lab, same client, same run:
 
     .venv/bin/python bench/udp_echo.py [--seconds 3] [--window 256] [--repeat 1] [--family 4|6]
+                                       [--peer client|reflector|generator] [--peer-receive inline|thread]
 
   uvloop   a uvloop DatagramProtocol echo server on a kernel socket
   aioxdp   create_datagram_endpoint, datagram_received() + sendto() per datagram
@@ -8,6 +9,12 @@
 
 The client (bench/udp_client.py, a C pump over aioxdp in the peer) keeps a
 window of requests in flight and counts the echoes.
+
+With ``--peer-receive thread`` b's veth receives in a kernel thread of its
+own: veth otherwise runs the peer's receive of each echo inside the server's
+send, on the server's CPU time, so each server's CPU per datagram is then
+its own work (the client, on the other CPU with that thread, becomes the
+cap of datagrams/s).
 
 With ``--peer generator`` no client bounds the servers: b's kernel offers
 requests as fast as it can make them (bench/blast.py live: BPF_PROG_RUN with
@@ -29,12 +36,14 @@ over IPv6, in a lab with IPv6 on):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,6 +53,7 @@ from aioxdp.testing.reflector import Reflector
 BENCH = Path(__file__).resolve().parent
 EXAMPLES = BENCH.parent / "examples"
 PORT = 7
+SERVERS = ("uvloop", "aioxdp", "batch")
 
 
 class Served(NamedTuple):
@@ -195,14 +205,42 @@ def measure(lab: Lab, server: list[str], seconds: float, window: int, a_ip: str)
         proc.wait()
 
 
+@contextlib.contextmanager
+def peer_receive_threaded(host: Host) -> Iterator[None]:
+    """``host``'s veth receives in a kernel thread of its own: GRO on gives
+    veth a NAPI instance, and ``threaded`` polls it from a kthread. veth
+    otherwise runs the peer's receive of every frame a server sends inside
+    the server's own send (softirq on its way out of the syscall), on the
+    server's CPU time; with this the server's CPU is its own work."""
+    knob = f"/sys/class/net/{host.ifname}/threaded"
+    host.run("ethtool", "-K", host.ifname, "gro", "on")
+    host.run("sh", "-c", f"echo 1 > {knob}")
+    if host.run("cat", knob).stdout.strip() != "1":
+        raise RuntimeError(f"{host.name}: {host.ifname} did not take threaded NAPI")
+    try:
+        yield
+    finally:
+        host.run("sh", "-c", f"echo 0 > {knob}")
+        host.run("ethtool", "-K", host.ifname, "gro", "off")
+
+
 def rates(
-    lab: Lab, seconds: float, window: int, repeat: int = 1, family: int = 4
+    lab: Lab,
+    seconds: float,
+    window: int,
+    repeat: int = 1,
+    family: int = 4,
+    *,
+    peer_thread: bool = False,
 ) -> dict[str, float]:
     """Datagrams/s of each server in ``lab``, the same client against each,
     and each server's CPU per datagram it sent ("NAME user us", "NAME kernel
     us"); with ``repeat`` > 1 the servers take turns that many times and each
-    figure's median is kept (this VM's speed drifts from minute to minute)."""
-    runs = [_rates_once(lab, seconds, window, family) for _ in range(repeat)]
+    figure's median is kept (this VM's speed drifts from minute to minute).
+    With ``peer_thread`` the peer receives in a thread of its own
+    (peer_receive_threaded), so CPU per datagram is the server's alone."""
+    with peer_receive_threaded(lab.b) if peer_thread else contextlib.nullcontext():
+        runs = [_rates_once(lab, seconds, window, family) for _ in range(repeat)]
     found = {}
     for name in runs[0]:
         found[name] = statistics.median(r[name].rate for r in runs)
@@ -223,11 +261,15 @@ def _rates_once(lab: Lab, seconds: float, window: int, family: int) -> dict[str,
     return {name: measure(lab, argv, seconds, window, a_ip) for name, argv in servers.items()}
 
 
-def generated_rates(lab: Lab, seconds: float, repeat: int = 1) -> dict[str, dict[str, float]]:
+def generated_rates(
+    lab: Lab, seconds: float, repeat: int = 1, *, peer_thread: bool = False
+) -> dict[str, dict[str, float]]:
     """Echoes/s of each server under a generator that outruns all of them,
-    counted in b's driver, and what the generator offered; medians of
-    ``repeat`` turns."""
-    runs = [_generated_once(lab, seconds) for _ in range(repeat)]
+    counted in b's driver, what the generator offered, and the server's CPU
+    per echo ("user_us", "kernel_us"); medians of ``repeat`` turns. With
+    ``peer_thread`` b's veth receives the echoes in a thread of its own
+    (peer_receive_threaded), not inside the server's sends."""
+    runs = [_generated_once(lab, seconds, peer_thread) for _ in range(repeat)]
     return {
         name: {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]}
         for name in runs[0]
@@ -245,7 +287,7 @@ def pins() -> tuple[list[str], list[str]]:
     return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
 
 
-def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
+def _generated_once(lab: Lab, seconds: float, peer_thread: bool) -> dict[str, dict[str, float]]:
     life = str(seconds + 30)
     generator_pin, server_pin = pins()
     server = [sys.executable, str(EXAMPLES / "udp_echo_server.py"), lab.a.ifname, lab.a.ip]
@@ -260,7 +302,10 @@ def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
         try:
             # a kernel socket on a needs an XDP program there for veth to hand
             # it the generator's XDP_TX'd frames (the aioxdp servers have theirs)
-            with Reflector(lab.b, udp_ports=[PORT], sink=True, peer_pass=name == "uvloop") as sink:
+            with (
+                Reflector(lab.b, udp_ports=[PORT], sink=True, peer_pass=name == "uvloop") as sink,
+                peer_receive_threaded(lab.b) if peer_thread else contextlib.nullcontext(),
+            ):
                 span = seconds + 1.0
                 blaster = lab.b.popen(
                     *generator_pin,
@@ -275,14 +320,22 @@ def _generated_once(lab: Lab, seconds: float) -> dict[str, dict[str, float]]:
                 assert blaster.stdout.readline().strip() == "ready"
                 time.sleep(0.5)  # warm up
                 echoed0, t0 = sink.counters()["sunk"], time.perf_counter()
+                cpu0 = cpu_seconds(proc.pid)
                 time.sleep(seconds)
                 echoed1, t1 = sink.counters()["sunk"], time.perf_counter()
+                cpu1 = cpu_seconds(proc.pid)
                 offered = int(blaster.stdout.readline()) / span
                 blaster.wait(30)
         finally:
             proc.kill()
             proc.wait()
-        found[name] = {"echoed": (echoed1 - echoed0) / (t1 - t0), "offered": offered}
+        echoed = max(1, echoed1 - echoed0)
+        found[name] = {
+            "echoed": echoed / (t1 - t0),
+            "offered": offered,
+            "user_us": (cpu1[0] - cpu0[0]) / echoed * 1e6,
+            "kernel_us": (cpu1[1] - cpu0[1]) / echoed * 1e6,
+        }
     return found
 
 
@@ -295,22 +348,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="turns per server; medians kept")
     parser.add_argument("--peer", choices=["client", "reflector", "generator"], default="client")
     parser.add_argument("--family", type=int, choices=[4, 6], default=4)
+    parser.add_argument(
+        "--peer-receive",
+        choices=["inline", "thread"],
+        default="inline",
+        help="client, generator: where b's veth receives (thread: off the server's CPU)",
+    )
     args = parser.parse_args()
+    if args.peer_receive != "inline" and args.peer == "reflector":
+        parser.error("--peer-receive: with --peer client or generator")
+    peer_thread = args.peer_receive == "thread"
     if not 1 <= args.repeat <= 9:
         raise SystemExit("--repeat: 1..9")
     if args.peer == "generator":
         if args.family != 4:
             raise SystemExit("--peer generator: IPv4 only (the generator's frames are IPv4)")
         with Lab() as lab:
-            gen = generated_rates(lab, args.seconds, args.repeat)
+            gen = generated_rates(lab, args.seconds, args.repeat, peer_thread=peer_thread)
         print(
-            f"UDP echo under a generator (IPv4, {args.seconds:g}s each), echoes counted in b's driver:"
+            f"UDP echo under a generator (IPv4, {args.seconds:g}s each), echoes counted in b's driver"
+            f"{', b receiving in a thread of its own' if peer_thread else ''}:"
         )
         base = gen["uvloop"]["echoed"]
         for name, r in gen.items():
             ratio = "" if name == "uvloop" else f"   {name}/uvloop = {r['echoed'] / base:.2f}x"
             print(f"  {name:8s} {r['echoed']:>12,.0f}/s of {r['offered']:>12,.0f}/s offered{ratio}")
         print(f"  aioxdp/batch = {gen['aioxdp']['echoed'] / gen['batch']['echoed']:.2f}x")
+        print_cpu(gen, "echo", peer_thread)
         return
     if args.peer == "reflector":
         with Lab(ipv6=args.family == 6) as lab:
@@ -324,16 +388,35 @@ def main() -> None:
         )
         return
     with Lab(ipv6=args.family == 6) as lab:
-        found = rates(lab, args.seconds, args.window, args.repeat, args.family)
+        found = rates(
+            lab,
+            args.seconds,
+            args.window,
+            args.repeat,
+            args.family,
+            peer_thread=peer_thread,
+        )
     base = found["uvloop"]
     print(f"UDP echo datagrams/s (IPv{args.family}, window {args.window}, {args.seconds:g}s each):")
-    for name in ("uvloop", "aioxdp", "batch"):
+    for name in SERVERS:
         rate = found[name]
         ratio = "" if name == "uvloop" else f"   {name}/uvloop = {rate / base:.2f}x"
         print(f"  {name:8s} {rate:>12,.0f}/s{ratio}")
-    print("server CPU per datagram sent (us; kernel includes the peer's receive, run on it):")
-    for name in ("uvloop", "aioxdp", "batch"):
-        user, kernel = found[f"{name} user us"], found[f"{name} kernel us"]
+    print_cpu(
+        {
+            n: {"user_us": found[f"{n} user us"], "kernel_us": found[f"{n} kernel us"]}
+            for n in SERVERS
+        },
+        "datagram sent",
+        peer_thread,
+    )
+
+
+def print_cpu(found: dict[str, dict[str, float]], per: str, peer_thread: bool) -> None:
+    where = "in its own thread" if peer_thread else "run on it"
+    print(f"server CPU per {per} (us; the peer's receive {where}):")
+    for name, r in found.items():
+        user, kernel = r["user_us"], r["kernel_us"]
         print(f"  {name:8s} user {user:5.2f}  kernel {kernel:5.2f}  total {user + kernel:5.2f}")
 
 
