@@ -413,6 +413,7 @@ def main() -> None:
 
 
 def print_cpu(found: dict[str, dict[str, float]], per: str, peer_thread: bool) -> None:
+    """Each server's CPU per echo or datagram: user, kernel and their sum."""
     where = "in its own thread" if peer_thread else "run on it"
     print(f"server CPU per {per} (us; the peer's receive {where}):")
     for name, r in found.items():
